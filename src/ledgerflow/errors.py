@@ -1,0 +1,113 @@
+"""The one exception tree of ledgerflow.
+
+::
+
+    LedgerflowError
+    ├── MissingInputsError        (also ValueError) tasks whose inputs nobody provides
+    ├── NotFound                  (also LookupError) an unknown uuid
+    ├── BackendNotFound           (also LookupError) an unknown backend scheme
+    ├── InvalidUUIDError          (also ValueError) a uuid that is not a usable string
+    ├── StateTransitionError      an illegal flow or task state change
+    ├── SerializationError        (also ValueError) a value JSON cannot encode
+    ├── VersionMismatchError      stored task major version differs from the code's
+    ├── ConflictError             a write based on a stale copy of a record
+    ├── StorageError              the store failed; the driver's exception is __cause__
+    │   ├── MissingDriverError    a driver's extra is not installed
+    │   ├── SchemaVersionError    the store was written by a newer schema / needs upgrade
+    │   └── CorruptRecordError    a stored record cannot be decoded
+    └── FlowFailed                a flow failed and was reverted
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ledgerflow.models import Failure
+
+__all__ = [
+    "BackendNotFound",
+    "ConflictError",
+    "CorruptRecordError",
+    "FlowFailed",
+    "InvalidUUIDError",
+    "LedgerflowError",
+    "MissingDriverError",
+    "MissingInputsError",
+    "NotFound",
+    "SchemaVersionError",
+    "SerializationError",
+    "StateTransitionError",
+    "StorageError",
+    "VersionMismatchError",
+]
+
+
+class LedgerflowError(Exception):
+    """Root of every error ledgerflow raises on purpose."""
+
+
+class MissingInputsError(LedgerflowError, ValueError):
+    """Some task requires a symbol that neither the store nor an upstream task provides."""
+
+    def __init__(self, missing: Mapping[str, list[str] | tuple[str, ...] | set[str]]) -> None:
+        self.missing = {name: sorted(symbols) for name, symbols in missing.items()}
+        parts = [
+            f"{task!r} needs {', '.join(map(repr, syms))}" for task, syms in self.missing.items()
+        ]
+        super().__init__("missing inputs: " + "; ".join(parts))
+
+
+class NotFound(LedgerflowError, LookupError):
+    """No record with the given uuid exists."""
+
+
+class BackendNotFound(LedgerflowError, LookupError):
+    """No backend is installed for the requested scheme."""
+
+
+class InvalidUUIDError(LedgerflowError, ValueError):
+    """A uuid that is not a non-empty string of at most 255 characters."""
+
+
+class StateTransitionError(LedgerflowError):
+    """A flow or task was asked to move to a state it cannot reach from its current one."""
+
+
+class SerializationError(LedgerflowError, ValueError):
+    """A value (result, meta, checkpoint, store) cannot be encoded as JSON."""
+
+
+class VersionMismatchError(LedgerflowError):
+    """A stored task was written by code of another major version."""
+
+
+class ConflictError(LedgerflowError):
+    """A write was based on a stale copy of a record: someone else wrote it since."""
+
+
+class StorageError(LedgerflowError):
+    """The store failed; the driver's exception is the ``__cause__``."""
+
+
+class MissingDriverError(StorageError, ImportError):
+    """The database driver a URI needs is not installed (the message names the extra)."""
+
+
+class SchemaVersionError(StorageError):
+    """The store's schema is not the one this version of ledgerflow uses."""
+
+
+class CorruptRecordError(StorageError):
+    """A stored record cannot be decoded; the message names the record."""
+
+
+class FlowFailed(LedgerflowError):
+    """A flow failed and was reverted; ``failures`` maps task name to its Failure."""
+
+    def __init__(self, flow_name: str, failures: Mapping[str, Failure]) -> None:
+        self.flow_name = flow_name
+        self.failures = dict(failures)
+        detail = "; ".join(f"{name}: {failure}" for name, failure in self.failures.items())
+        super().__init__(f"flow {flow_name!r} failed: {detail}")

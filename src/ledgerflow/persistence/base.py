@@ -1,0 +1,505 @@
+"""The backend contract, and a base that builds it on a handful of row primitives.
+
+Every backend is a ``Backend`` that hands out ``Connection``s.  The public methods
+of ``Connection`` are the contract (see API.md, Persistence).  ``RecordConnection``
+implements all of them on eight primitives over flat rows (see ``records``), so a
+new backend writes only those:
+
+``_transaction``   a context in which every write is atomic (all or nothing)
+``_fetch``         rows by uuid or by parent uuid, in insertion order
+``_list_books``    book rows newest-first-stable, paged and filtered in the store
+``_insert``        new rows
+``_update``        compare-and-set of one row (revision check in the same statement)
+``_delete_book``   a book with its flows and tasks
+``_clear``         everything
+``_upgrade`` / ``_validate``   schema management
+
+Revisions: a model with ``revision == 0`` has never been read from or written to
+a store, so writing it is unconditional (insert, or overwrite the stored record).
+A model with ``revision > 0`` is a copy of stored revision N; writing it succeeds
+only if the store still holds revision N, and raises ``ConflictError`` otherwise.
+Either way the stored revision becomes the previous one plus one, and so does the
+passed object's, but only once the write committed.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from ledgerflow.errors import ConflictError, NotFound
+from ledgerflow.models import FlowDetail, LogBook, TaskDetail
+from ledgerflow.persistence import records
+from ledgerflow.persistence.records import Kind, Row
+
+__all__ = ["Backend", "Connection", "RecordConnection", "RecordRef"]
+
+
+@dataclass(frozen=True)
+class RecordRef:
+    """Where a uuid lives: its kind and the uuids of its book and flow."""
+
+    kind: Kind
+    uuid: str
+    book_uuid: str | None
+    flow_uuid: str | None
+
+
+class Connection(abc.ABC):
+    """A session with a store; every method is atomic and returns independent copies.
+
+    Unknown uuids raise ``NotFound``; a malformed uuid ``InvalidUUIDError``; a value
+    JSON cannot encode ``SerializationError`` (nothing written); a stale write
+    ``ConflictError``; any other failure of the store ``StorageError`` with the
+    driver's exception as ``__cause__``.
+    """
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release what this connection holds; the backend stays open."""
+
+    @abc.abstractmethod
+    def upgrade(self) -> None:
+        """Create or migrate the schema to the current version; idempotent."""
+
+    @abc.abstractmethod
+    def validate(self) -> None:
+        """Raise StorageError (SchemaVersionError) unless the store is usable as it is."""
+
+    @abc.abstractmethod
+    def save_logbook(self, book: LogBook) -> LogBook:
+        """Insert or merge ``book`` with all its details atomically; return it, revisions bumped.
+
+        Flows and tasks already stored but absent from ``book`` are kept.
+        """
+
+    @abc.abstractmethod
+    def get_logbook(self, uuid: str, lazy: bool = False) -> LogBook:
+        """Return the book (with flows and tasks unless ``lazy``); NotFound if unknown."""
+
+    @abc.abstractmethod
+    def get_logbooks(
+        self,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        name: str | None = None,
+        lazy: bool = False,
+    ) -> list[LogBook]:
+        """Return books ordered by (created_at, uuid), paged and filtered by exact name."""
+
+    @abc.abstractmethod
+    def destroy_logbook(self, uuid: str) -> None:
+        """Delete a book with its flow and task details; NotFound if unknown."""
+
+    @abc.abstractmethod
+    def update_flow_details(self, flow_detail: FlowDetail) -> FlowDetail:
+        """Write the flow record and insert its task details not stored yet; return it."""
+
+    @abc.abstractmethod
+    def update_task_details(self, task_detail: TaskDetail) -> TaskDetail:
+        """Write a stored task record; NotFound unless it was saved before; return it."""
+
+    @abc.abstractmethod
+    def update_details(self, *details: FlowDetail | TaskDetail) -> None:
+        """Write several stored flow/task records in one transaction (all or nothing)."""
+
+    @abc.abstractmethod
+    def get_flow_details(self, uuid: str, lazy: bool = False) -> FlowDetail:
+        """Return the flow detail (with its tasks unless ``lazy``); NotFound if unknown."""
+
+    @abc.abstractmethod
+    def get_task_details(self, uuid: str) -> TaskDetail:
+        """Return the task detail; NotFound if unknown."""
+
+    @abc.abstractmethod
+    def get_flows_for_book(self, book_uuid: str) -> list[FlowDetail]:
+        """Return the book's flow details, each with its tasks; NotFound if no such book."""
+
+    @abc.abstractmethod
+    def get_tasks_for_flow(self, flow_uuid: str) -> list[TaskDetail]:
+        """Return the flow's task details in order; NotFound if no such flow."""
+
+    @abc.abstractmethod
+    def locate(self, uuid: str) -> RecordRef:
+        """Tell whether ``uuid`` is a book, flow or task and where it lives; NotFound."""
+
+    @abc.abstractmethod
+    def count_logbooks(self, *, name: str | None = None, state: str | None = None) -> int:
+        """Count the books matching the filters of ``list_logbooks``."""
+
+    @abc.abstractmethod
+    def list_logbooks(
+        self,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        name: str | None = None,
+        state: str | None = None,
+        newest_first: bool = False,
+    ) -> list[LogBook]:
+        """Return books without details; ``state`` keeps books with a flow in that state."""
+
+    @abc.abstractmethod
+    def task_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Return, per book uuid, how many of its tasks are in each state."""
+
+    @abc.abstractmethod
+    def clear_all(self) -> None:
+        """Delete every record."""
+
+
+class Backend(abc.ABC):
+    """A configured store, safe to share across threads; ``connect()`` opens sessions."""
+
+    #: URI schemes this class serves (the registry's built-in table reads it).
+    schemes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, uri: str, **options: Any) -> None:
+        self.uri = uri
+        self.options = options
+
+    @abc.abstractmethod
+    def connect(self) -> Connection:
+        """Open a connection (usable as a context manager)."""
+
+    def close(self) -> None:
+        """Release every resource of the backend; it cannot be used afterwards."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.safe_uri!r})"
+
+    @property
+    def safe_uri(self) -> str:
+        """The URI with any password masked, for messages and logs."""
+        return mask_password(self.uri)
+
+
+def mask_password(uri: str) -> str:
+    """Replace the password of ``scheme://user:password@host`` with ``***``."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return uri
+    userinfo, _, hostpart = rest.partition("@")
+    if ":" not in userinfo:
+        return uri
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hostpart}"
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class RecordConnection(Connection):
+    """The whole contract built on row primitives; subclasses implement only those."""
+
+    #: How many uuids one ``_fetch`` may receive (SQL IN-list limits).
+    fetch_chunk: ClassVar[int] = 900
+
+    # ---- primitives -------------------------------------------------------------
+    @abc.abstractmethod
+    def _transaction(self) -> contextlib.AbstractContextManager[None]:
+        """Context in which all writes commit together or not at all; may nest."""
+
+    @abc.abstractmethod
+    def _fetch(
+        self, kind: Kind, *, uuids: Sequence[str] = (), parents: Sequence[str] = ()
+    ) -> list[Row]:
+        """Rows with these uuids, or whose parent is one of ``parents``, insertion order."""
+
+    @abc.abstractmethod
+    def _list_books(
+        self,
+        *,
+        limit: int | None,
+        offset: int,
+        name: str | None,
+        state: str | None,
+        newest_first: bool,
+        count_only: bool = False,
+    ) -> list[Row] | int:
+        """Book rows ordered by (created_at, uuid) (or reversed), or their count."""
+
+    @abc.abstractmethod
+    def _insert(self, kind: Kind, rows: Sequence[Row]) -> None:
+        """Insert new rows (revision already set); ConflictError if one exists."""
+
+    @abc.abstractmethod
+    def _update(self, kind: Kind, row: Row, expected_revision: int | None) -> int:
+        """Overwrite a stored row's fields (not its parent) and return its new revision.
+
+        With ``expected_revision`` the write happens only if the stored revision equals
+        it (in the same statement) else ConflictError; NotFound if the row is missing.
+        """
+
+    @abc.abstractmethod
+    def _delete_book(self, uuid: str) -> bool:
+        """Delete a book and everything under it; False if there was no such book."""
+
+    @abc.abstractmethod
+    def _clear(self) -> None:
+        """Delete every row."""
+
+    def _task_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Default: count from fetched rows; SQL overrides with a GROUP BY."""
+        counts: dict[str, dict[str, int]] = {uuid: {} for uuid in book_uuids}
+        flows = self._fetch_many("flow", parents=list(book_uuids))
+        book_of = {row["uuid"]: row["book_uuid"] for row in flows}
+        for row in self._fetch_many("task", parents=list(book_of)):
+            per_state = counts[book_of[row["flow_uuid"]]]
+            per_state[row["state"]] = per_state.get(row["state"], 0) + 1
+        return counts
+
+    # ---- helpers ----------------------------------------------------------------
+    def _fetch_many(
+        self, kind: Kind, *, uuids: Sequence[str] = (), parents: Sequence[str] = ()
+    ) -> list[Row]:
+        keys, by_parent = (parents, True) if parents else (uuids, False)
+        if not keys:
+            return []
+        if len(keys) <= self.fetch_chunk:
+            return self._fetch(kind, parents=keys) if by_parent else self._fetch(kind, uuids=keys)
+        rows: list[Row] = []
+        for chunk in _chunks(keys, self.fetch_chunk):
+            rows.extend(
+                self._fetch(kind, parents=chunk) if by_parent else self._fetch(kind, uuids=chunk)
+            )
+        return rows
+
+    def _one(self, kind: Kind, uuid: str, what: str) -> Row:
+        records.check_uuid(uuid, f"{what} uuid")
+        rows = self._fetch(kind, uuids=[uuid])
+        if not rows:
+            raise NotFound(f"no {what} with uuid {uuid!r}")
+        return rows[0]
+
+    def _attach_tasks(self, flows: Sequence[FlowDetail]) -> None:
+        by_uuid = {flow.uuid: flow for flow in flows}
+        for row in self._fetch_many("task", parents=list(by_uuid)):
+            by_uuid[row["flow_uuid"]].add(records.row_to_task(row))
+
+    def _books_with_details(self, book_rows: Sequence[Row], lazy: bool) -> list[LogBook]:
+        books = {row["uuid"]: records.row_to_book(row) for row in book_rows}
+        if not lazy and books:
+            flows = []
+            for row in self._fetch_many("flow", parents=list(books)):
+                flow = records.row_to_flow(row)
+                books[row["book_uuid"]].add(flow)
+                flows.append(flow)
+            self._attach_tasks(flows)
+        return list(books.values())
+
+    # ---- the contract -----------------------------------------------------------
+    def save_logbook(self, book: LogBook) -> LogBook:
+        """Insert or merge ``book`` with all its details atomically; return it, revisions bumped."""
+        batches: list[tuple[Kind, list[Row]]] = [
+            ("book", [records.book_to_row(book)]),
+            ("flow", [records.flow_to_row(flow, book.uuid) for flow in book]),
+            ("task", [records.task_to_row(task, flow.uuid) for flow in book for task in flow]),
+        ]
+        new_revisions: list[int] = []
+        with self._transaction():
+            for kind, rows in batches:
+                uuids = [row["uuid"] for row in rows]
+                stored = {row["uuid"]: row for row in self._fetch_many(kind, uuids=uuids)}
+                _check_parents(kind, rows, stored)
+                new = [{**row, "revision": 1} for row in rows if row["uuid"] not in stored]
+                if new:
+                    self._insert(kind, new)
+                new_revisions.extend(
+                    self._update(kind, row, row["revision"] or None) if row["uuid"] in stored else 1
+                    for row in rows
+                )
+        objects: list[Any] = [book, *book, *(task for flow in book for task in flow)]
+        for obj, revision in zip(objects, new_revisions, strict=True):
+            obj.revision = revision
+        return book
+
+    def get_logbook(self, uuid: str, lazy: bool = False) -> LogBook:
+        """Return the book (with flows and tasks unless ``lazy``); NotFound if unknown."""
+        return self._books_with_details([self._one("book", uuid, "logbook")], lazy)[0]
+
+    def get_logbooks(
+        self,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        name: str | None = None,
+        lazy: bool = False,
+    ) -> list[LogBook]:
+        """Return books ordered by (created_at, uuid), paged and filtered by exact name."""
+        _check_paging(limit, offset)
+        rows = self._list_books(
+            limit=limit, offset=offset, name=name, state=None, newest_first=False
+        )
+        assert isinstance(rows, list)
+        return self._books_with_details(rows, lazy)
+
+    def list_logbooks(
+        self,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        name: str | None = None,
+        state: str | None = None,
+        newest_first: bool = False,
+    ) -> list[LogBook]:
+        """Return books without details; ``state`` keeps books with a flow in that state."""
+        _check_paging(limit, offset)
+        rows = self._list_books(
+            limit=limit, offset=offset, name=name, state=state, newest_first=newest_first
+        )
+        assert isinstance(rows, list)
+        return [records.row_to_book(row) for row in rows]
+
+    def count_logbooks(self, *, name: str | None = None, state: str | None = None) -> int:
+        """Count the books matching the filters of ``list_logbooks``."""
+        count = self._list_books(
+            limit=None, offset=0, name=name, state=state, newest_first=False, count_only=True
+        )
+        assert isinstance(count, int)
+        return count
+
+    def task_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Return, per book uuid, how many of its tasks are in each state."""
+        return self._task_state_counts(list(book_uuids))
+
+    def destroy_logbook(self, uuid: str) -> None:
+        """Delete a book with its flow and task details; NotFound if unknown."""
+        records.check_uuid(uuid, "logbook uuid")
+        with self._transaction():
+            if not self._delete_book(uuid):
+                raise NotFound(f"no logbook with uuid {uuid!r}")
+
+    def update_flow_details(self, flow_detail: FlowDetail) -> FlowDetail:
+        """Write the flow record and insert its task details not stored yet; return it."""
+        row = records.flow_to_row(flow_detail, None)
+        task_rows = {td.uuid: records.task_to_row(td, flow_detail.uuid) for td in flow_detail}
+        with self._transaction():
+            revision = self._update("flow", row, flow_detail.revision or None)
+            stored = {r["uuid"] for r in self._fetch_many("task", uuids=list(task_rows))}
+            new = [{**r, "revision": 1} for uuid, r in task_rows.items() if uuid not in stored]
+            if new:
+                self._insert("task", new)
+        flow_detail.revision = revision
+        for td in flow_detail:
+            if td.uuid not in stored:
+                td.revision = 1
+        return flow_detail
+
+    def update_task_details(self, task_detail: TaskDetail) -> TaskDetail:
+        """Write a stored task record; NotFound unless it was saved before; return it."""
+        row = records.task_to_row(task_detail, None)
+        with self._transaction():
+            task_detail.revision = self._update("task", row, task_detail.revision or None)
+        return task_detail
+
+    def update_details(self, *details: FlowDetail | TaskDetail) -> None:
+        """Write several stored flow/task records in one transaction (all or nothing)."""
+        rows: list[tuple[Kind, Row]] = [
+            ("task", records.task_to_row(d, None))
+            if isinstance(d, TaskDetail)
+            else ("flow", records.flow_to_row(d, None))
+            for d in details
+        ]
+        with self._transaction():
+            revisions = [self._update(kind, row, row["revision"] or None) for kind, row in rows]
+        for detail, revision in zip(details, revisions, strict=True):
+            detail.revision = revision
+
+    def get_flow_details(self, uuid: str, lazy: bool = False) -> FlowDetail:
+        """Return the flow detail (with its tasks unless ``lazy``); NotFound if unknown."""
+        flow = records.row_to_flow(self._one("flow", uuid, "flow detail"))
+        if not lazy:
+            self._attach_tasks([flow])
+        return flow
+
+    def get_task_details(self, uuid: str) -> TaskDetail:
+        """Return the task detail; NotFound if unknown."""
+        return records.row_to_task(self._one("task", uuid, "task detail"))
+
+    def get_flows_for_book(self, book_uuid: str) -> list[FlowDetail]:
+        """Return the book's flow details, each with its tasks; NotFound if no such book."""
+        self._one("book", book_uuid, "logbook")
+        flows = [records.row_to_flow(row) for row in self._fetch("flow", parents=[book_uuid])]
+        self._attach_tasks(flows)
+        return flows
+
+    def get_tasks_for_flow(self, flow_uuid: str) -> list[TaskDetail]:
+        """Return the flow's task details in order; NotFound if no such flow."""
+        self._one("flow", flow_uuid, "flow detail")
+        return [records.row_to_task(row) for row in self._fetch("task", parents=[flow_uuid])]
+
+    def locate(self, uuid: str) -> RecordRef:
+        """Tell whether ``uuid`` is a book, flow or task and where it lives; NotFound."""
+        records.check_uuid(uuid)
+        if self._fetch("book", uuids=[uuid]):
+            return RecordRef("book", uuid, uuid, None)
+        flows = self._fetch("flow", uuids=[uuid])
+        if flows:
+            return RecordRef("flow", uuid, flows[0]["book_uuid"], uuid)
+        tasks = self._fetch("task", uuids=[uuid])
+        if tasks:
+            flow_uuid = tasks[0]["flow_uuid"]
+            parent = self._fetch("flow", uuids=[flow_uuid])
+            return RecordRef("task", uuid, parent[0]["book_uuid"] if parent else None, flow_uuid)
+        raise NotFound(f"no logbook, flow detail or task detail with uuid {uuid!r}")
+
+    def clear_all(self) -> None:
+        """Delete every record."""
+        with self._transaction():
+            self._clear()
+
+
+def _check_parents(kind: Kind, rows: Sequence[Row], stored: dict[str, Row]) -> None:
+    """Refuse to move a stored flow or task under another parent."""
+    key = records.PARENT_KEY[kind]
+    if key is None:
+        return
+    for row in rows:
+        old = stored.get(row["uuid"])
+        if old is not None and old[key] != row[key]:
+            raise ConflictError(
+                f"{kind} detail {row['uuid']} belongs to {old[key]}, not to {row[key]}"
+            )
+
+
+def _check_paging(limit: int | None, offset: int) -> None:
+    if limit is not None and (not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be a non-negative integer or None, not {limit!r}")
+    if not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"offset must be a non-negative integer, not {offset!r}")
+
+
+def iter_details(book: LogBook) -> Iterable[FlowDetail | TaskDetail]:
+    """Every flow and task detail of ``book``, flows first, in order."""
+    for flow in book:
+        yield flow
+        yield from flow

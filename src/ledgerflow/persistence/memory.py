@@ -1,0 +1,197 @@
+"""``memory://``: a thread-safe store in this process's memory.
+
+Rows hold only immutable values (user data is JSON text), so nothing a caller
+holds can reach stored state, and every read builds fresh models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from ledgerflow.errors import ConflictError, NotFound
+from ledgerflow.persistence.base import Backend, RecordConnection
+from ledgerflow.persistence.records import PARENT_KEY, Kind, Row
+
+KINDS: tuple[Kind, ...] = ("book", "flow", "task")
+
+
+class _Store:
+    """The rows, a parent -> children index, and the lock that guards both."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.rows: dict[Kind, dict[str, Row]] = {kind: {} for kind in KINDS}
+        self.children: dict[Kind, dict[str, dict[str, None]]] = {kind: {} for kind in KINDS}
+        self.local = threading.local()
+
+    @property
+    def undo(self) -> list[Callable[[], None]] | None:
+        return getattr(self.local, "undo", None)
+
+
+class MemoryBackend(Backend):
+    """Keeps every record in memory; lost when the process ends."""
+
+    schemes = ("memory",)
+
+    def __init__(self, uri: str = "memory://", **options: Any) -> None:
+        super().__init__(uri, **options)
+        self._store = _Store()
+
+    def connect(self) -> MemoryConnection:
+        """Open a connection to this backend's store."""
+        return MemoryConnection(self._store)
+
+
+class MemoryConnection(RecordConnection):
+    """The row primitives over a ``_Store``."""
+
+    fetch_chunk = 1_000_000
+
+    def __init__(self, store: _Store) -> None:
+        self._s = store
+
+    def upgrade(self) -> None:
+        """Nothing to create: memory has no schema."""
+
+    def validate(self) -> None:
+        """A memory store is always usable."""
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        store = self._s
+        with store.lock:
+            if store.undo is not None:  # nested: the outermost transaction owns the undo log
+                yield
+                return
+            store.local.undo = []
+            try:
+                yield
+            except BaseException:
+                for step in reversed(store.local.undo):
+                    step()
+                raise
+            finally:
+                store.local.undo = None
+
+    def _log(self, step: Callable[[], None]) -> None:
+        undo = self._s.undo
+        if undo is not None:
+            undo.append(step)
+
+    def _fetch(
+        self, kind: Kind, *, uuids: Sequence[str] = (), parents: Sequence[str] = ()
+    ) -> list[Row]:
+        with self._s.lock:
+            table = self._s.rows[kind]
+            if parents:
+                index = self._s.children[kind]
+                keys = [key for parent in parents for key in index.get(parent, ())]
+            else:
+                keys = [key for key in uuids if key in table]
+            return [dict(table[key]) for key in keys]
+
+    def _list_books(
+        self,
+        *,
+        limit: int | None,
+        offset: int,
+        name: str | None,
+        state: str | None,
+        newest_first: bool,
+        count_only: bool = False,
+    ) -> list[Row] | int:
+        with self._s.lock:
+            books = list(self._s.rows["book"].values())
+            if name is not None:
+                books = [row for row in books if row["name"] == name]
+            if state is not None:
+                flows = self._s.rows["flow"]
+                wanted = {row["book_uuid"] for row in flows.values() if row["state"] == state}
+                books = [row for row in books if row["uuid"] in wanted]
+            if count_only:
+                return len(books)
+            books.sort(key=lambda row: (row["created_at"], row["uuid"]), reverse=newest_first)
+            end = None if limit is None else offset + limit
+            return [dict(row) for row in books[offset:end]]
+
+    def _insert(self, kind: Kind, rows: Sequence[Row]) -> None:
+        with self._transaction():
+            table = self._s.rows[kind]
+            parent_key = PARENT_KEY[kind]
+            for row in rows:
+                uuid = row["uuid"]
+                if uuid in table:
+                    raise ConflictError(f"{kind} {uuid} was inserted by someone else")
+                parent = None if parent_key is None else row[parent_key]
+                if parent_key is not None and parent not in self._s.rows[_PARENT_KIND[kind]]:
+                    raise NotFound(f"cannot add {kind} {uuid}: parent {parent!r} does not exist")
+                table[uuid] = dict(row)
+                if parent is not None:
+                    self._s.children[kind].setdefault(parent, {})[uuid] = None
+                self._log(functools.partial(self._forget, kind, uuid, parent))
+
+    def _forget(self, kind: Kind, uuid: str, parent: str | None) -> None:
+        self._s.rows[kind].pop(uuid, None)
+        if parent is not None:
+            self._s.children[kind].get(parent, {}).pop(uuid, None)
+
+    def _update(self, kind: Kind, row: Row, expected_revision: int | None) -> int:
+        with self._transaction():
+            table = self._s.rows[kind]
+            old = table.get(row["uuid"])
+            if old is None:
+                raise NotFound(f"no {_NAMES[kind]} with uuid {row['uuid']!r}")
+            if expected_revision is not None and old["revision"] != expected_revision:
+                raise ConflictError(
+                    f"{_NAMES[kind]} {row['uuid']} is at revision {old['revision']}, "
+                    f"the write was based on revision {expected_revision}"
+                )
+            parent_key = PARENT_KEY[kind]
+            new = {**row, "revision": old["revision"] + 1}
+            if parent_key is not None:
+                new[parent_key] = old[parent_key]
+            table[row["uuid"]] = new
+            self._log(lambda: table.__setitem__(row["uuid"], old))
+            return int(new["revision"])
+
+    def _delete_book(self, uuid: str) -> bool:
+        with self._transaction():
+            if uuid not in self._s.rows["book"]:
+                return False
+            flows = list(self._s.children["flow"].get(uuid, ()))
+            tasks = [t for f in flows for t in self._s.children["task"].get(f, ())]
+            saved = {kind: dict(self._s.rows[kind]) for kind in KINDS}
+            saved_children = {
+                kind: {k: dict(v) for k, v in self._s.children[kind].items()} for kind in KINDS
+            }
+            for task in tasks:
+                del self._s.rows["task"][task]
+            for flow in flows:
+                del self._s.rows["flow"][flow]
+                self._s.children["task"].pop(flow, None)
+            del self._s.rows["book"][uuid]
+            self._s.children["flow"].pop(uuid, None)
+            self._log(lambda: self._restore(saved, saved_children))
+            return True
+
+    def _restore(
+        self, rows: dict[Kind, dict[str, Row]], children: dict[Kind, dict[str, dict[str, None]]]
+    ) -> None:
+        self._s.rows = rows
+        self._s.children = children
+
+    def _clear(self) -> None:
+        with self._transaction():
+            saved = (self._s.rows, self._s.children)
+            self._s.rows = {kind: {} for kind in KINDS}
+            self._s.children = {kind: {} for kind in KINDS}
+            self._log(lambda: self._restore(*saved))
+
+
+_PARENT_KIND: dict[Kind, Kind] = {"flow": "book", "task": "flow"}
+_NAMES: dict[Kind, str] = {"book": "logbook", "flow": "flow detail", "task": "task detail"}

@@ -1,0 +1,171 @@
+"""Conversion between models and the flat rows every backend stores.
+
+A row is a dict of plain values: strings, ints, aware UTC datetimes, and JSON
+text for the user-supplied fields (meta, result, checkpoint, failures).  Encoding
+happens here, before a backend writes anything, so a value JSON cannot encode
+raises SerializationError and leaves the store untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+from ledgerflow import serialization
+from ledgerflow.errors import CorruptRecordError, InvalidUUIDError
+from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
+
+Kind = Literal["book", "flow", "task"]
+Row = dict[str, Any]
+
+MAX_UUID_LENGTH: Final = 255
+
+#: Columns of each kind of row, in storage order; the parent key comes second.
+BOOK_COLUMNS: Final = ("uuid", "name", "meta", "created_at", "updated_at", "revision")
+FLOW_COLUMNS: Final = (
+    "uuid", "book_uuid", "name", "type", "state", "meta",
+    "created_at", "updated_at", "revision",
+)  # fmt: skip
+TASK_COLUMNS: Final = (
+    "uuid", "flow_uuid", "name", "type", "version", "state", "result", "failure",
+    "revert_failure", "meta", "checkpoint", "attempts", "started_at", "finished_at",
+    "created_at", "updated_at", "revision",
+)  # fmt: skip
+COLUMNS: Final[dict[Kind, tuple[str, ...]]] = {
+    "book": BOOK_COLUMNS,
+    "flow": FLOW_COLUMNS,
+    "task": TASK_COLUMNS,
+}
+PARENT_KEY: Final[dict[Kind, str | None]] = {"book": None, "flow": "book_uuid", "task": "flow_uuid"}
+#: Columns that hold JSON text.
+JSON_COLUMNS: Final = frozenset({"meta", "result", "checkpoint", "failure", "revert_failure"})
+
+
+def check_uuid(value: object, what: str = "uuid") -> str:
+    """Return ``value`` if it is a usable uuid, else raise InvalidUUIDError naming it."""
+    if not isinstance(value, str):
+        raise InvalidUUIDError(f"{what} must be a string, not {type(value).__name__}: {value!r}")
+    if not value or len(value) > MAX_UUID_LENGTH or "\x00" in value or value != value.strip():
+        raise InvalidUUIDError(
+            f"malformed {what} {value[:80]!r}: expected 1-{MAX_UUID_LENGTH} characters "
+            "without surrounding whitespace or NUL"
+        )
+    return value
+
+
+def _failure_text(failure: Failure | None, what: str) -> str | None:
+    return None if failure is None else serialization.dumps(failure.to_dict(), what)
+
+
+def book_to_row(book: LogBook) -> Row:
+    """Encode a book's own fields (not its flows) as a row."""
+    check_uuid(book.uuid, "logbook uuid")
+    return {
+        "uuid": book.uuid,
+        "name": book.name,
+        "meta": serialization.dumps(book.meta, f"meta of logbook {book.uuid}"),
+        "created_at": book.created_at,
+        "updated_at": book.updated_at,
+        "revision": book.revision,
+    }
+
+
+def flow_to_row(flow: FlowDetail, book_uuid: str | None) -> Row:
+    """Encode a flow detail's own fields (not its tasks) as a row."""
+    check_uuid(flow.uuid, "flow detail uuid")
+    return {
+        "uuid": flow.uuid,
+        "book_uuid": book_uuid,
+        "name": flow.name,
+        "type": flow.type,
+        "state": flow.state,
+        "meta": serialization.dumps(flow.meta, f"meta of flow detail {flow.uuid}"),
+        "created_at": flow.created_at,
+        "updated_at": flow.updated_at,
+        "revision": flow.revision,
+    }
+
+
+def task_to_row(task: TaskDetail, flow_uuid: str | None) -> Row:
+    """Encode a task detail as a row."""
+    check_uuid(task.uuid, "task detail uuid")
+    where = f"task detail {task.name!r} ({task.uuid})"
+    return {
+        "uuid": task.uuid,
+        "flow_uuid": flow_uuid,
+        "name": task.name,
+        "type": task.type,
+        "version": task.version,
+        "state": task.state,
+        "result": serialization.dumps(task.result, f"result of {where}"),
+        "failure": _failure_text(task.failure, f"failure of {where}"),
+        "revert_failure": _failure_text(task.revert_failure, f"revert failure of {where}"),
+        "meta": serialization.dumps(task.meta, f"meta of {where}"),
+        "checkpoint": serialization.dumps(task.checkpoint, f"checkpoint of {where}"),
+        "attempts": task.attempts,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "revision": task.revision,
+    }
+
+
+def _load_failure(text: str | None, what: str) -> Failure | None:
+    data = serialization.loads(text, what)
+    if data is None:
+        return None
+    try:
+        return Failure.from_dict(data)
+    except (KeyError, TypeError) as exc:
+        raise CorruptRecordError(f"{what} is corrupt: {exc!r}") from exc
+
+
+def row_to_book(row: Row) -> LogBook:
+    """Decode a book row (without flows)."""
+    what = f"logbook {row['uuid']}"
+    return LogBook(
+        name=row["name"],
+        uuid=row["uuid"],
+        meta=serialization.loads(row["meta"], f"meta of {what}") or {},
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        revision=row["revision"],
+    )
+
+
+def row_to_flow(row: Row) -> FlowDetail:
+    """Decode a flow row (without tasks)."""
+    what = f"flow detail {row['uuid']}"
+    return FlowDetail(
+        name=row["name"],
+        uuid=row["uuid"],
+        type=row["type"],
+        state=row["state"],
+        meta=serialization.loads(row["meta"], f"meta of {what}") or {},
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        revision=row["revision"],
+    )
+
+
+def row_to_task(row: Row) -> TaskDetail:
+    """Decode a task row."""
+    what = f"task detail {row['uuid']}"
+    return TaskDetail(
+        name=row["name"],
+        uuid=row["uuid"],
+        type=row["type"],
+        version=row["version"],
+        state=row["state"],
+        result=serialization.loads(row["result"], f"result of {what}"),
+        failure=_load_failure(row["failure"], f"failure of {what}"),
+        revert_failure=_load_failure(row["revert_failure"], f"revert failure of {what}"),
+        meta=serialization.loads(row["meta"], f"meta of {what}") or {},
+        checkpoint=serialization.loads(row["checkpoint"], f"checkpoint of {what}"),
+        attempts=row["attempts"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        revision=row["revision"],
+    )
