@@ -64,7 +64,6 @@ class Engine:
 
     def run(self) -> dict[str, Any]:
         """Run the flow to the end; return every provided symbol; FlowFailed on failure."""
-        self._suspend.clear()
         own_executor: futures.Executor | None = None
         executor = self._executor
         limit = 1
@@ -84,6 +83,7 @@ class Engine:
         try:
             return self._run(runner)
         finally:
+            self._suspend.clear()
             if own_executor is not None:
                 own_executor.shutdown(wait=True)
             self.storage.close()

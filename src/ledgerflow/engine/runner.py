@@ -98,7 +98,10 @@ class Runner:
                 index = self.ready.popleft()
                 self._mark_running(index)
                 launched.append(index)
-            self.storage.sync()
+            if launched or self.inflight:
+                # Results and the next RUNNING states commit together, before any
+                # further task starts; the end of the run commits on its own.
+                self.storage.sync()
             for index in launched:
                 self._launch(index)
             if self.inflight or self.done_inline:
@@ -114,6 +117,7 @@ class Runner:
             if self.ready:
                 continue
             if self.delayed:
+                self.storage.sync()
                 self.suspend_event.wait(max(0.0, self.delayed[0][0] - time.monotonic()))
                 continue
             return states.SUCCESS
