@@ -38,7 +38,7 @@ class Step(lf.Task):
         )
         self.index = index
 
-    def execute(self, total: int) -> int:
+    def execute(self, total: int = 0) -> int:
         record(f"start {self.name}")
         if os.environ.get("LEDGERFLOW_TEST_KILL_AT") == self.name:
             os.kill(os.getpid(), 9)
@@ -73,3 +73,44 @@ def add(a: int, b: int) -> int:
 def small_graph() -> lf.Flow:
     """Two independent tasks and their sum."""
     return lf.GraphFlow("small", one, two, add)
+
+
+@lf.task(provides="counted")
+def count_to_five() -> int:
+    """Count with a checkpoint per step; may die half way (LEDGERFLOW_TEST_KILL_AT=count)."""
+    ctx = lf.current_task()
+    start = ctx.last_checkpoint or 0
+    record(f"count from {start}")
+    for i in range(start, 5):
+        ctx.checkpoint(i + 1)
+        if i == 2 and os.environ.get("LEDGERFLOW_TEST_KILL_AT") == "count":
+            os.kill(os.getpid(), 9)
+    return 5
+
+
+def counting() -> lf.Flow:
+    """One long task that checkpoints."""
+    return lf.LinearFlow("counting", count_to_five)
+
+
+def main(argv: list[str]) -> int:
+    """``run URI FACTORY UUID_FILE`` or ``resume URI UUID``; prints the results as JSON."""
+    import json
+
+    if argv[0] == "run":
+        uri, factory, uuid_file = argv[1:4]
+        engine = lf.load(f"tests.engine.flows_for_crash:{factory}", backend=uri)
+        with open(uuid_file + ".tmp", "w") as handle:
+            handle.write(engine.flow_detail.uuid)
+        os.replace(uuid_file + ".tmp", uuid_file)
+        results = engine.run()
+    else:
+        results = lf.resume(argv[1], argv[2])
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
