@@ -33,7 +33,7 @@ def test_cycle_names_tasks() -> None:
 
 def test_explicit_link_cycle() -> None:
     a, b = make("a"), make("b")
-    with pytest.raises(ValueError, match="cycle.*a.*b|cycle.*b.*a"):
+    with pytest.raises(ValueError, match=r"cycle.*a.*b|cycle.*b.*a"):
         lf.load(lf.GraphFlow("g", a, b).link(a, b).link(b, a))
 
 
