@@ -93,3 +93,37 @@ def test_optional_parameter_gets_symbol_or_default() -> None:
 
     assert lf.run(lf.LinearFlow("f", uses), store={"a": 1}) == {"out": 11}
     assert lf.run(lf.LinearFlow("f", uses), store={"a": 1, "b": 2}) == {"out": 3}
+
+
+def test_graph_link_orders_tasks_and_add_returns_the_flow() -> None:
+    log: list[str] = []
+
+    class Log(lf.Task):
+        def execute(self) -> None:
+            log.append(self.name)
+
+    first, second = Log(name="first"), Log(name="second")
+    flow = lf.GraphFlow("g")
+    assert flow.add(second, first) is flow
+    flow.link(first, second)
+    lf.run(flow)
+    assert log == ["first", "second"]
+
+
+def test_link_of_unknown_item_is_refused() -> None:
+    with pytest.raises(ValueError, match="not an item"):
+        lf.GraphFlow("g", make("a")).link(make("a"), make("b"))
+
+
+def test_same_task_object_twice_is_a_duplicate() -> None:
+    task = make("t")
+    with pytest.raises(ValueError, match="duplicate task name 't'"):
+        lf.load(lf.LinearFlow("f", task, lf.LinearFlow("inner", task)))
+
+
+def test_deeply_nested_flows_run_in_order() -> None:
+    flow: lf.Flow = lf.LinearFlow("l0", make("t0", provides="v0"))
+    for depth in range(1, 6):
+        flow = lf.LinearFlow(f"l{depth}", flow, make(f"t{depth}", f"v{depth}", (f"v{depth - 1}",)))
+    out = lf.run(flow)
+    assert out["v5"] == "t5(v4=t4(v3=t3(v2=t2(v1=t1(v0=t0())))))"

@@ -309,3 +309,33 @@ def test_process_pool_executor_runs_importable_tasks() -> None:
     with ProcessPoolExecutor(2) as pool:
         out = lf.run(flows_for_crash.small_graph(), engine="parallel", executor=pool)
     assert out == {"a": 1, "b": 2, "c": 3}
+
+
+@lf.task
+def needs_context() -> str:
+    """Fails outside a thread or the serial engine: there is no current task there."""
+    try:
+        lf.current_task()
+    except LookupError:
+        return "no context"
+    return "context"
+
+
+def test_current_task_is_available_in_thread_pool_and_serial() -> None:
+    flow = lf.LinearFlow("f", needs_context)
+    backend = lf.open_backend("memory://")
+    for engine in ("serial", "parallel"):
+        run = lf.load(flow, backend=backend, engine=engine)
+        run.run()
+        detail = run.flow_detail.find_by_name("needs_context")
+        assert detail is not None and detail.result == "context"
+
+
+def test_bad_engine_and_save_arguments_are_refused() -> None:
+    flow = lf.LinearFlow("f", needs_context)
+    with pytest.raises(ValueError, match="engine"):
+        lf.load(flow, engine="warp")
+    with pytest.raises(ValueError, match="save"):
+        lf.load(flow, save="sometimes")
+    with pytest.raises(lf.SerializationError):
+        lf.load(flow, store={"x": object()})
