@@ -35,7 +35,7 @@ class RetryScope:
     parent: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     """One task in the compiled graph."""
 
@@ -54,7 +54,7 @@ class Node:
         return self.task.name
 
 
-@dataclass
+@dataclass(slots=True)
 class _Part:
     """A compiled item: its entry/exit tasks and its symbol interface."""
 
