@@ -207,6 +207,11 @@ class FunctionTask(Task):
     def _execute_callable(self) -> Callable[..., Any]:
         return self.func
 
+    @property
+    def type_name(self) -> str:
+        """Qualified name of the decorated function (stored as the task detail's type)."""
+        return f"{self.func.__module__}.{self.func.__qualname__}"
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
 

@@ -85,3 +85,8 @@ def test_retry_delay_and_validation() -> None:
     assert not lf.Retry(on=(KeyError,)).should_retry(RuntimeError(), 1)
     with pytest.raises(ValueError, match="attempts"):
         lf.Retry(attempts=0)
+
+
+def test_task_detail_type_names_the_code() -> None:
+    assert bare.type_name == f"{__name__}.bare"
+    assert Subclass().type_name == f"{__name__}.Subclass"
