@@ -124,7 +124,8 @@ class FileStore:
                 )
 
     def upgrade(self) -> None:
-        """Create the layout (or finish a crashed commit); idempotent."""
+        """Create the layout, finish a crashed commit, remove stray temp files; idempotent."""
+        self._swept = False
         with self.writing():
             pass
 
@@ -190,6 +191,8 @@ class FileStore:
                 self._initialise()
                 self._recover()
                 if not self._swept:
+                    # Once per backend (and on upgrade): a scan of every directory is too
+                    # slow for each commit, and readers ignore these files anyway.
                     with fsio.os_errors("clean up", self.root):
                         fsio.sweep_temp_files([self.root, *self._data_dirs()])
                     self._swept = True
