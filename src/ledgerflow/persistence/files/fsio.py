@@ -121,10 +121,10 @@ class FileLock:
     (and so silently holding) its parent's lock.
     """
 
-    def __init__(self, path: Path, *, create: bool) -> None:
-        flags = os.O_RDWR | os.O_CREAT if create else os.O_RDONLY
+    def __init__(self, path: Path) -> None:
+        # Read-only suffices for flock (either mode), so a read-only lock file still works.
         with os_errors("open the lock file", path):
-            self._fd = os.open(path, flags, 0o666)
+            self._fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
         self.path = path
         self.exclusive = False
 

@@ -129,14 +129,25 @@ class FileStore:
         with self.writing():
             pass
 
+    def _create_root(self) -> None:
+        """Create the store directory and its missing parents, durably."""
+        with fsio.os_errors("create", self.root):
+            missing = [path for path in (self.root, *self.root.parents) if not path.exists()]
+            if not missing:
+                return
+            self.root.mkdir(parents=True, exist_ok=True)
+            if self.durable:
+                for path in reversed(missing):
+                    fsio.fsync_dir(path.parent)
+
     def _initialise(self) -> None:
         """Create what is missing of the layout; the exclusive lock is held."""
         created = False
         for directory in self._data_dirs():
-            if not directory.is_dir():
-                with fsio.os_errors("create", directory):
+            with fsio.os_errors("create", directory):
+                if not directory.is_dir():
                     directory.mkdir(exist_ok=True)
-                created = True
+                    created = True
         if self.format_version() is None:
             with fsio.os_errors("write", self.format_path):
                 data = documents.encode(documents.format_document())
@@ -160,10 +171,12 @@ class FileStore:
                 with self._enter(Transaction(write=False, empty=True)) as txn:
                     yield txn
                 return
-            lock = fsio.FileLock(self.root / documents.LOCK_FILE, create=True)
+            lock = fsio.FileLock(self.root / documents.LOCK_FILE)
             try:
                 lock.acquire(exclusive=False)
-                if self.journal_path.exists():
+                with fsio.os_errors("look up", self.journal_path):
+                    leftover = self.journal_path.exists()
+                if leftover:
                     lock.acquire(exclusive=True)
                     self._recover()
                 with self._enter(Transaction(write=False)) as txn:
@@ -182,9 +195,8 @@ class FileStore:
             return
         with self._thread_lock():
             self._check_not_newer()  # before creating anything
-            with fsio.os_errors("create", self.root):
-                self.root.mkdir(parents=True, exist_ok=True)
-            lock = fsio.FileLock(self.root / documents.LOCK_FILE, create=True)
+            self._create_root()
+            lock = fsio.FileLock(self.root / documents.LOCK_FILE)
             try:
                 lock.acquire(exclusive=True)
                 self._check_not_newer()  # someone may have upgraded meanwhile
