@@ -199,11 +199,39 @@ def _first_line(error: BaseException) -> str:
     return line if len(line) <= 300 else line[:300] + "..."
 
 
+#: Large statements MySQL refused: "packet bigger than max_allowed_packet" (1153) or,
+#: as the server often just drops the connection, "gone away"/"lost connection".
+_MYSQL_PACKET_ERRORS: Final = {1153, 2006, 2013}
+#: Statements with parameters above this size may have hit max_allowed_packet.
+_LARGE_PARAMETERS: Final = 1 << 20
+
+
+def _parameter_size(params: Any) -> int:
+    if isinstance(params, dict):
+        return sum(len(v) for v in params.values() if isinstance(v, str | bytes))
+    if isinstance(params, list | tuple):
+        return sum(_parameter_size(p) for p in params)
+    return 0
+
+
 def _is_too_large(error: exc.DBAPIError) -> bool:
-    orig = error.orig
-    args = getattr(orig, "args", ())
+    args = getattr(error.orig, "args", ())
     code = args[0] if args and isinstance(args[0], int) else None
-    return code == 1153 or "max_allowed_packet" in str(orig)
+    if code == 1153 or "max_allowed_packet" in str(error.orig):
+        return True
+    return code in _MYSQL_PACKET_ERRORS and _parameter_size(error.params) > _LARGE_PARAMETERS
+
+
+def _too_large_in_chain(error: BaseException) -> exc.DBAPIError | None:
+    """The statement MySQL refused as too large, even if a failed rollback hid it."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, exc.DBAPIError) and _is_too_large(current):
+            return current
+        current = current.__context__
+    return None
 
 
 @contextlib.contextmanager
@@ -218,16 +246,17 @@ def translate_errors(address: StoreAddress, action: str) -> Iterator[None]:
             f"{action}: a record was written concurrently ({_first_line(error)})"
         ) from error
     except exc.DBAPIError as error:
+        too_large = _too_large_in_chain(error) if address.backend_name != "postgresql" else None
+        if too_large is not None:
+            raise StorageError(
+                f"{action}: a value is larger than the server's max_allowed_packet at "
+                f"{address.where}; raise it (SET GLOBAL max_allowed_packet=268435456, or "
+                f"max_allowed_packet=256M under [mysqld]) ({_first_line(too_large)})"
+            ) from too_large
         if error.connection_invalidated or _is_connect_error(error):
             raise StorageError(
                 f"cannot reach the {address.backend_name} server at {address.where}: "
                 f"{_first_line(error)}"
-            ) from error
-        if address.backend_name in ("mysql", "mariadb") and _is_too_large(error):
-            raise StorageError(
-                f"{action}: a value is larger than the server's max_allowed_packet at "
-                f"{address.where}; raise it (SET GLOBAL max_allowed_packet=268435456, or "
-                f"max_allowed_packet=256M under [mysqld]) ({_first_line(error)})"
             ) from error
         raise StorageError(f"{action} failed on {address.where}: {_first_line(error)}") from error
     except exc.SQLAlchemyError as error:
