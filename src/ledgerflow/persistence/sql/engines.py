@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -261,6 +262,8 @@ def translate_errors(address: StoreAddress, action: str) -> Iterator[None]:
         raise StorageError(f"{action} failed on {address.where}: {_first_line(error)}") from error
     except exc.SQLAlchemyError as error:
         raise StorageError(f"{action} failed on {address.where}: {_first_line(error)}") from error
+    except sqlite3.Error as error:  # raised by statements we send to the driver directly
+        raise StorageError(f"{action} failed on {address.where}: {error}") from error
     except OSError as error:
         raise StorageError(f"{action} failed on {address.where}: {error}") from error
 
