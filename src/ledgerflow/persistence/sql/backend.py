@@ -365,10 +365,13 @@ class SQLConnection(RecordConnection):
             return bool(self._writer().execute(_DELETE_BOOK, {"w_uuid": uuid}).rowcount)
 
     def _clear(self) -> None:
+        conn = self._writer()
+        for table in (TASKS, FLOWS, BOOKS):
+            conn.execute(table.delete())
+
+    def clear_all(self) -> None:
+        """Delete every record; a store without schema has none (and gets none)."""
         with self._reading() as probe:
-            if probe is None:  # nothing stored, and clearing must not create anything
+            if probe is None:
                 return
-        with self._transaction():
-            conn = self._writer()
-            for table in (TASKS, FLOWS, BOOKS):
-                conn.execute(table.delete())
+        super().clear_all()
