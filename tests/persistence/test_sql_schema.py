@@ -14,7 +14,6 @@ import ledgerflow as lf
 from ledgerflow.persistence.sql import migrate, tables
 from ledgerflow.persistence.sql.backend import SQLBackend
 from ledgerflow.testing.conformance import make_book
-from tests.persistence.sql_support import fresh_uri, sql_kind  # noqa: F401
 
 
 def _open(uri: str) -> SQLBackend:

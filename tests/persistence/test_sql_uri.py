@@ -75,7 +75,9 @@ def test_sqlite_synchronous_opt_out(tmp_path: Path) -> None:
         assert _pragmas(backend)["synchronous"] == 1  # NORMAL
 
 
-def test_sqlite_relative_absolute_and_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sqlite_relative_absolute_and_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     for uri, path in (
         ("sqlite:///rel.db", tmp_path / "rel.db"),

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import MYSQL_ADMIN, PG_ADMIN, _unavailable
 
 SQL_KINDS = ["sqlite", "postgresql", "mysql"]
