@@ -1,10 +1,10 @@
 """``SQLBackend``: SQLite, PostgreSQL and MariaDB/MySQL through SQLAlchemy Core.
 
-Statements are built once, at import, with bound parameters, so SQLAlchemy compiles
-each once per engine and every later call only binds values (the engine's hot path
-is one compare-and-set UPDATE per state change).  A connection is checked out of the
-pool per operation, so a ``SQLConnection`` holds nothing between calls and never
-leaves a transaction open.
+Statements are built once, at import, with bound parameters; the two hottest (the
+compare-and-set UPDATE the engine runs per state change, and the bulk read of details)
+are compiled once per engine as well (see ``fastpath``).  A connection is checked out
+of the pool per operation, so a ``SQLConnection`` holds nothing between calls and
+never leaves a transaction open.
 
 Only ``upgrade()`` creates schema.  Reading a store without one finds nothing and
 writes nothing (a missing SQLite file is not even created); writing to it raises
@@ -60,7 +60,7 @@ def _select_by(kind: Kind, key: str) -> sa.Select[Any]:
     return sa.select(*_columns(kind)).where(table.c[key].in_(_keys())).order_by(table.c.id)
 
 
-def _update(kind: Kind, checked: bool) -> sa.Update:
+def _update_statement(kind: Kind, checked: bool) -> sa.Update:
     table = TABLES[kind]
     statement = table.update().where(table.c.uuid == bindparam("w_uuid"))
     if checked:  # compare-and-set: the revision check is part of the UPDATE itself
@@ -107,7 +107,7 @@ class SQLBackend(Backend):
         self.schema_seen = False
         dialect = self.engine.dialect
         self.updates: dict[tuple[Kind, bool], PreparedUpdate] = {
-            (kind, checked): PreparedUpdate(_update(kind, checked), dialect)
+            (kind, checked): PreparedUpdate(_update_statement(kind, checked), dialect)
             for kind in TABLES
             for checked in (True, False)
         }

@@ -117,7 +117,10 @@ def parse_uri(uri: str) -> StoreAddress:
             raise ValueError(f"busy_timeout={busy!r} in {mask(uri)}: expected ms") from None
         database = url.database or ""
         address.memory = database in ("", ":memory:")
-        address.path = None if address.memory else os.path.abspath(database)
+        if not address.memory:
+            # Resolve a relative path now, so a later chdir cannot move the store.
+            address.path = os.path.abspath(database)
+            address.url = address.url.set(database=address.path)
         address.lock = threading.RLock() if address.memory else None
     return address
 
