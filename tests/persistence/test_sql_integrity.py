@@ -193,3 +193,14 @@ def test_two_processes_on_one_sqlite_file_never_lose_an_update(tmp_path: Path) -
         stored = conn.get_task_details(task_uuid)
     assert stored.meta["n"] == 2 * times  # every increment survived
     assert stored.revision == 1 + 2 * times
+
+
+def test_inserting_an_existing_record_is_a_conflict_and_changes_nothing(store: SQLBackend) -> None:
+    from ledgerflow.persistence import records
+
+    with store.connect() as conn:
+        book = conn.save_logbook(make_book())
+        row = {**records.book_to_row(lf.LogBook("intruder", uuid=book.uuid)), "revision": 1}
+        with pytest.raises(lf.ConflictError):
+            conn._insert("book", [row])
+        assert conn.get_logbook(book.uuid).to_dict() == book.to_dict()

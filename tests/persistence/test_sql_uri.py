@@ -165,3 +165,23 @@ def test_import_ledgerflow_imports_no_driver() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_a_value_over_max_allowed_packet_says_what_to_change() -> None:
+    import pymysql
+    import sqlalchemy as sa
+
+    from ledgerflow.persistence.sql.engines import translate_errors
+
+    address = parse_uri("mysql://root:pw@127.0.0.1:3306/db")
+    refused = pymysql.err.OperationalError(1153, "Got a packet bigger than 'max_allowed_packet'")
+    with pytest.raises(lf.StorageError, match="SET GLOBAL max_allowed_packet") as caught:
+        with translate_errors(address, "write"):
+            # as the driver reports it: the refusal, then a failed rollback on top of it
+            try:
+                raise sa.exc.OperationalError("INSERT ...", {"result": "x"}, refused)
+            except sa.exc.OperationalError:
+                lost = pymysql.err.OperationalError(2013, "Lost connection")
+                raise sa.exc.OperationalError(None, None, lost) from None
+    assert "127.0.0.1:3306" in str(caught.value)
+    assert "pw" not in str(caught.value).replace("max_allowed_packet", "")
