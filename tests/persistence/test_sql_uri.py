@@ -175,13 +175,13 @@ def test_a_value_over_max_allowed_packet_says_what_to_change() -> None:
 
     address = parse_uri("mysql://root:pw@127.0.0.1:3306/db")
     refused = pymysql.err.OperationalError(1153, "Got a packet bigger than 'max_allowed_packet'")
-    with pytest.raises(lf.StorageError, match="SET GLOBAL max_allowed_packet") as caught:
-        with translate_errors(address, "write"):
-            # as the driver reports it: the refusal, then a failed rollback on top of it
-            try:
-                raise sa.exc.OperationalError("INSERT ...", {"result": "x"}, refused)
-            except sa.exc.OperationalError:
-                lost = pymysql.err.OperationalError(2013, "Lost connection")
-                raise sa.exc.OperationalError(None, None, lost) from None
+    expected = pytest.raises(lf.StorageError, match="SET GLOBAL max_allowed_packet")
+    with expected as caught, translate_errors(address, "write"):
+        # as the driver reports it: the refusal, then a failed rollback on top of it
+        try:
+            raise sa.exc.OperationalError("INSERT ...", {"result": "x"}, refused)
+        except sa.exc.OperationalError:
+            lost = pymysql.err.OperationalError(2013, "Lost connection")
+            raise sa.exc.OperationalError(None, None, lost) from None
     assert "127.0.0.1:3306" in str(caught.value)
     assert "pw" not in str(caught.value).replace("max_allowed_packet", "")
