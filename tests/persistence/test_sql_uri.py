@@ -185,3 +185,13 @@ def test_a_value_over_max_allowed_packet_says_what_to_change() -> None:
             raise sa.exc.OperationalError(None, None, lost) from None
     assert "127.0.0.1:3306" in str(caught.value)
     assert "pw" not in str(caught.value).replace("max_allowed_packet", "")
+
+
+def test_upgrade_creates_the_sqlite_files_directory_reads_do_not(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'runs' / 'nested' / 'store.db'}"
+    with lf.open_backend(uri) as backend, backend.connect() as conn:
+        assert conn.get_logbooks() == []
+        assert not (tmp_path / "runs").exists()
+        conn.upgrade()
+        conn.validate()
+    assert (tmp_path / "runs" / "nested" / "store.db").exists()

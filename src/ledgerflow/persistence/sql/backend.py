@@ -216,6 +216,8 @@ class SQLConnection(RecordConnection):
     def upgrade(self) -> None:
         """Create or migrate the schema to the current version; idempotent."""
         where = self._address.where
+        if self._address.path is not None:  # the one call that may create the file
+            os.makedirs(os.path.dirname(self._address.path), exist_ok=True)
         with self._connect("upgrade") as conn, self._upgrade_lock(conn), conn.begin():
             if self._sqlite:
                 _begin_immediate(conn)

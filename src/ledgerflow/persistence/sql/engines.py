@@ -258,10 +258,12 @@ def translate_errors(address: StoreAddress, action: str) -> Iterator[None]:
                 f"max_allowed_packet=256M under [mysqld]) ({_first_line(too_large)})"
             ) from too_large
         if error.connection_invalidated or _is_connect_error(error):
-            raise StorageError(
-                f"cannot reach the {address.backend_name} server at {address.where}: "
-                f"{_first_line(error)}"
-            ) from error
+            target = (
+                f"open the SQLite {address.where}"
+                if address.backend_name == "sqlite"
+                else f"reach the {address.backend_name} server at {address.where}"
+            )
+            raise StorageError(f"cannot {target}: {_first_line(error)}") from error
         raise StorageError(f"{action} failed on {address.where}: {_first_line(error)}") from error
     except exc.SQLAlchemyError as error:
         raise StorageError(f"{action} failed on {address.where}: {_first_line(error)}") from error
