@@ -204,3 +204,32 @@ def test_inserting_an_existing_record_is_a_conflict_and_changes_nothing(store: S
         with pytest.raises(lf.ConflictError):
             conn._insert("book", [row])
         assert conn.get_logbook(book.uuid).to_dict() == book.to_dict()
+
+
+@pytest.mark.parametrize("memory", [False, True], ids=["store", "sqlite-memory"])
+def test_one_connection_shared_by_threads(store: SQLBackend, memory: bool) -> None:
+    import threading
+
+    backend = SQLBackend("sqlite://") if memory else store
+    with backend.connect() as conn:
+        conn.upgrade()
+        book = conn.save_logbook(make_book(tasks=8))
+        errors: list[BaseException] = []
+
+        def work(task: lf.TaskDetail) -> None:
+            try:
+                for attempt in range(20):
+                    task.attempts = attempt
+                    conn.update_task_details(task)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in book.flows[0]]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert [t.revision for t in conn.get_tasks_for_flow(book.flows[0].uuid)] == [21] * 8
+    if memory:
+        backend.close()
