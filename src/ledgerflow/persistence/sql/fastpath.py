@@ -67,9 +67,9 @@ class PreparedSelect:
             raise ValueError(f"paramstyle {dialect.paramstyle!r} is not supported here")
         self.style = dialect.paramstyle
         self.names = [str(column.key) for column in statement.selected_columns]
-        self.converters: list[tuple[str, Callable[[Any], Any]]] = [
-            (str(column.key), self._time_converter(column.type, dialect))
-            for column in statement.selected_columns
+        self.converters: list[tuple[int, Callable[[Any], Any]]] = [
+            (index, self._time_converter(column.type, dialect))
+            for index, column in enumerate(statement.selected_columns)
             if isinstance(column.type, UTCDateTime)
         ]
 
@@ -95,14 +95,11 @@ class PreparedSelect:
             rows = result.cursor.fetchall() if result.cursor is not None else []
         finally:
             result.close()
+        if not rows:
+            return []
+        # Convert column by column and zip back: no Python loop over every value.
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        for index, convert in self.converters:
+            columns[index] = [None if v is None else convert(v) for v in columns[index]]
         names = self.names
-        converters = self.converters
-        out = []
-        for values in rows:
-            row = dict(zip(names, values, strict=True))
-            for name, convert in converters:
-                value = row[name]
-                if value is not None:
-                    row[name] = convert(value)
-            out.append(row)
-        return out
+        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
