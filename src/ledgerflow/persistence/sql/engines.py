@@ -33,6 +33,7 @@ from ledgerflow.errors import (
     MissingDriverError,
     StorageError,
 )
+from ledgerflow.persistence.base import mask_password
 
 __all__ = ["StoreAddress", "create_engine", "parse_uri", "translate_errors"]
 
@@ -129,8 +130,6 @@ def mask(uri: str | URL) -> str:
     """The URI with its password hidden."""
     if isinstance(uri, URL):
         return uri.render_as_string(hide_password=True)
-    from ledgerflow.persistence.base import mask_password
-
     return mask_password(uri)
 
 
