@@ -7,6 +7,7 @@ tool, and loading it never imports or executes code (unlike pickle).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ledgerflow.errors import CorruptRecordError, SerializationError
@@ -17,26 +18,39 @@ _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(","
 _decoder = json.JSONDecoder()
 
 
-def dumps(value: Any, what: str) -> str:
+#: ``what`` names the value in error messages; a callable is only called on error, so hot
+#: paths don't pay for formatting a message they never show.
+What = str | Callable[[], str]
+
+
+def _name(what: What) -> str:
+    return what if isinstance(what, str) else what()
+
+
+def dumps(value: Any, what: What) -> str:
     """Encode ``value`` as JSON text; SerializationError names ``what`` on failure."""
+    if value is None:  # the commonest values: skip the encoder
+        return "null"
     try:
         return _encoder.encode(value)
     except (TypeError, ValueError, RecursionError) as exc:
-        raise SerializationError(f"{what} is not JSON-encodable: {exc}") from exc
+        raise SerializationError(f"{_name(what)} is not JSON-encodable: {exc}") from exc
 
 
-def loads(text: str | bytes | None, what: str) -> Any:
+def loads(text: str | bytes | None, what: What) -> Any:
     """Decode JSON text (None stays None); CorruptRecordError names ``what`` on failure."""
-    if text is None or text == "null":  # the commonest stored value: skip the decoder
+    if text is None or text == "null":  # the commonest stored values: skip the decoder
         return None
+    if text == "{}":
+        return {}
     if isinstance(text, bytes | bytearray):
         text = text.decode("utf-8")
     try:
         return _decoder.decode(text)
     except (TypeError, ValueError) as exc:
-        raise CorruptRecordError(f"{what} is corrupt: {exc}") from exc
+        raise CorruptRecordError(f"{_name(what)} is corrupt: {exc}") from exc
 
 
-def check(value: Any, what: str) -> None:
+def check(value: Any, what: What) -> None:
     """Raise SerializationError unless ``value`` can be encoded as JSON."""
     dumps(value, what)

@@ -13,6 +13,7 @@ from typing import Any, Final, Literal
 from ledgerflow import serialization
 from ledgerflow.errors import CorruptRecordError, InvalidUUIDError
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
+from ledgerflow.serialization import dumps, loads
 
 Kind = Literal["book", "flow", "task"]
 Row = dict[str, Any]
@@ -85,10 +86,27 @@ def flow_to_row(flow: FlowDetail, book_uuid: str | None) -> Row:
     }
 
 
+def _dump(value: Any, field: str, task: TaskDetail) -> str:
+    # The commonest values skip the encoder; the error message is only built on error.
+    if value is None:
+        return "null"
+    if type(value) is dict and not value:
+        return "{}"
+    return dumps(value, lambda: f"{field} of task detail {task.name!r} ({task.uuid})")
+
+
+def _load(text: str | None, field: str, uuid: str) -> Any:
+    if text is None or text == "null":
+        return None
+    if text == "{}":
+        return {}
+    return loads(text, lambda: f"{field} of task detail {uuid}")
+
+
 def task_to_row(task: TaskDetail, flow_uuid: str | None) -> Row:
-    """Encode a task detail as a row."""
+    """Encode a task detail as a row (the engine's hot path: keep it lean)."""
     check_uuid(task.uuid, "task detail uuid")
-    where = f"task detail {task.name!r} ({task.uuid})"
+    failure, revert_failure = task.failure, task.revert_failure
     return {
         "uuid": task.uuid,
         "flow_uuid": flow_uuid,
@@ -96,11 +114,13 @@ def task_to_row(task: TaskDetail, flow_uuid: str | None) -> Row:
         "type": task.type,
         "version": task.version,
         "state": task.state,
-        "result": serialization.dumps(task.result, f"result of {where}"),
-        "failure": _failure_text(task.failure, f"failure of {where}"),
-        "revert_failure": _failure_text(task.revert_failure, f"revert failure of {where}"),
-        "meta": serialization.dumps(task.meta, f"meta of {where}"),
-        "checkpoint": serialization.dumps(task.checkpoint, f"checkpoint of {where}"),
+        "result": _dump(task.result, "result", task),
+        "failure": None if failure is None else _dump(failure.to_dict(), "failure", task),
+        "revert_failure": None
+        if revert_failure is None
+        else _dump(revert_failure.to_dict(), "revert failure", task),
+        "meta": _dump(task.meta, "meta", task),
+        "checkpoint": _dump(task.checkpoint, "checkpoint", task),
         "attempts": task.attempts,
         "started_at": task.started_at,
         "finished_at": task.finished_at,
@@ -110,14 +130,17 @@ def task_to_row(task: TaskDetail, flow_uuid: str | None) -> Row:
     }
 
 
-def _load_failure(text: str | None, what: str) -> Failure | None:
-    data = serialization.loads(text, what)
+def _load_failure(text: str | None, what: serialization.What) -> Failure | None:
+    if text is None:
+        return None
+    data = loads(text, what)
     if data is None:
         return None
     try:
         return Failure.from_dict(data)
     except (KeyError, TypeError) as exc:
-        raise CorruptRecordError(f"{what} is corrupt: {exc!r}") from exc
+        name = what if isinstance(what, str) else what()
+        raise CorruptRecordError(f"{name} is corrupt: {exc!r}") from exc
 
 
 def row_to_book(row: Row) -> LogBook:
@@ -149,19 +172,22 @@ def row_to_flow(row: Row) -> FlowDetail:
 
 
 def row_to_task(row: Row) -> TaskDetail:
-    """Decode a task row."""
-    what = f"task detail {row['uuid']}"
-    return TaskDetail(
+    """Decode a task row (loading 10,000 of them is a hot path: no __init__, lazy messages)."""
+    uuid = row["uuid"]
+    task = TaskDetail.__new__(TaskDetail)
+    task.__dict__.update(
         name=row["name"],
-        uuid=row["uuid"],
+        uuid=uuid,
         type=row["type"],
         version=row["version"],
         state=row["state"],
-        result=serialization.loads(row["result"], f"result of {what}"),
-        failure=_load_failure(row["failure"], f"failure of {what}"),
-        revert_failure=_load_failure(row["revert_failure"], f"revert failure of {what}"),
-        meta=serialization.loads(row["meta"], f"meta of {what}") or {},
-        checkpoint=serialization.loads(row["checkpoint"], f"checkpoint of {what}"),
+        result=_load(row["result"], "result", uuid),
+        failure=_load_failure(row["failure"], lambda: f"failure of task detail {uuid}"),
+        revert_failure=_load_failure(
+            row["revert_failure"], lambda: f"revert failure of task detail {uuid}"
+        ),
+        meta=_load(row["meta"], "meta", uuid) or {},
+        checkpoint=_load(row["checkpoint"], "checkpoint", uuid),
         attempts=row["attempts"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
@@ -169,3 +195,4 @@ def row_to_task(row: Row) -> TaskDetail:
         updated_at=row["updated_at"],
         revision=row["revision"],
     )
+    return task
