@@ -104,7 +104,9 @@ def backend_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def backend(backend_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[lf.Backend]:
+def backend(
+    backend_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[lf.Backend]:
     """An empty, upgraded store of each kind; servers are cleared before and after."""
     store = lf.open_backend(backend_uri(backend_kind, request, tmp_path))
     with store.connect() as conn:

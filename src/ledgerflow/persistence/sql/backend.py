@@ -1,0 +1,351 @@
+"""``SQLBackend``: SQLite, PostgreSQL and MariaDB/MySQL through SQLAlchemy Core.
+
+Statements are built once, at import, with bound parameters, so SQLAlchemy compiles
+each once per engine and every later call only binds values (the engine's hot path
+is one compare-and-set UPDATE per state change).  A connection is checked out of the
+pool per operation, so a ``SQLConnection`` holds nothing between calls and never
+leaves a transaction open.
+
+Only ``upgrade()`` creates schema.  Reading a store without one finds nothing and
+writes nothing (a missing SQLite file is not even created); writing to it raises
+``SchemaVersionError`` telling to upgrade.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import Connection as SAConnection
+from sqlalchemy import bindparam, func
+
+from ledgerflow.errors import ConflictError, CorruptRecordError, NotFound, SchemaVersionError
+from ledgerflow.persistence import records
+from ledgerflow.persistence.base import Backend, RecordConnection
+from ledgerflow.persistence.records import Kind, Row
+from ledgerflow.persistence.sql import migrate
+from ledgerflow.persistence.sql.engines import StoreAddress, create_engine, parse_uri
+from ledgerflow.persistence.sql.engines import translate_errors as _translate
+from ledgerflow.persistence.sql.tables import BOOKS, FLOWS, FORMAT_DEFAULT, TABLES, TASKS
+
+__all__ = ["SQLBackend", "SQLConnection"]
+
+_NAMES: Final[dict[Kind, str]] = {"book": "logbook", "flow": "flow detail", "task": "task detail"}
+_PARENT_COLUMN: Final[dict[Kind, str]] = {"flow": "book_uuid", "task": "flow_uuid"}
+#: Columns an update overwrites: all but the uuid, the parent and the revision.
+_SETTABLE: Final[dict[Kind, tuple[str, ...]]] = {
+    kind: tuple(
+        c for c in records.COLUMNS[kind] if c not in ("uuid", "revision", "book_uuid", "flow_uuid")
+    )
+    for kind in TABLES
+}
+
+
+def _columns(kind: Kind) -> list[sa.Column[Any]]:
+    table = TABLES[kind]
+    return [table.c[name] for name in records.COLUMNS[kind]] + [table.c.format]
+
+
+def _keys() -> sa.BindParameter[list[str]]:
+    return bindparam("keys", expanding=True)
+
+
+def _select_by(kind: Kind, key: str) -> sa.Select[Any]:
+    table = TABLES[kind]
+    return sa.select(*_columns(kind)).where(table.c[key].in_(_keys())).order_by(table.c.id)
+
+
+def _update(kind: Kind, checked: bool) -> sa.Update:
+    table = TABLES[kind]
+    statement = table.update().where(table.c.uuid == bindparam("w_uuid"))
+    if checked:  # compare-and-set: the revision check is part of the UPDATE itself
+        statement = statement.where(table.c.revision == bindparam("w_revision"))
+    values: dict[str, Any] = {name: bindparam(name) for name in _SETTABLE[kind]}
+    return statement.values(**values, revision=table.c.revision + 1)
+
+
+_BY_UUID: Final = {kind: _select_by(kind, "uuid") for kind in TABLES}
+_BY_PARENT: Final = {kind: _select_by(kind, _PARENT_COLUMN[kind]) for kind in ("flow", "task")}
+_UPDATE_CHECKED: Final = {kind: _update(kind, True) for kind in TABLES}
+_UPDATE_ANY: Final = {kind: _update(kind, False) for kind in TABLES}
+_REVISION: Final = {
+    kind: sa.select(table.c.revision).where(table.c.uuid == bindparam("w_uuid"))
+    for kind, table in TABLES.items()
+}
+_INSERT: Final = {kind: table.insert() for kind, table in TABLES.items()}
+_DELETE_BOOK: Final = BOOKS.delete().where(BOOKS.c.uuid == bindparam("w_uuid"))
+_STATE_COUNTS: Final = (
+    sa.select(FLOWS.c.book_uuid, TASKS.c.state, func.count())
+    .select_from(TASKS.join(FLOWS, TASKS.c.flow_uuid == FLOWS.c.uuid))
+    .where(FLOWS.c.book_uuid.in_(_keys()))
+    .group_by(FLOWS.c.book_uuid, TASKS.c.state)
+)
+#: Any fixed number identifies our upgrade lock among PostgreSQL advisory locks.
+_PG_UPGRADE_LOCK: Final = 0x1ED6E5F10
+
+
+class SQLBackend(Backend):
+    """A SQL database reached through SQLAlchemy; see ``engines`` for every setting."""
+
+    schemes = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
+
+    def __init__(self, uri: str, **options: Any) -> None:
+        super().__init__(uri, **options)
+        self.address: StoreAddress = parse_uri(uri)
+        self.engine = create_engine(self.address)
+        #: Set once the tables are known to exist, so later calls skip the check.
+        self.schema_seen = False
+
+    def connect(self) -> SQLConnection:
+        """Open a connection (a checkout from the pool happens per operation)."""
+        return SQLConnection(self)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+class SQLConnection(RecordConnection):
+    """The row primitives in SQL; each public call is one transaction or one read."""
+
+    def __init__(self, backend: SQLBackend) -> None:
+        self._backend = backend
+        self._address = backend.address
+        self._sqlite = self._address.backend_name == "sqlite"
+        self._local = threading.local()
+
+    # ---- connections and transactions ------------------------------------------------
+    @property
+    def _current(self) -> SAConnection | None:
+        conn: SAConnection | None = getattr(self._local, "conn", None)
+        return conn
+
+    def _guard(self) -> contextlib.AbstractContextManager[Any]:
+        """An in-memory SQLite database is one shared connection: serialize its users."""
+        lock = self._address.lock
+        return lock if lock is not None else contextlib.nullcontext()
+
+    def _file_missing(self) -> bool:
+        path = self._address.path
+        return self._sqlite and path is not None and not os.path.exists(path)
+
+    def _no_schema(self, conn: SAConnection) -> bool:
+        if self._backend.schema_seen:
+            return False
+        if not migrate.schema_status(conn).has_tables:
+            return True
+        self._backend.schema_seen = True
+        return False
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        if self._current is not None:  # nested: the outermost transaction commits
+            yield
+            return
+        if self._file_missing():
+            raise self._needs_upgrade("has no ledgerflow schema (the file does not exist)")
+        with self._connect("write") as conn:
+            if self._no_schema(conn):
+                raise self._needs_upgrade("has no ledgerflow schema")
+            self._local.conn = conn
+            try:
+                with conn.begin():
+                    if self._sqlite:  # take the write lock now, not at the first write
+                        conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    yield
+            finally:
+                self._local.conn = None
+
+    @contextlib.contextmanager
+    def _connect(self, action: str) -> Iterator[SAConnection]:
+        """A pooled connection; driver errors (connecting included) become ours."""
+        with (
+            self._guard(),
+            _translate(self._address, action),
+            self._backend.engine.connect() as conn,
+        ):
+            yield conn
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[SAConnection | None]:
+        """The current transaction's connection, or a fresh one; None if no schema."""
+        current = self._current
+        if current is not None:
+            yield current
+            return
+        if self._file_missing():  # connecting would create the file
+            yield None
+            return
+        with self._connect("read") as conn:
+            yield None if self._no_schema(conn) else conn
+
+    def _writer(self) -> SAConnection:
+        conn = self._current
+        assert conn is not None, "write primitives run inside _transaction()"
+        return conn
+
+    def _needs_upgrade(self, why: str) -> SchemaVersionError:
+        return SchemaVersionError(
+            f"the store at {self._address.where} {why}; call upgrade() or run `ledgerflow upgrade`"
+        )
+
+    # ---- schema ---------------------------------------------------------------------
+    def upgrade(self) -> None:
+        """Create or migrate the schema to the current version; idempotent."""
+        where = self._address.where
+        with self._connect("upgrade") as conn, self._upgrade_lock(conn), conn.begin():
+            if self._sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif self._address.backend_name == "postgresql":
+                conn.execute(sa.select(func.pg_advisory_xact_lock(_PG_UPGRADE_LOCK)))
+            migrate.upgrade(conn, where)
+        self._backend.schema_seen = True
+
+    @contextlib.contextmanager
+    def _upgrade_lock(self, conn: SAConnection) -> Iterator[None]:
+        """MySQL commits DDL at once: a named lock keeps two upgrades from interleaving."""
+        if self._address.backend_name not in ("mysql", "mariadb"):
+            yield
+            return
+        conn.execute(sa.select(func.get_lock("ledgerflow_upgrade", 600)))
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(sa.select(func.release_lock("ledgerflow_upgrade")))
+            conn.commit()
+
+    def validate(self) -> None:
+        """Raise SchemaVersionError unless the schema is the one this version uses."""
+        if self._file_missing():
+            raise self._needs_upgrade("has no ledgerflow schema (the file does not exist)")
+        with self._connect("validate") as conn:
+            status = migrate.schema_status(conn)
+        status.check_known(self._address.where)
+        if status.current is None:
+            raise self._needs_upgrade("has no ledgerflow schema")
+        if not status.up_to_date or not status.has_tables:
+            raise self._needs_upgrade(
+                f"is at schema revision {status.current!r}, not {migrate.head()!r}: "
+                "it needs upgrade"
+            )
+
+    # ---- reads ----------------------------------------------------------------------
+    def _fetch(
+        self, kind: Kind, *, uuids: Sequence[str] = (), parents: Sequence[str] = ()
+    ) -> list[Row]:
+        statement = _BY_PARENT[kind] if parents else _BY_UUID[kind]
+        with self._reading() as conn:
+            if conn is None:
+                return []
+            result = conn.execute(statement, {"keys": list(parents or uuids)})
+            names = list(result.keys())
+            rows = [dict(zip(names, values, strict=True)) for values in result]
+        for row in rows:
+            if row.pop("format") != FORMAT_DEFAULT:
+                raise CorruptRecordError(
+                    f"{_NAMES[kind]} {row['uuid']} is stored in a format this version "
+                    "of ledgerflow cannot read"
+                )
+        return rows
+
+    def _list_books(
+        self,
+        *,
+        limit: int | None,
+        offset: int,
+        name: str | None,
+        state: str | None,
+        newest_first: bool,
+        count_only: bool = False,
+    ) -> list[Row] | int:
+        with self._reading() as conn:
+            if conn is None:
+                return 0 if count_only else []
+            statement = self._books_query(conn, name, state, count_only)
+            if count_only:
+                return int(conn.execute(statement).scalar_one())
+            uuid = BOOKS.c.uuid
+            if conn.dialect.name == "postgresql":  # code-point order, as on every engine
+                uuid = uuid.collate("C")  # type: ignore[assignment]
+            keys = [BOOKS.c.created_at, uuid]
+            statement = statement.order_by(*(key.desc() if newest_first else key for key in keys))
+            if limit is not None:
+                statement = statement.limit(limit)
+            if offset:
+                statement = statement.offset(offset)
+            return self._fetch_books(conn, statement)
+
+    def _books_query(
+        self, conn: SAConnection, name: str | None, state: str | None, count_only: bool
+    ) -> sa.Select[Any]:
+        statement = sa.select(func.count()) if count_only else sa.select(*_columns("book"))
+        statement = statement.select_from(BOOKS)
+        if name is not None:
+            statement = statement.where(BOOKS.c.name == name)
+        if state is not None:
+            has_flow = sa.exists().where(FLOWS.c.book_uuid == BOOKS.c.uuid, FLOWS.c.state == state)
+            statement = statement.where(has_flow)
+        return statement
+
+    def _fetch_books(self, conn: SAConnection, statement: sa.Select[Any]) -> list[Row]:
+        result = conn.execute(statement)
+        names = list(result.keys())
+        rows = [dict(zip(names, values, strict=True)) for values in result]
+        for row in rows:
+            if row.pop("format") != FORMAT_DEFAULT:
+                raise CorruptRecordError(f"logbook {row['uuid']} is stored in an unknown format")
+        return rows
+
+    def _task_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {uuid: {} for uuid in book_uuids}
+        with self._reading() as conn:
+            if conn is None:
+                return counts
+            for start in range(0, len(book_uuids), self.fetch_chunk):
+                chunk = list(book_uuids[start : start + self.fetch_chunk])
+                for book_uuid, state, count in conn.execute(_STATE_COUNTS, {"keys": chunk}):
+                    counts[book_uuid][state] = int(count)
+        return counts
+
+    # ---- writes ---------------------------------------------------------------------
+    def _insert(self, kind: Kind, rows: Sequence[Row]) -> None:
+        with self._transaction():
+            self._writer().execute(_INSERT[kind], list(rows))
+
+    def _update(self, kind: Kind, row: Row, expected_revision: int | None) -> int:
+        with self._transaction():
+            conn = self._writer()
+            params = {name: row[name] for name in _SETTABLE[kind]}
+            params["w_uuid"] = uuid = row["uuid"]
+            if expected_revision is not None:
+                params["w_revision"] = expected_revision
+                if conn.execute(_UPDATE_CHECKED[kind], params).rowcount == 1:
+                    return expected_revision + 1
+            elif conn.execute(_UPDATE_ANY[kind], params).rowcount == 1:
+                return int(conn.execute(_REVISION[kind], {"w_uuid": uuid}).scalar_one())
+            stored = conn.execute(_REVISION[kind], {"w_uuid": uuid}).scalar_one_or_none()
+        if stored is None:
+            raise NotFound(f"no {_NAMES[kind]} with uuid {uuid!r}")
+        raise ConflictError(
+            f"{_NAMES[kind]} {uuid} is at revision {stored}, "
+            f"the write was based on revision {expected_revision}"
+        )
+
+    def _delete_book(self, uuid: str) -> bool:
+        with self._transaction():
+            # ON DELETE CASCADE removes the flows and tasks in the same statement.
+            return bool(self._writer().execute(_DELETE_BOOK, {"w_uuid": uuid}).rowcount)
+
+    def _clear(self) -> None:
+        with self._reading() as probe:
+            if probe is None:  # nothing stored, and clearing must not create anything
+                return
+        with self._transaction():
+            conn = self._writer()
+            for table in (TASKS, FLOWS, BOOKS):
+                conn.execute(table.delete())

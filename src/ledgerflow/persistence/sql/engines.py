@@ -1,0 +1,241 @@
+"""Every connection setting of the SQL backend, in one place, and driver-error translation.
+
+A ledgerflow URI is a SQLAlchemy URL plus a few query options of ours, which are
+stripped before SQLAlchemy sees the URL:
+
+``synchronous``    SQLite only: ``full`` (default, a commit survives power loss) or
+                   ``normal`` (survives a process crash, not power loss; faster)
+``busy_timeout``   SQLite only: milliseconds to wait for another writer (default 30000)
+
+A plain scheme picks the driver its extra installs (``postgresql://`` -> psycopg 3,
+``mysql://``/``mariadb://`` -> PyMySQL); an explicit ``scheme+driver://`` is honoured.
+Drivers are imported by SQLAlchemy when the engine is created, never at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from ledgerflow.errors import (
+    ConflictError,
+    LedgerflowError,
+    MissingDriverError,
+    StorageError,
+)
+
+__all__ = ["StoreAddress", "create_engine", "parse_uri", "translate_errors"]
+
+#: Default driver of each plain scheme: the one the matching extra installs.
+DEFAULT_DRIVERS: Final = {
+    "sqlite": "sqlite+pysqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+#: Backend name -> the extra that installs its default driver.
+EXTRAS: Final = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
+SYNCHRONOUS_MODES: Final = ("full", "normal")
+
+# ---- the settings -------------------------------------------------------------------
+#: Seconds a client waits for a server to accept a connection before failing.
+CONNECT_TIMEOUT: Final = 10
+#: SQLite: milliseconds a writer waits for another's lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+#: Recycle server connections after an hour: MySQL closes idle ones (wait_timeout).
+POOL_RECYCLE_SECONDS: Final = 3600
+#: READ COMMITTED on servers: every revision check happens inside the UPDATE itself
+#: (compare-and-set), which READ COMMITTED evaluates against the latest committed row;
+#: MySQL's default REPEATABLE READ would add gap locks and deadlocks for nothing.
+SERVER_ISOLATION: Final = "READ COMMITTED"
+#: Largest packet PyMySQL sends; the server's max_allowed_packet must allow it too.
+MYSQL_CLIENT_MAX_PACKET: Final = 1 << 30
+
+
+@dataclass
+class StoreAddress:
+    """A parsed URI: the SQLAlchemy URL and our own options."""
+
+    url: URL
+    synchronous: str = "full"
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+    memory: bool = False
+    path: str | None = None
+    lock: threading.RLock | None = field(default=None, repr=False)
+
+    @property
+    def backend_name(self) -> str:
+        """``sqlite``, ``postgresql``, ``mysql`` or ``mariadb``."""
+        return self.url.get_backend_name()
+
+    @property
+    def where(self) -> str:
+        """Host and port (or the file) for messages; never the password."""
+        if self.backend_name == "sqlite":
+            return "memory" if self.memory else f"file {self.path}"
+        port = self.url.port or {"postgresql": 5432}.get(self.backend_name, 3306)
+        return f"{self.url.host or 'localhost'}:{port} (database {self.url.database!r})"
+
+
+def parse_uri(uri: str) -> StoreAddress:
+    """Parse a ledgerflow SQL URI; ValueError names what is wrong."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        raise ValueError(f"not a SQL URI: {uri!r}")
+    base = scheme.lower()
+    if base.startswith("postgres+"):  # SQLAlchemy knows only the long name
+        base = "postgresql+" + base.split("+", 1)[1]
+    scheme = DEFAULT_DRIVERS.get(base, base)
+    try:
+        url = make_url(f"{scheme}://{rest}")
+    except exc.ArgumentError as error:
+        raise ValueError(f"malformed SQL URI {mask(uri)}: {error}") from None
+    query = dict(url.query)
+    synchronous = str(query.pop("synchronous", "full")).lower()
+    busy = query.pop("busy_timeout", str(SQLITE_BUSY_TIMEOUT_MS))
+    address = StoreAddress(url=url.set(query=query), synchronous=synchronous)
+    if address.backend_name == "sqlite":
+        if synchronous not in SYNCHRONOUS_MODES:
+            raise ValueError(
+                f"synchronous={synchronous!r} in {mask(uri)}: expected one of "
+                f"{', '.join(SYNCHRONOUS_MODES)}"
+            )
+        try:
+            address.busy_timeout_ms = int(str(busy))
+        except ValueError:
+            raise ValueError(f"busy_timeout={busy!r} in {mask(uri)}: expected ms") from None
+        database = url.database or ""
+        address.memory = database in ("", ":memory:")
+        address.path = None if address.memory else os.path.abspath(database)
+        address.lock = threading.RLock() if address.memory else None
+    return address
+
+
+def mask(uri: str | URL) -> str:
+    """The URI with its password hidden."""
+    if isinstance(uri, URL):
+        return uri.render_as_string(hide_password=True)
+    from ledgerflow.persistence.base import mask_password
+
+    return mask_password(uri)
+
+
+def create_engine(address: StoreAddress) -> Engine:
+    """Create the engine with every setting for its database; MissingDriverError if needed."""
+    name = address.backend_name
+    kwargs: dict[str, Any] = {"pool_pre_ping": name != "sqlite"}
+    connect_args: dict[str, Any] = {}
+    if name == "sqlite":
+        # Python's sqlite3 would BEGIN implicitly before DML; we issue BEGIN IMMEDIATE
+        # ourselves (see backend), so the driver runs in autocommit mode.
+        connect_args.update(isolation_level=None, check_same_thread=False)
+        connect_args["timeout"] = address.busy_timeout_ms / 1000
+        if address.memory:
+            kwargs["poolclass"] = StaticPool  # one shared in-memory database
+    elif name == "postgresql":
+        kwargs.update(isolation_level=SERVER_ISOLATION, pool_recycle=POOL_RECYCLE_SECONDS)
+        if address.url.get_driver_name() in ("psycopg", "psycopg2"):
+            connect_args.update(connect_timeout=CONNECT_TIMEOUT, application_name="ledgerflow")
+    else:
+        kwargs.update(isolation_level=SERVER_ISOLATION, pool_recycle=POOL_RECYCLE_SECONDS)
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT
+        if address.url.get_driver_name() == "pymysql":
+            connect_args["max_allowed_packet"] = MYSQL_CLIENT_MAX_PACKET
+        if "charset" not in address.url.query:
+            connect_args["charset"] = "utf8mb4"  # 4-byte UTF-8: emoji and all
+    try:
+        engine = sa.create_engine(address.url, connect_args=connect_args, **kwargs)
+    except ImportError as error:
+        raise _missing_driver(address, error) from error
+    if name == "sqlite":
+        _install_sqlite_pragmas(engine, address)
+    return engine
+
+
+def _install_sqlite_pragmas(engine: Engine, address: StoreAddress) -> None:
+    pragmas = [
+        f"PRAGMA busy_timeout = {address.busy_timeout_ms}",
+        "PRAGMA foreign_keys = ON",  # off by default in SQLite: ON DELETE CASCADE needs it
+        f"PRAGMA synchronous = {address.synchronous.upper()}",
+    ]
+    if not address.memory:
+        # WAL: readers never block the writer; with synchronous=FULL each commit is fsynced.
+        pragmas.insert(0, "PRAGMA journal_mode = WAL")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in pragmas:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+
+def _missing_driver(address: StoreAddress, error: ImportError) -> MissingDriverError:
+    name = address.backend_name
+    driver = address.url.get_driver_name()
+    extra = EXTRAS.get(name)
+    hint = f"pip install 'ledgerflow[{extra}]'" if extra else "install it"
+    if extra and driver not in ("psycopg", "pymysql"):
+        hint = f"install {driver}, or use the default driver: {hint}"
+    return MissingDriverError(f"the {name} driver {driver!r} is not installed ({error}); {hint}")
+
+
+# ---- error translation ----------------------------------------------------------------
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip().splitlines()
+    line = text[0] if text else type(error).__name__
+    return line if len(line) <= 300 else line[:300] + "..."
+
+
+def _is_too_large(error: exc.DBAPIError) -> bool:
+    orig = error.orig
+    args = getattr(orig, "args", ())
+    code = args[0] if args and isinstance(args[0], int) else None
+    return code == 1153 or "max_allowed_packet" in str(orig)
+
+
+@contextlib.contextmanager
+def translate_errors(address: StoreAddress, action: str) -> Iterator[None]:
+    """Turn driver errors into ledgerflow's, once, at the backend boundary."""
+    try:
+        yield
+    except LedgerflowError:
+        raise
+    except exc.IntegrityError as error:
+        raise ConflictError(
+            f"{action}: a record was written concurrently ({_first_line(error)})"
+        ) from error
+    except exc.DBAPIError as error:
+        if error.connection_invalidated or _is_connect_error(error):
+            raise StorageError(
+                f"cannot reach the {address.backend_name} server at {address.where}: "
+                f"{_first_line(error)}"
+            ) from error
+        if address.backend_name in ("mysql", "mariadb") and _is_too_large(error):
+            raise StorageError(
+                f"{action}: a value is larger than the server's max_allowed_packet at "
+                f"{address.where}; raise it (SET GLOBAL max_allowed_packet=268435456, or "
+                f"max_allowed_packet=256M under [mysqld]) ({_first_line(error)})"
+            ) from error
+        raise StorageError(f"{action} failed on {address.where}: {_first_line(error)}") from error
+    except exc.SQLAlchemyError as error:
+        raise StorageError(f"{action} failed on {address.where}: {_first_line(error)}") from error
+    except OSError as error:
+        raise StorageError(f"{action} failed on {address.where}: {error}") from error
+
+
+def _is_connect_error(error: exc.DBAPIError) -> bool:
+    """Whether the error happened while opening a connection (no statement ran)."""
+    return error.statement is None and isinstance(error, exc.OperationalError)
