@@ -65,9 +65,11 @@ def describe(exc: BaseException) -> str:
     message = str(exc) or type(exc).__name__
     cause = exc.__cause__
     if isinstance(exc, lf.StorageError) and cause is not None:
-        cause_text = one_line(str(cause), 200)
-        if cause_text and cause_text not in message:
-            message = f"{message} ({type(cause).__name__}: {cause_text})"
+        # SQLAlchemy wraps the driver's exception in .orig; compare against that text.
+        driver = getattr(cause, "orig", None) or cause
+        cause_text = one_line(str(driver), 200)
+        if cause_text and cause_text[:40] not in one_line(message, 10_000):
+            message = f"{message} ({type(driver).__name__}: {cause_text})"
     if not isinstance(exc, lf.LedgerflowError | OSError):
         message = f"{type(exc).__name__}: {message}"
     return message
@@ -131,6 +133,21 @@ def _sqlite_path(uri: str) -> Path | None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return Path(database)
+
+
+def has_records(conn: lf.Connection) -> bool:
+    """Whether a store may hold books: False when it has no schema yet (nothing to read).
+
+    A store whose schema needs ``upgrade`` (or was written by a newer ledgerflow)
+    and holds books raises its SchemaVersionError, so a reading command says so.
+    """
+    try:
+        conn.validate()
+    except lf.SchemaVersionError:
+        if conn.count_logbooks() == 0:
+            return False
+        raise
+    return True
 
 
 def resolve_backend_uri(option: str | None) -> str:

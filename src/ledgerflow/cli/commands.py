@@ -17,7 +17,7 @@ from rich.text import Text
 import ledgerflow as lf
 from ledgerflow import states
 from ledgerflow.cli import render
-from ledgerflow.cli.app import EXIT_USAGE, App, fail, local_store_missing
+from ledgerflow.cli.app import EXIT_USAGE, App, fail, has_records, local_store_missing
 from ledgerflow.persistence.base import mask_password
 from ledgerflow.persistence.records import check_uuid
 
@@ -58,12 +58,12 @@ def books(
     start = offset if offset is not None else ((page or 1) - 1) * limit
     state = state.upper() if state else None
     if local_store_missing(app.backend_uri):
-        if as_json:
-            _echo_json([])
-        else:
-            app.out.print(f"no logbooks: {app.safe_uri} does not exist yet")
+        _print_no_books(app, as_json, "does not exist yet")
         return
     with app.connect() as conn:
+        if not has_records(conn):
+            _print_no_books(app, as_json, "holds no logbooks")
+            return
         page_books = conn.list_logbooks(
             limit=limit, offset=start, name=name, state=state, newest_first=True
         )
@@ -73,6 +73,13 @@ def books(
         counts = conn.task_state_counts([book.uuid for book in page_books])
         total = conn.count_logbooks(name=name, state=state)
     _print_books(app, page_books, counts, start, total, limit)
+
+
+def _print_no_books(app: App, as_json: bool, why: str) -> None:
+    if as_json:
+        _echo_json([])
+    else:
+        app.out.print(f"no logbooks: {app.safe_uri} {why}")
 
 
 def _print_books(
@@ -113,6 +120,8 @@ def show(app: App, uuid: str, verbose: bool, as_json: bool) -> None:
     if local_store_missing(app.backend_uri):
         fail(f"no logbook, flow or task with uuid {uuid!r}: {app.safe_uri} does not exist")
     with app.connect() as conn:
+        if not has_records(conn):
+            fail(f"no logbook, flow or task with uuid {uuid!r}: {app.safe_uri} is empty")
         record, lines = view(conn, uuid, verbose, app.out.width)
     if as_json:
         _echo_json(record.to_dict())
@@ -186,6 +195,7 @@ def copy(app: App, src_uri: str, dst_uri: str) -> None:
     if local_store_missing(src_uri):
         fail(f"source store {mask_password(src_uri)} does not exist")
     with app.connect(src_uri) as src, app.connect(dst_uri) as dst:
+        has_records(src)
         dst.upgrade()
         total = src.count_logbooks()
         written = unchanged = 0
