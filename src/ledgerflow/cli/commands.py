@@ -12,16 +12,16 @@ from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.text import Text
 
 import ledgerflow as lf
 from ledgerflow import states
 from ledgerflow.cli import render
 from ledgerflow.cli.app import EXIT_USAGE, App, fail, has_records, local_store_missing
+from ledgerflow.cli.render import Text
 from ledgerflow.persistence.base import mask_password
 from ledgerflow.persistence.records import check_uuid
 
-__all__ = ["books", "copy", "show", "upgrade", "view"]
+__all__ = ["books", "copy", "load", "show", "upgrade", "view"]
 
 COPY_PAGE = 200
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (to_dict form).")
@@ -106,7 +106,7 @@ def _print_books(
     if start + len(page_books) < total:
         footer += f"; next: --page {start // limit + 2} (or --offset {start + len(page_books)})"
     lines.append(Text(footer, style="dim"))
-    app.out.print(Text("\n").join(lines))
+    render.emit(app.out, lines)
 
 
 @click.command()
@@ -122,11 +122,22 @@ def show(app: App, uuid: str, verbose: bool, as_json: bool) -> None:
     with app.connect() as conn:
         if not has_records(conn):
             fail(f"no logbook, flow or task with uuid {uuid!r}: {app.safe_uri} is empty")
-        record, lines = view(conn, uuid, verbose, app.out.width)
-    if as_json:
-        _echo_json(record.to_dict())
-        return
-    app.out.print(Text("\n").join(lines))
+        if as_json:
+            _echo_json(load(conn, uuid).to_dict())
+            return
+        _, lines = view(conn, uuid, verbose, app.out.width)
+    render.emit(app.out, lines)
+
+
+def load(conn: lf.Connection, uuid: str) -> lf.LogBook | lf.FlowDetail | lf.TaskDetail:
+    """The book, flow (with tasks) or task that ``uuid`` names."""
+    loaders = {
+        "book": conn.get_logbook,
+        "flow": conn.get_flow_details,
+        "task": conn.get_task_details,
+    }
+    record: lf.LogBook | lf.FlowDetail | lf.TaskDetail = loaders[conn.locate(uuid).kind](uuid)
+    return record
 
 
 def view(

@@ -66,7 +66,7 @@ def demo(app: App) -> None:
         with backend.connect() as conn:
             _, lines = view(conn, flow_uuid, False, out.width)
         out.print(Text("\nWhat the store holds after the crash:", style="bold"))
-        out.print(Text("\n").join(lines[:8]))
+        render.emit(out, lines[:8])
         out.print(
             Text("\n2. Resuming here from the store alone: ", style="bold"),
             f"lf.resume(backend, {flow_uuid!r})",
@@ -77,12 +77,12 @@ def demo(app: App) -> None:
             book_uuid = conn.locate(flow_uuid).book_uuid or flow_uuid
             _, lines = view(conn, book_uuid, False, out.width)
     out.print(Text(f"\n3. ledgerflow show {book_uuid}", style="bold"))
-    out.print(Text("\n").join(lines))
-    summary = Text("\nflow publish-dataset ")
+    render.emit(out, lines)
+    summary = render.Text("\nflow publish-dataset ")
     summary.append_text(render.state_text(flow.state))
     summary.append(f": published {results.get('url')}; copy_data resumed at chunk ")
     summary.append(str((results.get("copied") or {}).get("resumed_at_chunk")))
-    out.print(summary)
+    render.emit(out, [summary])
     out.print(Text(f"see it again: ledgerflow show {flow_uuid}", style="dim"))
     if flow.state != lf.states.SUCCESS:
         fail(f"the demo flow ended {flow.state}, not SUCCESS")

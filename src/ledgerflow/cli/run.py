@@ -16,12 +16,13 @@ from typing import Any, Protocol
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.text import Text
+from rich.text import Text as RichText
 
 import ledgerflow as lf
 from ledgerflow import states
 from ledgerflow.cli import render
 from ledgerflow.cli.app import App, fail, local_store_missing
+from ledgerflow.cli.render import Text
 from ledgerflow.persistence.records import check_uuid
 
 __all__ = ["ProgressDisplay", "StoreWatcher", "resume", "resume_with_progress"]
@@ -94,7 +95,7 @@ class ProgressDisplay:
                     return
             line = Text(f"{render.STATE_ICONS.get(event.state, '?')} {event.kind} {event.name} ")
             line.append_text(render.state_text(event.state))
-            self._progress.console.print(line)
+            self._progress.console.print(RichText.assemble(*line.pieces))
 
 
 class StoreWatcher:
@@ -175,7 +176,9 @@ def resume(app: App, flow_uuid: str) -> None:
     line = Text(f"flow {flow.name} ")
     line.append_text(render.state_text(flow.state))
     line.append(f"  {flow_uuid}", style="dim")
-    app.out.print(line)
-    for symbol, value in results.items():
-        app.out.print(f"  {symbol} = {render.preview(value, 200)}")
-    app.out.print(Text(f"details: ledgerflow show {flow_uuid}", style="dim"))
+    lines = [line]
+    lines.extend(
+        Text(f"  {symbol} = {render.preview(value, 200)}") for symbol, value in results.items()
+    )
+    lines.append(Text(f"details: ledgerflow show {flow_uuid}", style="dim"))
+    render.emit(app.out, lines)
