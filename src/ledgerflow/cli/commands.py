@@ -131,13 +131,12 @@ def show(app: App, uuid: str, verbose: bool, as_json: bool) -> None:
 
 def load(conn: lf.Connection, uuid: str) -> lf.LogBook | lf.FlowDetail | lf.TaskDetail:
     """The book, flow (with tasks) or task that ``uuid`` names."""
-    loaders = {
-        "book": conn.get_logbook,
-        "flow": conn.get_flow_details,
-        "task": conn.get_task_details,
-    }
-    record: lf.LogBook | lf.FlowDetail | lf.TaskDetail = loaders[conn.locate(uuid).kind](uuid)
-    return record
+    kind = conn.locate(uuid).kind
+    if kind == "book":
+        return conn.get_logbook(uuid)
+    if kind == "flow":
+        return conn.get_flow_details(uuid)
+    return conn.get_task_details(uuid)
 
 
 def view(
