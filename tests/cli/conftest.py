@@ -102,8 +102,10 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> Runner:
 def process_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a subprocess: this ledgerflow importable, no colour, wide lines."""
     env = {k: v for k, v in os.environ.items() if k != "LEDGERFLOW_BACKEND"}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH")) if p)
-    env.update({"NO_COLOR": "1", "COLUMNS": "120", **(extra or {})})
+    extra = dict(extra or {})
+    paths = (str(SRC), extra.pop("PYTHONPATH", None), env.get("PYTHONPATH"))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    env.update({"NO_COLOR": "1", "COLUMNS": "120", **extra})
     return env
 
 

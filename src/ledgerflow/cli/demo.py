@@ -55,7 +55,7 @@ def demo(app: App) -> None:
     if app.backend_uri.startswith("memory:"):
         fail("demo needs a store two processes can share, e.g. sqlite:///ledgerflow.db", EXIT_USAGE)
     out = app.out
-    out.print(Text("ledgerflow demo", style="bold"), f"  store: {app.safe_uri}")
+    out.print(Text.assemble(("ledgerflow demo", "bold"), f"  store: {app.safe_uri}"))
     out.print(
         "1. A child process runs 'publish-dataset' (reserve → lock → copy → verify → publish);\n"
         f"   it is killed with SIGKILL while copy_data is at chunk {KILL_AT_CHUNK}/"
@@ -64,12 +64,14 @@ def demo(app: App) -> None:
     with app.open() as backend:
         flow_uuid = _run_and_kill(app, backend, demo_flow.CHUNKS)
         with backend.connect() as conn:
-            _, lines = view(conn, flow_uuid, False, out.width)
+            crashed = conn.get_flow_details(flow_uuid)
         out.print(Text("\nWhat the store holds after the crash:", style="bold"))
-        render.emit(out, lines[:8])
+        render.emit(out, render.flow_tree(crashed, "", "", verbose=False))
         out.print(
-            Text("\n2. Resuming here from the store alone: ", style="bold"),
-            f"lf.resume(backend, {flow_uuid!r})",
+            Text.assemble(
+                ("\n2. Resuming here from the store alone: ", "bold"),
+                f"lf.resume(backend, {flow_uuid!r})",
+            )
         )
         results = resume_with_progress(backend, flow_uuid, out)
         with backend.connect() as conn:
@@ -117,8 +119,10 @@ def _run_and_kill(app: App, backend: lf.Backend, chunks: int) -> str:
             child.kill()
             child.wait(CHILD_TIMEOUT)
             app.out.print(
-                Text(f"   ✘ killed child pid {child.pid} (SIGKILL)", style="bold red"),
-                f"while copy_data was at chunk {chunk}/{chunks}",
+                Text.assemble(
+                    (f"   ✘ killed child pid {child.pid} (SIGKILL)", "bold red"),
+                    f" while copy_data was at chunk {chunk}/{chunks}",
+                )
             )
         else:
             app.out.print(f"   the child ended by itself (exit {child.returncode}) before the kill")

@@ -211,6 +211,8 @@ def task_lines(task: lf.TaskDetail, prefix: str, cont: str, verbose: bool) -> li
         text.append(f"  {format_duration(duration)}")
     if task.result is not None and task.failure is None:
         text.append(f"  → {preview(task.result)}", style="cyan")
+    if task.checkpoint is not None and task.state != states.SUCCESS:
+        text.append(f"  checkpoint {preview(task.checkpoint)}", style="yellow")
     if verbose:
         text.append(f"  {task.uuid}", style="dim")
     lines = [text]
