@@ -8,7 +8,6 @@ the original exception and its traceback through instead.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,11 +147,6 @@ def has_records(conn: lf.Connection) -> bool:
             return False
         raise
     return True
-
-
-def resolve_backend_uri(option: str | None) -> str:
-    """The --backend option, else $LEDGERFLOW_BACKEND, else the default SQLite file."""
-    return option or os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
 
 
 def fail(message: str, exit_code: int = EXIT_FAILURE) -> NoReturn:

@@ -7,6 +7,7 @@ a local store exists, so looking at a missing store creates nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -230,7 +231,7 @@ def copy(app: App, src_uri: str, dst_uri: str) -> None:
     )
 
 
-def _iter_books(src: lf.Connection) -> Any:
+def _iter_books(src: lf.Connection) -> Iterator[lf.LogBook]:
     """Every book with its details, oldest first, a page at a time."""
     offset = 0
     while True:
