@@ -8,6 +8,7 @@ stored factory and runs it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -130,12 +131,16 @@ class StoreWatcher:
             self._callback(StateChange("flow", flow.name, flow.state, flow.uuid, None))
 
     def _loop(self) -> None:
-        while not self._stop.wait(POLL_SECONDS):
+        pause = POLL_SECONDS
+        while not self._stop.wait(pause):
+            started = time.monotonic()
             try:
                 self.poll()
             except lf.LedgerflowError:
                 # A transient read failure must not stop the run; the next poll retries.
                 continue
+            # Reading a huge flow takes a while: keep the watcher's share of the CPU small.
+            pause = max(POLL_SECONDS, 3 * (time.monotonic() - started))
 
     @contextmanager
     def running(self) -> Iterator[StoreWatcher]:
