@@ -1,0 +1,245 @@
+"""``file:///dir``: the row primitives of ``RecordConnection`` over a ``FileStore``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from ledgerflow.errors import ConflictError, NotFound
+from ledgerflow.persistence.base import Backend, RecordConnection
+from ledgerflow.persistence.files import documents
+from ledgerflow.persistence.files.documents import NAMES, ShapeError
+from ledgerflow.persistence.files.store import FileStore
+from ledgerflow.persistence.records import Kind, Row
+
+_PARENT_KIND: dict[Kind, Kind] = {"flow": "book", "task": "flow"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+#: Options a URI query or the options dict may carry.
+OPTIONS = ("fsync",)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise ValueError(f"file store option {name}={value!r}: expected true or false")
+
+
+def parse_uri(uri: str, options: Mapping[str, Any]) -> tuple[Path, bool]:
+    """Return (directory, durable) from ``file:///abs/dir[?fsync=false]`` and options."""
+    parts = urlsplit(uri)
+    if parts.scheme.lower() != "file":
+        raise ValueError(f"not a file store URI: {uri!r}")
+    if parts.netloc not in ("", "localhost"):
+        raise ValueError(
+            f"file store URI {uri!r} names host {parts.netloc!r}; use an absolute path: "
+            "file:///path/to/dir"
+        )
+    path = unquote(parts.path)
+    if not path.startswith("/") or path == "/":
+        raise ValueError(f"file store URI {uri!r} needs an absolute directory: file:///path/to/dir")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    settings: dict[str, Any] = {key: values[-1] for key, values in query.items()}
+    settings.update(options)
+    unknown = sorted(set(settings) - set(OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown file store option(s) {', '.join(unknown)} in {uri!r}; "
+            f"known: {', '.join(OPTIONS)}"
+        )
+    return Path(path), _flag("fsync", settings.get("fsync", True))
+
+
+class FileBackend(Backend):
+    """A directory of JSON documents, one per record; several processes may share it.
+
+    ``file:///path/to/dir`` is durable: every commit fsyncs the files and the
+    directory, so it survives a power loss.  ``file:///path/to/dir?fsync=false``
+    (or the option ``fsync=False``) skips the fsyncs: a commit still survives a
+    crash of the process, but not of the machine.
+    """
+
+    schemes = ("file",)
+
+    def __init__(self, uri: str, **options: Any) -> None:
+        super().__init__(uri, **options)
+        self.path, self.durable = parse_uri(uri, options)
+        self._store = FileStore(self.path, durable=self.durable)
+
+    def connect(self) -> FileConnection:
+        """Open a connection to the store directory (nothing is created until a write)."""
+        return FileConnection(self._store)
+
+
+class FileConnection(RecordConnection):
+    """Row primitives over one store directory."""
+
+    fetch_chunk = 1_000_000
+
+    def __init__(self, store: FileStore) -> None:
+        self._store = store
+
+    def upgrade(self) -> None:
+        """Create the directory layout and FORMAT file; idempotent; SchemaVersionError if newer."""
+        self._store.upgrade()
+
+    def validate(self) -> None:
+        """Raise SchemaVersionError unless the directory is an initialised store of this format."""
+        self._store.validate()
+
+    def _transaction(self) -> contextlib.AbstractContextManager[None]:
+        return _as_none(self._store.writing())
+
+    # ---- reading ------------------------------------------------------------------
+    def _row(self, kind: Kind, uuid: str) -> Row | None:
+        relpath = documents.record_path(kind, uuid)
+        what = f"{NAMES[kind]} {uuid!r}"
+        try:
+            document = self._store.read(relpath)
+            if document is None:
+                return None
+            row = documents.document_to_row(kind, document)
+        except ShapeError as exc:
+            raise documents.corrupt(what, self._store.root / relpath, exc) from exc
+        if row["uuid"] != uuid:
+            raise documents.corrupt(
+                what, self._store.root / relpath, f"it holds {row['uuid']!r:.80}"
+            )
+        return row
+
+    def _children(self, kind: Kind, parent: str) -> list[str]:
+        relpath = documents.children_path(kind, parent)
+        try:
+            document = self._store.read(relpath)
+            return [] if document is None else documents.document_children(kind, parent, document)
+        except ShapeError as exc:
+            what = f"the {NAMES[kind]} list of {NAMES[_PARENT_KIND[kind]]} {parent!r}"
+            raise documents.corrupt(what, self._store.root / relpath, exc) from exc
+
+    def _fetch(
+        self, kind: Kind, *, uuids: Sequence[str] = (), parents: Sequence[str] = ()
+    ) -> list[Row]:
+        with self._store.reading():
+            if parents:
+                keys = [child for parent in parents for child in self._children(kind, parent)]
+            else:
+                keys = list(uuids)
+            rows = (self._row(kind, uuid) for uuid in keys)
+            # A child listed but without a record file is skipped: the record is the truth.
+            return [row for row in rows if row is not None]
+
+    def _book_rows(self) -> list[Row]:
+        rows = []
+        for relpath in self._store.names(documents.RECORD_DIRS["book"]):
+            path = self._store.root / relpath
+            try:
+                document = self._store.read(relpath)
+                if document is None:
+                    continue
+                rows.append(documents.document_to_row("book", document))
+            except ShapeError as exc:
+                raise documents.corrupt("a logbook", path, exc) from exc
+        return rows
+
+    def _has_flow_in(self, book_uuid: str, state: str) -> bool:
+        return any(row["state"] == state for row in self._fetch("flow", parents=[book_uuid]))
+
+    def _list_books(
+        self,
+        *,
+        limit: int | None,
+        offset: int,
+        name: str | None,
+        state: str | None,
+        newest_first: bool,
+        count_only: bool = False,
+    ) -> list[Row] | int:
+        with self._store.reading():
+            books = self._book_rows()
+            if name is not None:
+                books = [row for row in books if row["name"] == name]
+            if state is not None:
+                books = [row for row in books if self._has_flow_in(row["uuid"], state)]
+        if count_only:
+            return len(books)
+        books.sort(key=lambda row: (row["created_at"], row["uuid"]), reverse=newest_first)
+        end = None if limit is None else offset + limit
+        return books[offset:end]
+
+    # ---- writing ------------------------------------------------------------------
+    def _insert(self, kind: Kind, rows: Sequence[Row]) -> None:
+        parent_key = documents.parent_key(kind)
+        with self._store.writing():
+            added: dict[str, list[str]] = {}
+            for row in rows:
+                uuid = row["uuid"]
+                relpath = documents.record_path(kind, uuid)
+                if self._store.exists(relpath):
+                    raise ConflictError(f"{NAMES[kind]} {uuid} was inserted by someone else")
+                if parent_key is not None:
+                    parent = row[parent_key]
+                    parent_kind = _PARENT_KIND[kind]
+                    if not self._store.exists(documents.record_path(parent_kind, parent)):
+                        raise NotFound(
+                            f"cannot add {NAMES[kind]} {uuid}: "
+                            f"no {NAMES[parent_kind]} with uuid {parent!r}"
+                        )
+                    added.setdefault(parent, []).append(uuid)
+                self._store.stage(relpath, documents.row_to_document(kind, row))
+            for parent, new in added.items():
+                children = self._children(kind, parent)
+                known = set(children)
+                children = children + [uuid for uuid in new if uuid not in known]
+                self._store.stage(
+                    documents.children_path(kind, parent),
+                    documents.children_document(kind, parent, children),
+                )
+
+    def _update(self, kind: Kind, row: Row, expected_revision: int | None) -> int:
+        uuid = row["uuid"]
+        with self._store.writing():
+            old = self._row(kind, uuid)
+            if old is None:
+                raise NotFound(f"no {NAMES[kind]} with uuid {uuid!r}")
+            if expected_revision is not None and old["revision"] != expected_revision:
+                raise ConflictError(
+                    f"{NAMES[kind]} {uuid} is at revision {old['revision']}, "
+                    f"the write was based on revision {expected_revision}"
+                )
+            new = {**row, "revision": old["revision"] + 1}
+            parent_key = documents.parent_key(kind)
+            if parent_key is not None:
+                new[parent_key] = old[parent_key]
+            self._store.stage(
+                documents.record_path(kind, uuid), documents.row_to_document(kind, new)
+            )
+            return int(new["revision"])
+
+    def _delete_book(self, uuid: str) -> bool:
+        with self._store.writing():
+            if not self._store.exists(documents.record_path("book", uuid)):
+                return False
+            for flow in self._children("flow", uuid):
+                for task in self._children("task", flow):
+                    self._store.stage(documents.record_path("task", task), None)
+                self._store.stage(documents.children_path("task", flow), None)
+                self._store.stage(documents.record_path("flow", flow), None)
+            self._store.stage(documents.children_path("flow", uuid), None)
+            self._store.stage(documents.record_path("book", uuid), None)
+            return True
+
+    def _clear(self) -> None:
+        with self._store.writing():
+            self._store.clear()
+
+
+@contextlib.contextmanager
+def _as_none(context: contextlib.AbstractContextManager[Any]) -> Iterator[None]:
+    with context:
+        yield
