@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.cli.conftest import Runner, sample_book
-
 import ledgerflow as lf
+from tests.cli.conftest import Runner, sample_book
 
 
 def _book_lines(stdout: str) -> list[str]:

@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
 from tests.cli.conftest import SRC, Runner, process_env
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

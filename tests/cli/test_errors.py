@@ -6,9 +6,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from tests.cli.conftest import Runner, assert_one_line_error
 
 import ledgerflow as lf
+from tests.cli.conftest import Runner, assert_one_line_error
 
 
 @pytest.mark.parametrize(

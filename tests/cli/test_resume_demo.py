@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.cli.conftest import Runner, assert_one_line_error
 
 import ledgerflow as lf
 from ledgerflow import states
+from tests.cli.conftest import Runner, assert_one_line_error
 
 pytest.importorskip("ledgerflow.engine", reason="the engine is not merged into this branch yet")
 from tests.cli.flows import FACTORY

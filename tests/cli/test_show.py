@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.cli.conftest import Runner, sample_book
 
 import ledgerflow as lf
 from ledgerflow import states
 from ledgerflow.cli import render
+from tests.cli.conftest import Runner, sample_book
 
 
 def test_book_tree_names_every_task_its_state_and_each_failure(

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.cli.conftest import Runner, sample_book
 
 import ledgerflow as lf
 from ledgerflow import states
+from tests.cli.conftest import Runner, sample_book
 
 
 def _without_revisions(value: Any) -> Any:
