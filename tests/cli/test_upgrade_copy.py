@@ -69,6 +69,17 @@ def test_copy_overwrites_newer_destination_records_source_wins(
     assert _without_revisions(_dump(dst)) == _without_revisions(_dump(sqlite_uri))
 
 
+def test_copy_between_sqlite_and_the_file_store(
+    cli: Runner, sqlite_uri: str, store: lf.LogBook, tmp_path: Path
+) -> None:
+    files = f"file://{tmp_path / 'files'}"
+    back = f"sqlite:///{tmp_path / 'back.db'}"
+    assert cli("copy", sqlite_uri, files).exit_code == 0
+    assert cli("copy", files, back).exit_code == 0
+    assert _without_revisions(_dump(back)) == _without_revisions(_dump(sqlite_uri))
+    assert "0 written, 2 already identical" in cli("copy", sqlite_uri, files).stdout
+
+
 def test_copy_to_the_same_store_is_a_usage_error(cli: Runner, sqlite_uri: str) -> None:
     outcome = cli("copy", sqlite_uri, sqlite_uri)
     assert outcome.exit_code == 2

@@ -226,9 +226,13 @@ def copy(app: App, src_uri: str, dst_uri: str) -> None:
                     unchanged += 1
                 progress.advance(bar)
     app.out.print(
-        f"copied {written + unchanged} books from {mask_password(src_uri)} to "
+        f"copied {_plural(written + unchanged, 'book')} from {mask_password(src_uri)} to "
         f"{mask_password(dst_uri)}: {written} written, {unchanged} already identical"
     )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _iter_books(src: lf.Connection) -> Iterator[lf.LogBook]:
