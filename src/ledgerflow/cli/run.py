@@ -28,10 +28,13 @@ from ledgerflow.persistence.records import check_uuid
 
 __all__ = ["ProgressDisplay", "StoreWatcher", "resume", "resume_with_progress"]
 
-#: Task states after which a task counts as done for the progress bar.
-DONE = frozenset({states.SUCCESS, states.REVERTED, states.REVERT_FAILURE, states.FAILURE})
+#: The bar counts tasks that succeeded: a resumed REVERTED flow runs its tasks again.
+DONE = frozenset({states.SUCCESS})
 #: Task states worth a line of their own as they happen.
-REPORTED = DONE | {states.RETRYING, states.RUNNING}
+REPORTED = frozenset(
+    {states.SUCCESS, states.FAILURE, states.RETRYING, states.RUNNING}
+    | {states.REVERTED, states.REVERT_FAILURE}
+)
 POLL_SECONDS = 0.2
 
 
