@@ -9,8 +9,6 @@ import pytest
 import ledgerflow as lf
 from ledgerflow import states
 from tests.cli.conftest import Runner, assert_one_line_error
-
-pytest.importorskip("ledgerflow.engine", reason="the engine is not merged into this branch yet")
 from tests.cli.flows import FACTORY
 
 ROOT = str(Path(__file__).resolve().parents[2])
