@@ -1,0 +1,169 @@
+"""The ``ledgerflow`` command group: global options, backend opening, error translation.
+
+Every library error becomes one line on stderr and an exit code (2 for bad input
+the user can fix on the command line, 1 for everything else); ``--debug`` lets
+the original exception and its traceback through instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+import ledgerflow as lf
+from ledgerflow.persistence.base import mask_password
+
+DEFAULT_BACKEND = "sqlite:///ledgerflow.db"
+BACKEND_ENV = "LEDGERFLOW_BACKEND"
+
+#: Exit codes (click's convention: 2 is a usage error).
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+#: Errors the user fixes by typing something else, checked in order (most derived first).
+_USAGE_ERRORS: tuple[type[BaseException], ...] = (
+    lf.BackendNotFound,
+    lf.InvalidUUIDError,
+)
+
+
+class CLIError(click.ClickException):
+    """A failure reported as ``Error: <one line>``; exit code 1."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
+
+class CLIUsageError(CLIError):
+    """Bad input the user can fix on the command line; exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+
+def cli_error(message: str, exit_code: int) -> CLIError:
+    """A CLIError for ``exit_code`` (1 or 2)."""
+    return CLIUsageError(message) if exit_code == EXIT_USAGE else CLIError(message)
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """Collapse whitespace (newlines included) and cap the length of a message."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def describe(exc: BaseException) -> str:
+    """The message for ``exc``, plus its driver cause when the message lacks it."""
+    message = str(exc) or type(exc).__name__
+    cause = exc.__cause__
+    if isinstance(exc, lf.StorageError) and cause is not None:
+        # SQLAlchemy wraps the driver's exception in .orig; compare against that text.
+        driver = getattr(cause, "orig", None) or cause
+        cause_text = one_line(str(driver), 200)
+        if cause_text and cause_text[:40] not in one_line(message, 10_000):
+            message = f"{message} ({type(driver).__name__}: {cause_text})"
+    if not isinstance(exc, lf.LedgerflowError | OSError):
+        message = f"{type(exc).__name__}: {message}"
+    return message
+
+
+def translate(exc: Exception) -> CLIError:
+    """Map an exception to the CLIError the user sees."""
+    if isinstance(exc, lf.NotFound):
+        return CLIError(describe(exc))
+    if isinstance(exc, _USAGE_ERRORS):
+        return CLIUsageError(describe(exc))
+    if isinstance(exc, lf.LedgerflowError | OSError):
+        return CLIError(describe(exc))
+    return CLIError(f"unexpected error: {describe(exc)} (run with --debug for the traceback)")
+
+
+@dataclass
+class App:
+    """What every command needs: the backend URI, the debug flag and the consoles."""
+
+    backend_uri: str
+    debug: bool
+    out: Console
+    err: Console
+
+    @property
+    def safe_uri(self) -> str:
+        """The backend URI with its password masked."""
+        return mask_password(self.backend_uri)
+
+    def open(self, uri: str | None = None) -> lf.Backend:
+        """Open the backend for ``uri`` (the global one by default)."""
+        return lf.open_backend(uri or self.backend_uri)
+
+    @contextlib.contextmanager
+    def connect(self, uri: str | None = None) -> Iterator[lf.Connection]:
+        """Open a backend and a connection, closing both afterwards."""
+        with self.open(uri) as backend, backend.connect() as conn:
+            yield conn
+
+
+def local_store_missing(uri: str) -> bool:
+    """Tell whether ``uri`` names a local SQLite file or file-store directory that is absent.
+
+    Reading commands check this first so they never bring a store into existence
+    (opening a missing SQLite file would create it).
+    """
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    if scheme == "sqlite":
+        path = _sqlite_path(uri)
+        return path is not None and not path.exists()
+    if scheme == "file":
+        return not Path(uri.split("://", 1)[1].split("?", 1)[0]).exists()
+    return False
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a SQLite URI (SQLAlchemy's rules), None for in-memory ones."""
+    rest = uri.split("://", 1)[1].split("?", 1)[0]
+    database = rest[1:] if rest.startswith("/") else rest
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def has_records(conn: lf.Connection) -> bool:
+    """Whether a store may hold books: False when it has no schema yet (nothing to read).
+
+    A store whose schema needs ``upgrade`` (or was written by a newer ledgerflow)
+    and holds books raises its SchemaVersionError, so a reading command says so.
+    """
+    try:
+        conn.validate()
+    except lf.SchemaVersionError:
+        if conn.count_logbooks() == 0:
+            return False
+        raise
+    return True
+
+
+def fail(message: str, exit_code: int = EXIT_FAILURE) -> NoReturn:
+    """Stop the command with one error line."""
+    raise cli_error(message, exit_code)
+
+
+class LedgerflowGroup(click.Group):
+    """A group that turns exceptions from its commands into one-line errors."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; translate failures unless --debug is on."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            raise translate(exc) from exc

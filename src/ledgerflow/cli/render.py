@@ -1,0 +1,312 @@
+"""Turn books, flows and tasks into styled lines: the tree and the timeline.
+
+Lines are lists of (text, style) pieces written straight to the console's file
+(with the ANSI codes of each style, when the console has colour): rich's own
+rendering of 10,000 ``Text`` lines takes over a second, this a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from rich.color import ColorSystem
+from rich.console import Console
+from rich.style import Style
+
+import ledgerflow as lf
+from ledgerflow import states
+
+STATE_STYLES: dict[str, str] = {
+    states.PENDING: "dim",
+    states.RUNNING: "bold yellow",
+    states.SUCCESS: "green",
+    states.FAILURE: "bold red",
+    states.RETRYING: "yellow",
+    states.REVERTING: "magenta",
+    states.REVERTED: "magenta",
+    states.REVERT_FAILURE: "bold red",
+    states.SUSPENDING: "blue",
+    states.SUSPENDED: "blue",
+}
+STATE_ICONS: dict[str, str] = {
+    states.PENDING: "·",
+    states.RUNNING: "▶",
+    states.SUCCESS: "✔",
+    states.FAILURE: "✘",
+    states.RETRYING: "↻",
+    states.REVERTING: "↶",
+    states.REVERTED: "↶",
+    states.REVERT_FAILURE: "✘",
+    states.SUSPENDING: "⏸",
+    states.SUSPENDED: "⏸",
+}
+_COLOR_SYSTEMS = {
+    "standard": ColorSystem.STANDARD,
+    "256": ColorSystem.EIGHT_BIT,
+    "truecolor": ColorSystem.TRUECOLOR,
+    "windows": ColorSystem.WINDOWS,
+}
+
+
+class Text:
+    """A line of (text, style) pieces; a small, fast stand-in for rich's ``Text``."""
+
+    __slots__ = ("pieces",)
+
+    def __init__(self, text: str = "", style: str = "") -> None:
+        self.pieces: list[tuple[str, str]] = [(text, style)] if text else []
+
+    def append(self, text: str, style: str = "") -> Text:
+        """Add a piece; return self."""
+        self.pieces.append((text, style))
+        return self
+
+    def append_text(self, other: Text) -> Text:
+        """Add every piece of ``other``; return self."""
+        self.pieces.extend(other.pieces)
+        return self
+
+    @property
+    def plain(self) -> str:
+        """The text without styles."""
+        return "".join(text for text, _ in self.pieces)
+
+
+def emit(console: Console, lines: Iterable[Text]) -> None:
+    """Write ``lines`` to the console's file, coloured if the console has colour."""
+    color_system = _COLOR_SYSTEMS.get(console.color_system or "")
+    if color_system is None or console.no_color:
+        out = "\n".join(line.plain for line in lines)
+    else:
+        codes: dict[str, tuple[str, str]] = {}
+        rendered = []
+        for line in lines:
+            parts = []
+            for text, style in line.pieces:
+                if not style:
+                    parts.append(text)
+                    continue
+                if style not in codes:
+                    before, _, after = (
+                        Style.parse(style).render("\0", color_system=color_system).partition("\0")
+                    )
+                    codes[style] = (before, after)
+                before, after = codes[style]
+                parts.append(before + text + after)
+            rendered.append("".join(parts))
+        out = "\n".join(rendered)
+    console.file.write(out + "\n")
+    console.file.flush()
+
+
+#: Timeline rows drawn at most; a bigger flow shows its longest tasks.
+TIMELINE_ROWS = 40
+PREVIEW_CHARS = 48
+
+
+def state_text(state: str) -> Text:
+    """The state name in its colour."""
+    return Text(state, style=STATE_STYLES.get(state, ""))
+
+
+def format_duration(seconds: float | None) -> str:
+    """A short human duration: 850ms, 12.3s, 3m05s, 2h03m."""
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def format_time(value: datetime | None) -> str:
+    """A UTC timestamp to the second, or '-'."""
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
+    """A one-line JSON preview of a result, cut at ``limit`` characters."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=repr)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def task_duration(task: lf.TaskDetail) -> float | None:
+    """Seconds between started_at and finished_at, None unless both are known."""
+    if task.started_at is None or task.finished_at is None:
+        return None
+    return max(0.0, (task.finished_at - task.started_at).total_seconds())
+
+
+def flow_duration(tasks: Iterable[lf.TaskDetail]) -> float | None:
+    """Seconds from the first task start to the last task finish."""
+    starts = [t.started_at for t in tasks if t.started_at is not None]
+    ends = [t.finished_at for t in tasks if t.finished_at is not None]
+    if not starts or not ends:
+        return None
+    return max(0.0, (max(ends) - min(starts)).total_seconds())
+
+
+def state_counts_text(counts: Mapping[str, int]) -> Text:
+    """'3 SUCCESS, 1 FAILURE' with each state in its colour."""
+    text = Text()
+    for index, (state, count) in enumerate(sorted(counts.items())):
+        if index:
+            text.append(", ")
+        text.append(f"{count} ")
+        text.append(state, style=STATE_STYLES.get(state, ""))
+    return text if counts else Text("no tasks", style="dim")
+
+
+def book_header(book: lf.LogBook) -> Text:
+    """The first line of a book: name, uuid, creation time."""
+    text = Text("book ", style="bold")
+    text.append(book.name, style="bold cyan")
+    text.append(f"  {book.uuid}", style="dim")
+    text.append(f"  created {format_time(book.created_at)}", style="dim")
+    return text
+
+
+def flow_line(flow: lf.FlowDetail, prefix: str, with_tasks: bool = True) -> Text:
+    """One line for a flow: name, state, task counts and duration (``with_tasks``), uuid."""
+    text = Text(prefix)
+    text.append("flow ", style="bold")
+    text.append(flow.name, style="bold")
+    text.append("  ")
+    text.append_text(state_text(flow.state))
+    if with_tasks:
+        counts: dict[str, int] = {}
+        for task in flow:
+            counts[task.state] = counts.get(task.state, 0) + 1
+        text.append(f"  {len(flow)} tasks: ")
+        text.append_text(state_counts_text(counts))
+        duration = flow_duration(flow)
+        if duration is not None:
+            text.append(f"  {format_duration(duration)}")
+    text.append(f"  {flow.uuid}", style="dim")
+    return text
+
+
+def task_lines(task: lf.TaskDetail, prefix: str, cont: str, verbose: bool) -> list[Text]:
+    """A task's line, then its failure messages (tracebacks and causes with ``verbose``)."""
+    text = Text(prefix)
+    text.append(STATE_ICONS.get(task.state, "?") + " ", style=STATE_STYLES.get(task.state, ""))
+    text.append(task.name)
+    text.append("  ")
+    text.append_text(state_text(task.state))
+    if task.attempts:
+        text.append(f"  {task.attempts} attempt{'s' if task.attempts > 1 else ''}", style="dim")
+    duration = task_duration(task)
+    if duration is not None:
+        text.append(f"  {format_duration(duration)}")
+    if task.result is not None and task.failure is None:
+        text.append(f"  → {preview(task.result)}", style="cyan")
+    if task.checkpoint is not None and task.state != states.SUCCESS:
+        text.append(f"  checkpoint {preview(task.checkpoint)}", style="yellow")
+    if verbose:
+        text.append(f"  {task.uuid}", style="dim")
+    lines = [text]
+    for label, failure in (("failure", task.failure), ("revert failure", task.revert_failure)):
+        if failure is not None:
+            lines.extend(failure_lines(label, failure, cont + "    ", verbose))
+    return lines
+
+
+def failure_lines(label: str, failure: lf.Failure, indent: str, verbose: bool) -> list[Text]:
+    """The failure's message; with ``verbose`` its traceback and its chain of causes."""
+    lines = [Text(indent).append(f"{label}: {failure}", style="red")]
+    if not verbose:
+        return lines
+    for current_label, current in [(label, failure), *(("caused by", c) for c in failure.causes())]:
+        if current is not failure:
+            lines.append(Text(indent).append(f"{current_label}: {current}", style="red"))
+        for tb_line in current.traceback_str.rstrip().splitlines():
+            lines.append(Text(indent + "  " + tb_line, style="dim"))
+    return lines
+
+
+def flow_tree(flow: lf.FlowDetail, prefix: str, cont: str, verbose: bool) -> list[Text]:
+    """A flow's line and one branch per task."""
+    lines = [flow_line(flow, prefix)]
+    tasks = flow.tasks
+    for index, task in enumerate(tasks):
+        last = index == len(tasks) - 1
+        branch, below = ("└── ", "    ") if last else ("├── ", "│   ")
+        lines.extend(task_lines(task, cont + branch, cont + below, verbose))
+    return lines
+
+
+def book_tree(book: lf.LogBook, verbose: bool) -> list[Text]:
+    """A book's header and the tree of its flows and tasks."""
+    lines = [book_header(book)]
+    flows = book.flows
+    if not flows:
+        lines.append(Text("└── (no flows)", style="dim"))
+    for index, flow in enumerate(flows):
+        last = index == len(flows) - 1
+        branch, below = ("└── ", "    ") if last else ("├── ", "│   ")
+        lines.extend(flow_tree(flow, branch, below, verbose))
+    return lines
+
+
+def timeline(tasks: list[lf.TaskDetail], width: int, now: datetime) -> list[Text]:
+    """One bar per task on a shared time axis, so a slow or stuck task stands out.
+
+    Tasks never started are left out; a task still RUNNING (or whose process died)
+    draws to the end of the axis.  Past ``TIMELINE_ROWS`` tasks only the longest
+    are drawn, in start order.
+    """
+    timed = [t for t in tasks if t.started_at is not None]
+    if not timed:
+        return []
+    running = [t for t in timed if t.finished_at is None]
+    ends = [t.finished_at for t in timed if t.finished_at is not None]
+    starts = [t.started_at for t in timed if t.started_at is not None]
+    start, end = min(starts), max([*ends, *starts])
+    if running and any(t.state == states.RUNNING for t in running):
+        end = max(end, now)
+    span = max((end - start).total_seconds(), 1e-6)
+
+    def stop(task: lf.TaskDetail) -> datetime:
+        return task.finished_at or end
+
+    def length(task: lf.TaskDetail) -> float:
+        assert task.started_at is not None
+        return (stop(task) - task.started_at).total_seconds()
+
+    shown = timed
+    if len(timed) > TIMELINE_ROWS:
+        shown = sorted(timed, key=length, reverse=True)[:TIMELINE_ROWS]
+        shown.sort(key=lambda t: (t.started_at, t.name))
+    name_width = min(24, max(len(t.name) for t in shown))
+    bar_width = max(20, width - name_width - 12)
+    title = Text("timeline", style="bold")
+    title.append(f"  {format_time(start)} → +{format_duration(span)}", style="dim")
+    if len(shown) < len(timed):
+        title.append(f"  ({len(shown)} longest of {len(timed)} tasks)", style="dim")
+    lines = [title]
+    for task in shown:
+        assert task.started_at is not None
+        first = int((task.started_at - start).total_seconds() / span * bar_width)
+        last = int((stop(task) - start).total_seconds() / span * bar_width)
+        first = min(first, bar_width - 1)
+        cells = max(1, last - first)
+        label = task.name if len(task.name) <= name_width else task.name[: name_width - 1] + "…"
+        line = Text(label.ljust(name_width) + " ")
+        line.append(" " * first)
+        line.append("█" * cells, style=STATE_STYLES.get(task.state, ""))
+        line.append(" " * max(0, bar_width - first - cells) + " ")
+        open_ended = "…" if task.finished_at is None else ""
+        line.append(format_duration(length(task)) + open_ended)
+        lines.append(line)
+    return lines

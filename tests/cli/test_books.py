@@ -1,0 +1,116 @@
+"""``ledgerflow books``: newest first, paged and filtered in the store, never writing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import ledgerflow as lf
+from tests.cli.conftest import Runner, sample_book
+
+
+def _book_lines(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line[:1].isalnum() and "  " in line][1:]
+
+
+def test_lists_every_book_newest_first_with_task_counts(
+    any_cli: Runner, sqlite_uri: str, store: lf.LogBook
+) -> None:
+    outcome = any_cli("--backend", sqlite_uri, "books")
+    assert outcome.exit_code == 0, outcome.stderr
+    lines = outcome.stdout.splitlines()
+    assert lines[0].split() == ["UUID", "CREATED", "(UTC)", "NAME", "TASKS"]
+    assert store.uuid in lines[1] and "nightly-backup" in lines[1]
+    assert "1 PENDING, 1 REVERTED, 4 SUCCESS" in lines[1]
+    assert "weekly-report" in lines[2] and "4 SUCCESS" in lines[2]
+    assert "books 1-2 of 2" in outcome.stdout
+    assert outcome.stderr == ""
+
+
+def test_json_is_the_books_to_dict_newest_first(
+    any_cli: Runner, sqlite_uri: str, store: lf.LogBook
+) -> None:
+    outcome = any_cli("--backend", sqlite_uri, "books", "--json")
+    assert outcome.exit_code == 0, outcome.stderr
+    printed = json.loads(outcome.stdout)
+    with lf.open_backend(sqlite_uri) as backend, backend.connect() as conn:
+        stored = [conn.get_logbook(book.uuid).to_dict() for book in conn.get_logbooks()]
+    assert printed == stored[::-1]
+    assert printed[0]["uuid"] == store.uuid
+    assert printed[0]["flows"][0]["tasks"][0]["name"] == "step_0"
+
+
+def test_pages_come_from_limit_offset_and_page(cli: Runner, sqlite_uri: str) -> None:
+    with lf.open_backend(sqlite_uri) as backend, backend.connect() as conn:
+        conn.upgrade()
+        names = [f"book-{index:02d}" for index in range(7)]
+        for name in names:
+            conn.save_logbook(sample_book(name, tasks=1, failed=False))
+    newest_first = names[::-1]
+
+    def page(*args: str) -> list[str]:
+        outcome = cli("--backend", sqlite_uri, "books", *args, "--json")
+        assert outcome.exit_code == 0, outcome.stderr
+        return [book["name"] for book in json.loads(outcome.stdout)]
+
+    assert page("--limit", "3") == newest_first[:3]
+    assert page("--limit", "3", "--page", "2") == newest_first[3:6]
+    assert page("--limit", "3", "--page", "3") == newest_first[6:]
+    assert page("--limit", "2", "--offset", "5") == newest_first[5:]
+    assert page("--limit", "3", "--page", "9") == []
+    text = cli("--backend", sqlite_uri, "books", "--limit", "3").stdout
+    assert "books 1-3 of 7; next: --page 2 (or --offset 3)" in text
+
+
+def test_filters_by_name_and_by_flow_state(cli: Runner, sqlite_uri: str, store: lf.LogBook) -> None:
+    by_name = cli("--backend", sqlite_uri, "books", "--name", "weekly-report", "--json")
+    assert [book["name"] for book in json.loads(by_name.stdout)] == ["weekly-report"]
+    by_state = cli("--backend", sqlite_uri, "books", "--state", "reverted", "--json")
+    assert [book["uuid"] for book in json.loads(by_state.stdout)] == [store.uuid]
+    none = cli("--backend", sqlite_uri, "books", "--state", "SUSPENDED")
+    assert none.exit_code == 0
+    assert "no logbooks (of 0)" in none.stdout
+
+
+def test_backend_comes_from_the_environment(
+    cli: Runner, sqlite_uri: str, store: lf.LogBook
+) -> None:
+    outcome = cli("books", env={"LEDGERFLOW_BACKEND": sqlite_uri})
+    assert store.uuid in outcome.stdout
+
+
+def test_offset_and_page_together_is_a_usage_error(cli: Runner, sqlite_uri: str) -> None:
+    outcome = cli("--backend", sqlite_uri, "books", "--offset", "1", "--page", "2")
+    assert outcome.exit_code == 2
+    assert outcome.stderr.strip() == "Error: give --offset or --page, not both"
+
+
+def test_missing_store_prints_nothing_and_creates_nothing(any_cli: Runner, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'absent.db'}"
+    text = any_cli("--backend", uri, "books")
+    assert text.exit_code == 0, text.stderr
+    assert "no logbooks" in text.stdout
+    as_json = any_cli("--backend", uri, "books", "--json")
+    assert json.loads(as_json.stdout) == []
+    assert not list(tmp_path.glob("absent.db*"))
+
+
+def test_default_store_is_ledgerflow_db_in_the_working_directory(
+    cli_process: Runner, tmp_path: Path
+) -> None:
+    outcome = cli_process("books")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "sqlite:///ledgerflow.db" in outcome.stdout
+    assert not list(tmp_path.iterdir())
+
+
+def test_store_without_schema_reads_as_empty_and_stays_so(cli: Runner, tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "blank.db"
+    sqlite3.connect(path).close()
+    outcome = cli("--backend", f"sqlite:///{path}", "books", "--json")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert json.loads(outcome.stdout) == []
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
