@@ -155,7 +155,10 @@ class SQLConnection(RecordConnection):
     def _no_schema(self, conn: SAConnection) -> bool:
         if self._backend.schema_seen:
             return False
-        if not migrate.schema_status(conn).has_tables:
+        has_tables = migrate.schema_status(conn).has_tables
+        if conn.in_transaction():  # the check autobegan one: the caller begins its own
+            conn.rollback()
+        if not has_tables:
             return True
         self._backend.schema_seen = True
         return False
