@@ -123,6 +123,22 @@ def raw_sqlite_update(path: str, size: int, wide: bool) -> float:
     return elapsed
 
 
+def backend_update_details(uri: str, size: int) -> float:
+    """Seconds for ``size`` calls of ``update_details`` on one task row (the store alone)."""
+    with lf.open_backend(uri) as backend, backend.connect() as conn:
+        conn.upgrade()
+        book, flow = lf.LogBook("raw"), lf.FlowDetail("raw")
+        task = lf.TaskDetail("t")
+        flow.add(task)
+        book.add(flow)
+        conn.save_logbook(book)
+        start = time.perf_counter()
+        for _ in range(size):
+            task.attempts += 1
+            conn.update_details(task)
+        return time.perf_counter() - start
+
+
 def bench_sqlite(directory: Path) -> None:
     size = int(os.environ.get("BENCH_SQLITE_TASKS", "1000"))
     print(f"(b) SQLite file, WAL + synchronous=FULL, {size} no-op tasks")
@@ -133,10 +149,15 @@ def bench_sqlite(directory: Path) -> None:
 
     narrow = min(raw_sqlite_update(str(directory / f"n{i}.db"), size, False) for i in range(2))
     raw = min(raw_sqlite_update(str(directory / f"w{i}.db"), size, True) for i in range(2))
+    store_only = min(backend_update_details(fresh(), size) for _ in range(2))
     _, always = best(size, fresh, "always", 2)
     _, batched = best(size, fresh, "batched", 2)
     print(f"    raw sqlite3: one committed UPDATE per task, narrow row {us(narrow, size):8.1f} us")
     print(f"    raw sqlite3: one committed UPDATE per task, task-row width {us(raw, size):8.1f} us")
+    print(
+        f"    SQL backend alone: update_details of one row {us(store_only, size):8.1f} us/task"
+        f"   = {store_only / raw:.2f}x raw"
+    )
     print(
         f"    ledgerflow save='always'                      {us(always, size):8.1f} us/task"
         f"   = {always / raw:.2f}x raw ({always / narrow:.2f}x narrow)   target <= 2x"
