@@ -18,7 +18,7 @@ import pytest
 
 import ledgerflow as lf
 from ledgerflow import states
-from ledgerflow.persistence.files import FileBackend, documents, fsio
+from ledgerflow.persistence.files import FileBackend, FileConnection, documents, fsio
 from ledgerflow.persistence.records import Kind
 from ledgerflow.testing.conformance import make_book
 
@@ -489,3 +489,29 @@ def test_a_read_only_store_is_a_storage_error(conn: lf.Connection, store_dir: Pa
         assert conn.get_task_details(task.uuid).revision == 1
     finally:
         os.chmod(store_dir / "tasks", 0o755)
+
+
+# ---- fork -----------------------------------------------------------------------------
+@pytest.mark.timeout(60)
+def test_a_forked_child_takes_its_own_locks(conn: lf.Connection) -> None:
+    assert isinstance(conn, FileConnection)
+    book = conn.save_logbook(make_book(tasks=2))
+    first, second = book.flows[0].tasks
+    with conn._transaction():  # hold the thread lock and the flock across the fork
+        first.result = "parent"
+        conn.update_task_details(first)
+        pid = os.fork()
+        if pid == 0:  # the child must not join the parent's open transaction
+            code = 1
+            try:
+                second.result = "child"
+                conn.update_task_details(second)
+                code = 0
+            finally:
+                os._exit(code)
+        time.sleep(0.2)
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # blocked on our flock meanwhile
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert conn.get_task_details(first.uuid).result == "parent"
+    assert conn.get_task_details(second.uuid).result == "child"
