@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -477,18 +479,35 @@ def test_a_full_disk_is_a_storage_error_and_writes_nothing(
     assert not (store_dir / documents.JOURNAL_FILE).exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[None]:
+    """Make ``directory`` refuse new files, even to root (via the immutable attribute)."""
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        try:
+            yield
+        finally:
+            directory.chmod(0o755)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(directory)], check=False).returncode:
+        pytest.skip("running as root without a working chattr: cannot make a directory read-only")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(directory)], check=True)
+
+
 def test_a_read_only_store_is_a_storage_error(conn: lf.Connection, store_dir: Path) -> None:
     book = conn.save_logbook(make_book())
-    os.chmod(store_dir / "tasks", 0o555)
-    try:
-        task = book.flows[0].tasks[0]
+    task = book.flows[0].tasks[0]
+    with read_only(store_dir / "tasks"):
         with pytest.raises(lf.StorageError, match=re.escape(str(store_dir / "tasks"))) as info:
             conn.update_task_details(task)
         assert isinstance(info.value.__cause__, PermissionError)
-        assert conn.get_task_details(task.uuid).revision == 1
-    finally:
-        os.chmod(store_dir / "tasks", 0o755)
+        assert task.revision == 1  # the failed commit did not bump the object
+        assert conn.get_task_details(task.uuid).revision == 1  # reads still work
+        assert conn.get_logbook(book.uuid).to_dict() == book.to_dict()
 
 
 # ---- fork -----------------------------------------------------------------------------
