@@ -14,9 +14,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ledgerflow as lf
 from ledgerflow import states
@@ -534,3 +537,34 @@ def test_a_forked_child_takes_its_own_locks(conn: lf.Connection) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert conn.get_task_details(first.uuid).result == "parent"
     assert conn.get_task_details(second.uuid).result == "child"
+
+
+# ---- documents ------------------------------------------------------------------------
+_times = st.datetimes(timezones=st.just(UTC)) | st.datetimes(min_value=datetime(1900, 1, 1)).map(
+    lambda moment: moment.replace(tzinfo=timezone(timedelta(hours=5, minutes=30)))
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.text(max_size=40),
+    uuid=st.text(min_size=1, max_size=255).filter(lambda u: "\x00" not in u),
+    moment=_times,
+    optional=st.none() | _times,
+    number=st.integers(min_value=0, max_value=2**62),
+)
+def test_task_documents_round_trip(
+    text: str, uuid: str, moment: datetime, optional: datetime | None, number: int
+) -> None:
+    row = {
+        "uuid": uuid, "flow_uuid": text or "f", "name": text, "type": None, "version": "1.0",
+        "state": states.RUNNING, "result": json.dumps(text), "failure": None,
+        "revert_failure": None, "meta": "{}", "checkpoint": "null", "attempts": number,
+        "started_at": optional, "finished_at": None, "created_at": moment,
+        "updated_at": moment, "revision": number,
+    }  # fmt: skip
+    data = documents.encode(documents.row_to_document("task", row))
+    loaded = documents.document_to_row("task", documents.decode(data))
+    assert loaded == row  # equal instants, now in UTC
+    assert loaded["created_at"].utcoffset() == timedelta(0)
+    assert documents.file_name(uuid) == documents.file_name(loaded["uuid"])
