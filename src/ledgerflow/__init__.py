@@ -1,6 +1,7 @@
 """ledgerflow: durable, resumable workflows whose state lives in a logbook."""
 
 from ledgerflow import states
+from ledgerflow.engine import Engine, TaskContext, current_task, load, resume, run
 from ledgerflow.errors import (
     BackendNotFound,
     ConflictError,
@@ -17,8 +18,11 @@ from ledgerflow.errors import (
     StorageError,
     VersionMismatchError,
 )
+from ledgerflow.flow import Flow, GraphFlow, LinearFlow, UnorderedFlow
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence import Backend, Connection, available_schemes, open_backend
+from ledgerflow.storage import StateChange, Storage
+from ledgerflow.task import Retry, Task, task
 
 __version__ = "0.1.0"
 
@@ -28,22 +32,37 @@ __all__ = [
     "ConflictError",
     "Connection",
     "CorruptRecordError",
+    "Engine",
     "Failure",
+    "Flow",
     "FlowDetail",
     "FlowFailed",
+    "GraphFlow",
     "InvalidUUIDError",
     "LedgerflowError",
+    "LinearFlow",
     "LogBook",
     "MissingDriverError",
     "MissingInputsError",
     "NotFound",
+    "Retry",
     "SchemaVersionError",
     "SerializationError",
+    "StateChange",
     "StateTransitionError",
+    "Storage",
     "StorageError",
+    "Task",
+    "TaskContext",
     "TaskDetail",
+    "UnorderedFlow",
     "VersionMismatchError",
     "available_schemes",
+    "current_task",
+    "load",
     "open_backend",
+    "resume",
+    "run",
     "states",
+    "task",
 ]

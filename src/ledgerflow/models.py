@@ -53,7 +53,7 @@ class Failure:
 
     exc_type_names: tuple[str, ...]
     message: str
-    traceback_str: str = ""
+    traceback_str: str = field(default="", repr=False)
     cause: Failure | None = None
 
     _MAX_CAUSES: ClassVar[int] = 32

@@ -27,7 +27,7 @@ def dumps(value: Any, what: str) -> str:
 
 def loads(text: str | bytes | None, what: str) -> Any:
     """Decode JSON text (None stays None); CorruptRecordError names ``what`` on failure."""
-    if text is None:
+    if text is None or text == "null":  # the commonest stored value: skip the decoder
         return None
     if isinstance(text, bytes | bytearray):
         text = text.decode("utf-8")

@@ -1,10 +1,10 @@
 """``SQLBackend``: SQLite, PostgreSQL and MariaDB/MySQL through SQLAlchemy Core.
 
-Statements are built once, at import, with bound parameters, so SQLAlchemy compiles
-each once per engine and every later call only binds values (the engine's hot path
-is one compare-and-set UPDATE per state change).  A connection is checked out of the
-pool per operation, so a ``SQLConnection`` holds nothing between calls and never
-leaves a transaction open.
+Statements are built once, at import, with bound parameters; the two hottest (the
+compare-and-set UPDATE the engine runs per state change, and the bulk read of details)
+are compiled once per engine as well (see ``fastpath``).  A connection is checked out
+of the pool per operation, so a ``SQLConnection`` holds nothing between calls and
+never leaves a transaction open.
 
 Only ``upgrade()`` creates schema.  Reading a store without one finds nothing and
 writes nothing (a missing SQLite file is not even created); writing to it raises
@@ -30,6 +30,7 @@ from ledgerflow.persistence.records import Kind, Row
 from ledgerflow.persistence.sql import migrate
 from ledgerflow.persistence.sql.engines import StoreAddress, create_engine, parse_uri
 from ledgerflow.persistence.sql.engines import translate_errors as _translate
+from ledgerflow.persistence.sql.fastpath import PreparedSelect, PreparedUpdate
 from ledgerflow.persistence.sql.tables import BOOKS, FLOWS, FORMAT_DEFAULT, TABLES, TASKS
 
 __all__ = ["SQLBackend", "SQLConnection"]
@@ -59,19 +60,19 @@ def _select_by(kind: Kind, key: str) -> sa.Select[Any]:
     return sa.select(*_columns(kind)).where(table.c[key].in_(_keys())).order_by(table.c.id)
 
 
-def _update(kind: Kind, checked: bool) -> sa.Update:
+def _update_statement(kind: Kind, checked: bool) -> sa.Update:
     table = TABLES[kind]
     statement = table.update().where(table.c.uuid == bindparam("w_uuid"))
     if checked:  # compare-and-set: the revision check is part of the UPDATE itself
         statement = statement.where(table.c.revision == bindparam("w_revision"))
     values: dict[str, Any] = {name: bindparam(name) for name in _SETTABLE[kind]}
-    return statement.values(**values, revision=table.c.revision + 1)
+    return statement.values(**values, revision=table.c.revision + sa.literal_column("1"))
 
 
-_BY_UUID: Final = {kind: _select_by(kind, "uuid") for kind in TABLES}
-_BY_PARENT: Final = {kind: _select_by(kind, _PARENT_COLUMN[kind]) for kind in ("flow", "task")}
-_UPDATE_CHECKED: Final = {kind: _update(kind, True) for kind in TABLES}
-_UPDATE_ANY: Final = {kind: _update(kind, False) for kind in TABLES}
+_SELECTS: Final[dict[tuple[Kind, bool], sa.Select[Any]]] = {
+    **{(kind, False): _select_by(kind, "uuid") for kind in TABLES},
+    **{(kind, True): _select_by(kind, _PARENT_COLUMN[kind]) for kind in ("flow", "task")},
+}
 _REVISION: Final = {
     kind: sa.select(table.c.revision).where(table.c.uuid == bindparam("w_uuid"))
     for kind, table in TABLES.items()
@@ -88,6 +89,11 @@ _STATE_COUNTS: Final = (
 _PG_UPGRADE_LOCK: Final = 0x1ED6E5F10
 
 
+def _begin_immediate(conn: SAConnection) -> None:
+    """Open SQLite's write transaction at once (straight to the driver: it is hot)."""
+    conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+
+
 class SQLBackend(Backend):
     """A SQL database reached through SQLAlchemy; see ``engines`` for every setting."""
 
@@ -99,6 +105,19 @@ class SQLBackend(Backend):
         self.engine = create_engine(self.address)
         #: Set once the tables are known to exist, so later calls skip the check.
         self.schema_seen = False
+        dialect = self.engine.dialect
+        self.updates: dict[tuple[Kind, bool], PreparedUpdate] = {
+            (kind, checked): PreparedUpdate(_update_statement(kind, checked), dialect)
+            for kind in TABLES
+            for checked in (True, False)
+        }
+        #: (kind, by parent) -> the bulk read; None where the driver's paramstyle is exotic.
+        self.selects: dict[tuple[Kind, bool], PreparedSelect | None] = {}
+        for (kind, by_parent), statement in _SELECTS.items():
+            try:
+                self.selects[kind, by_parent] = PreparedSelect(statement, dialect)
+            except ValueError:
+                self.selects[kind, by_parent] = None
 
     def connect(self) -> SQLConnection:
         """Open a connection (a checkout from the pool happens per operation)."""
@@ -155,7 +174,7 @@ class SQLConnection(RecordConnection):
             try:
                 with conn.begin():
                     if self._sqlite:  # take the write lock now, not at the first write
-                        conn.exec_driver_sql("BEGIN IMMEDIATE")
+                        _begin_immediate(conn)
                     yield
             finally:
                 self._local.conn = None
@@ -197,9 +216,11 @@ class SQLConnection(RecordConnection):
     def upgrade(self) -> None:
         """Create or migrate the schema to the current version; idempotent."""
         where = self._address.where
+        if self._address.path is not None:  # the one call that may create the file
+            os.makedirs(os.path.dirname(self._address.path), exist_ok=True)
         with self._connect("upgrade") as conn, self._upgrade_lock(conn), conn.begin():
             if self._sqlite:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                _begin_immediate(conn)
             elif self._address.backend_name == "postgresql":
                 conn.execute(sa.select(func.pg_advisory_xact_lock(_PG_UPGRADE_LOCK)))
             migrate.upgrade(conn, where)
@@ -238,13 +259,16 @@ class SQLConnection(RecordConnection):
     def _fetch(
         self, kind: Kind, *, uuids: Sequence[str] = (), parents: Sequence[str] = ()
     ) -> list[Row]:
-        statement = _BY_PARENT[kind] if parents else _BY_UUID[kind]
+        keys = list(parents or uuids)
+        prepared = self._backend.selects[kind, bool(parents)]
         with self._reading() as conn:
             if conn is None:
                 return []
-            result = conn.execute(statement, {"keys": list(parents or uuids)})
-            names = list(result.keys())
-            rows = [dict(zip(names, values, strict=True)) for values in result]
+            if prepared is not None:
+                rows = prepared.fetch(conn, keys)
+            else:
+                result = conn.execute(_SELECTS[kind, bool(parents)], {"keys": keys})
+                rows = [dict(row._mapping) for row in result]
         for row in rows:
             if row.pop("format") != FORMAT_DEFAULT:
                 raise CorruptRecordError(
@@ -322,11 +346,12 @@ class SQLConnection(RecordConnection):
             conn = self._writer()
             params = {name: row[name] for name in _SETTABLE[kind]}
             params["w_uuid"] = uuid = row["uuid"]
+            updates = self._backend.updates
             if expected_revision is not None:
                 params["w_revision"] = expected_revision
-                if conn.execute(_UPDATE_CHECKED[kind], params).rowcount == 1:
+                if updates[kind, True].run(conn, params) == 1:
                     return expected_revision + 1
-            elif conn.execute(_UPDATE_ANY[kind], params).rowcount == 1:
+            elif updates[kind, False].run(conn, params) == 1:
                 return int(conn.execute(_REVISION[kind], {"w_uuid": uuid}).scalar_one())
             stored = conn.execute(_REVISION[kind], {"w_uuid": uuid}).scalar_one_or_none()
         if stored is None:
@@ -342,10 +367,13 @@ class SQLConnection(RecordConnection):
             return bool(self._writer().execute(_DELETE_BOOK, {"w_uuid": uuid}).rowcount)
 
     def _clear(self) -> None:
+        conn = self._writer()
+        for table in (TASKS, FLOWS, BOOKS):
+            conn.execute(table.delete())
+
+    def clear_all(self) -> None:
+        """Delete every record; a store without schema has none (and gets none)."""
         with self._reading() as probe:
-            if probe is None:  # nothing stored, and clearing must not create anything
+            if probe is None:
                 return
-        with self._transaction():
-            conn = self._writer()
-            for table in (TASKS, FLOWS, BOOKS):
-                conn.execute(table.delete())
+        super().clear_all()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from ledgerflow.errors import (
     MissingDriverError,
     StorageError,
 )
+from ledgerflow.persistence.base import mask_password
 
 __all__ = ["StoreAddress", "create_engine", "parse_uri", "translate_errors"]
 
@@ -116,7 +118,10 @@ def parse_uri(uri: str) -> StoreAddress:
             raise ValueError(f"busy_timeout={busy!r} in {mask(uri)}: expected ms") from None
         database = url.database or ""
         address.memory = database in ("", ":memory:")
-        address.path = None if address.memory else os.path.abspath(database)
+        if not address.memory:
+            # Resolve a relative path now, so a later chdir cannot move the store.
+            address.path = os.path.abspath(database)
+            address.url = address.url.set(database=address.path)
         address.lock = threading.RLock() if address.memory else None
     return address
 
@@ -125,8 +130,6 @@ def mask(uri: str | URL) -> str:
     """The URI with its password hidden."""
     if isinstance(uri, URL):
         return uri.render_as_string(hide_password=True)
-    from ledgerflow.persistence.base import mask_password
-
     return mask_password(uri)
 
 
@@ -199,11 +202,39 @@ def _first_line(error: BaseException) -> str:
     return line if len(line) <= 300 else line[:300] + "..."
 
 
+#: Large statements MySQL refused: "packet bigger than max_allowed_packet" (1153) or,
+#: as the server often just drops the connection, "gone away"/"lost connection".
+_MYSQL_PACKET_ERRORS: Final = {1153, 2006, 2013}
+#: Statements with parameters above this size may have hit max_allowed_packet.
+_LARGE_PARAMETERS: Final = 1 << 20
+
+
+def _parameter_size(params: Any) -> int:
+    if isinstance(params, dict):
+        return sum(len(v) for v in params.values() if isinstance(v, str | bytes))
+    if isinstance(params, list | tuple):
+        return sum(_parameter_size(p) for p in params)
+    return 0
+
+
 def _is_too_large(error: exc.DBAPIError) -> bool:
-    orig = error.orig
-    args = getattr(orig, "args", ())
+    args = getattr(error.orig, "args", ())
     code = args[0] if args and isinstance(args[0], int) else None
-    return code == 1153 or "max_allowed_packet" in str(orig)
+    if code == 1153 or "max_allowed_packet" in str(error.orig):
+        return True
+    return code in _MYSQL_PACKET_ERRORS and _parameter_size(error.params) > _LARGE_PARAMETERS
+
+
+def _too_large_in_chain(error: BaseException) -> exc.DBAPIError | None:
+    """The statement MySQL refused as too large, even if a failed rollback hid it."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, exc.DBAPIError) and _is_too_large(current):
+            return current
+        current = current.__context__
+    return None
 
 
 @contextlib.contextmanager
@@ -218,20 +249,25 @@ def translate_errors(address: StoreAddress, action: str) -> Iterator[None]:
             f"{action}: a record was written concurrently ({_first_line(error)})"
         ) from error
     except exc.DBAPIError as error:
-        if error.connection_invalidated or _is_connect_error(error):
-            raise StorageError(
-                f"cannot reach the {address.backend_name} server at {address.where}: "
-                f"{_first_line(error)}"
-            ) from error
-        if address.backend_name in ("mysql", "mariadb") and _is_too_large(error):
+        too_large = _too_large_in_chain(error) if address.backend_name != "postgresql" else None
+        if too_large is not None:
             raise StorageError(
                 f"{action}: a value is larger than the server's max_allowed_packet at "
                 f"{address.where}; raise it (SET GLOBAL max_allowed_packet=268435456, or "
-                f"max_allowed_packet=256M under [mysqld]) ({_first_line(error)})"
-            ) from error
+                f"max_allowed_packet=256M under [mysqld]) ({_first_line(too_large)})"
+            ) from too_large
+        if error.connection_invalidated or _is_connect_error(error):
+            target = (
+                f"open the SQLite {address.where}"
+                if address.backend_name == "sqlite"
+                else f"reach the {address.backend_name} server at {address.where}"
+            )
+            raise StorageError(f"cannot {target}: {_first_line(error)}") from error
         raise StorageError(f"{action} failed on {address.where}: {_first_line(error)}") from error
     except exc.SQLAlchemyError as error:
         raise StorageError(f"{action} failed on {address.where}: {_first_line(error)}") from error
+    except sqlite3.Error as error:  # raised by statements we send to the driver directly
+        raise StorageError(f"{action} failed on {address.where}: {error}") from error
     except OSError as error:
         raise StorageError(f"{action} failed on {address.where}: {error}") from error
 

@@ -1,0 +1,278 @@
+"""The scheduler shared by the serial and parallel engines.
+
+Readiness is tracked incrementally: each task keeps a count of unfinished
+predecessors and becomes ready when it reaches zero, so a finished task costs
+work proportional to its successors, never a scan of the whole flow.  The
+serial engine runs each ready task inline; the parallel one submits them to an
+executor.  Every state change goes through ``Storage``, which commits at the
+``sync()`` points according to the save policy.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent import futures
+from typing import Any
+
+from ledgerflow import states
+from ledgerflow.engine.compile import Compiled
+from ledgerflow.engine.context import TaskContext, call_in_context
+from ledgerflow.errors import FlowFailed, SerializationError
+from ledgerflow.models import Failure
+from ledgerflow.storage import Storage
+from ledgerflow.task import Task
+
+__all__ = ["Runner"]
+
+#: Task states that mean "execute() started in some run and was not undone".
+RAN = frozenset({states.RUNNING, states.SUCCESS, states.FAILURE, states.RETRYING, states.REVERTING})
+_Outcome = tuple[int, bool, Any]  # node index, succeeded, result or exception
+
+
+def _plain_execute(task: Task, inputs: Mapping[str, Any]) -> Any:
+    """What a process pool or remote executor runs: no context there."""
+    return task.call_execute(inputs)
+
+
+class Runner:
+    """Runs a compiled flow forward, retries, and reverts on failure."""
+
+    def __init__(
+        self,
+        compiled: Compiled,
+        storage: Storage,
+        *,
+        executor: futures.Executor | None,
+        limit: int,
+        suspend_event: threading.Event,
+    ) -> None:
+        self.compiled = compiled
+        self.nodes = compiled.nodes
+        self.storage = storage
+        self.executor = executor
+        self.with_context = executor is None or isinstance(executor, futures.ThreadPoolExecutor)
+        self.limit = max(1, limit)
+        self.suspend_event = suspend_event
+        self.remaining = [0] * len(self.nodes)
+        self.ready: deque[int] = deque()
+        self.delayed: list[tuple[float, int]] = []
+        self.inflight: dict[futures.Future[Any], int] = {}
+        self.done_inline: list[_Outcome] = []
+        self.tries = [0] * len(self.nodes)
+        self.order: dict[int, None] = {}
+        self.failed: dict[str, Failure] = {}
+        self.causes: dict[str, BaseException] = {}
+        self.scope_runs = [1] * len(compiled.scopes)
+
+    # ---- set-up ----------------------------------------------------------------
+    def prepare(self) -> None:
+        """Count unfinished predecessors and queue what can run, from stored states."""
+        state = self.storage.task_state
+        done = [state(node.name) == states.SUCCESS for node in self.nodes]
+        for node in self.nodes:
+            if done[node.index]:
+                continue
+            self.remaining[node.index] = sum(1 for p in node.preds if not done[p])
+            if self.remaining[node.index] == 0:
+                self.ready.append(node.index)
+        started = [
+            (detail.started_at, node.index)
+            for node in self.nodes
+            if (detail := self.storage.task_detail(node.name)).started_at is not None
+            and detail.state in RAN
+        ]
+        self.order = dict.fromkeys(index for _, index in sorted(started))
+
+    # ---- forward ---------------------------------------------------------------
+    def run_forward(self) -> str:
+        """Run until SUCCESS, SUSPENDED or failure (then revert and raise FlowFailed)."""
+        while True:
+            self._promote_delayed()
+            stopping = bool(self.failed) or self.suspend_event.is_set()
+            launched: list[int] = []
+            while self.ready and not stopping and len(self.inflight) + len(launched) < self.limit:
+                index = self.ready.popleft()
+                self._mark_running(index)
+                launched.append(index)
+            if launched or self.inflight:
+                # Results and the next RUNNING states commit together, before any
+                # further task starts; the end of the run commits on its own.
+                self.storage.sync()
+            for index in launched:
+                self._launch(index)
+            if self.inflight or self.done_inline:
+                for outcome in self._collect():
+                    self._handle(*outcome)
+                continue
+            if self.failed:
+                if self._retry_scope():
+                    continue
+                self.revert_all()
+            if self.suspend_event.is_set() and (self.ready or self.delayed):
+                return states.SUSPENDED
+            if self.ready:
+                continue
+            if self.delayed:
+                self.storage.sync()
+                self.suspend_event.wait(max(0.0, self.delayed[0][0] - time.monotonic()))
+                continue
+            return states.SUCCESS
+
+    def _promote_delayed(self) -> None:
+        now = time.monotonic()
+        while self.delayed and self.delayed[0][0] <= now:
+            self.ready.append(heapq.heappop(self.delayed)[1])
+
+    def _mark_running(self, index: int) -> None:
+        self.tries[index] += 1
+        self.order.pop(index, None)
+        self.order[index] = None
+        self.storage.start_task(self.nodes[index].name)
+
+    def _launch(self, index: int) -> None:
+        node = self.nodes[index]
+        inputs = self.storage.fetch_args(node.name)
+        if self.executor is None:
+            try:
+                context = TaskContext(self.storage, node.name)
+                result = call_in_context(context, node.task.call_execute, inputs)
+            except Exception as exc:
+                self.done_inline.append((index, False, exc))
+            else:
+                self.done_inline.append((index, True, result))
+            return
+        if self.with_context:
+            context = TaskContext(self.storage, node.name)
+            future = self.executor.submit(call_in_context, context, node.task.call_execute, inputs)
+        else:
+            future = self.executor.submit(_plain_execute, node.task, inputs)
+        self.inflight[future] = index
+
+    def _collect(self) -> list[_Outcome]:
+        if self.done_inline:
+            outcomes, self.done_inline = self.done_inline, []
+            return outcomes
+        timeout = None
+        if self.delayed:
+            timeout = max(0.0, self.delayed[0][0] - time.monotonic())
+        finished, _ = futures.wait(self.inflight, timeout, futures.FIRST_COMPLETED)
+        outcomes = []
+        for future in finished:
+            index = self.inflight.pop(future)
+            exc = future.exception()
+            outcomes.append((index, False, exc) if exc else (index, True, future.result()))
+        return outcomes
+
+    def _handle(self, index: int, ok: bool, value: Any) -> None:
+        node = self.nodes[index]
+        if ok:
+            try:
+                self.storage.task_succeeded(node.name, value)
+            except (SerializationError, ValueError) as exc:
+                self._fail(index, exc, retryable=False)
+                return
+            for succ in node.succs:
+                self.remaining[succ] -= 1
+                if self.remaining[succ] == 0:
+                    self.ready.append(succ)
+            return
+        self._fail(index, value, retryable=True)
+
+    def _fail(self, index: int, exc: BaseException, *, retryable: bool) -> None:
+        node = self.nodes[index]
+        failure = Failure.from_exception(exc)
+        retry = node.task.retry
+        if retryable and retry is not None and retry.should_retry(exc, self.tries[index]):
+            self.storage.task_failed(node.name, failure, retrying=True)
+            due = time.monotonic() + retry.delay(self.tries[index])
+            heapq.heappush(self.delayed, (due, index))
+            return
+        self.storage.task_failed(node.name, failure)
+        self.failed[node.name] = failure
+        self.causes[node.name] = exc
+
+    # ---- subflow retry ---------------------------------------------------------
+    def _retry_scope(self) -> bool:
+        """Revert and rerun the innermost retrying flow around the failures, if any."""
+        scope_ids = {self.nodes[self.compiled.by_name[n].index].scope for n in self.failed}
+        scope_id = scope_ids.pop() if len(scope_ids) == 1 else None
+        while scope_id is not None:
+            scope = self.compiled.scopes[scope_id]
+            if self.scope_runs[scope_id] < scope.retry.attempts and all(
+                isinstance(exc, scope.retry.on) for exc in self.causes.values()
+            ):
+                break
+            scope_id = scope.parent
+        if scope_id is None:
+            return False
+        scope = self.compiled.scopes[scope_id]
+        members = set(scope.members)
+        if not self.revert_tasks(
+            [i for i in reversed(self.order) if i in members], dict(self.failed)
+        ):
+            return False
+        for index in scope.members:
+            self.storage.reset_task(self.nodes[index].name)
+            self.tries[index] = 0
+            self.order.pop(index, None)
+        self.storage.sync()
+        self.ready = deque(i for i in self.ready if i not in members)
+        self.delayed = [d for d in self.delayed if d[1] not in members]
+        heapq.heapify(self.delayed)
+        due = time.monotonic() + scope.retry.delay(self.scope_runs[scope_id])
+        state = self.storage.task_state
+        for index in scope.members:
+            preds = self.nodes[index].preds
+            self.remaining[index] = sum(1 for p in preds if state(self.nodes[p].name) != "SUCCESS")
+            if self.remaining[index] == 0:
+                heapq.heappush(self.delayed, (due, index))
+        self.scope_runs[scope_id] += 1
+        self.failed.clear()
+        self.causes.clear()
+        return True
+
+    # ---- revert ----------------------------------------------------------------
+    def revert_tasks(self, indices: list[int], flow_failures: dict[str, Failure]) -> bool:
+        """Revert tasks in the given order; False if a revert raised."""
+        all_ok = True
+        for index in indices:
+            node = self.nodes[index]
+            if self.storage.task_state(node.name) not in RAN | {states.REVERT_FAILURE}:
+                continue
+            self.storage.revert_started(node.name)
+            self.storage.sync()
+            inputs = self.storage.fetch_args(node.name)
+            result = self.storage.revert_result(node.name)
+            try:
+                if self.with_context or self.executor is None:
+                    context = TaskContext(self.storage, node.name)
+                    call_in_context(context, node.task.call_revert, inputs, result, flow_failures)
+                else:
+                    node.task.call_revert(inputs, result, flow_failures)
+            except Exception as exc:
+                self.storage.task_reverted(node.name, Failure.from_exception(exc))
+                all_ok = False
+            else:
+                self.storage.task_reverted(node.name)
+        return all_ok
+
+    def revert_all(self, reason: Callable[[], dict[str, Failure]] | None = None) -> None:
+        """Revert every task that ran, newest first, then raise FlowFailed."""
+        failures = dict(self.failed) if reason is None else reason()
+        if self.storage.flow_state != states.REVERTING:
+            self.storage.set_flow_state(states.REVERTING)
+        self.storage.sync(force=True)
+        ran = [i for i in reversed(self.order)]
+        known = set(ran)
+        # Tasks that ran in an earlier process but whose start order was not known.
+        ran += [n.index for n in reversed(self.nodes) if n.index not in known]
+        ok = self.revert_tasks(ran, failures)
+        self.storage.set_flow_state(states.REVERTED if ok else states.FAILURE)
+        self.storage.sync(force=True)
+        error = FlowFailed(self.compiled.flow.name, failures)
+        cause = next(iter(self.causes.values()), None)
+        raise error from cause

@@ -1,0 +1,105 @@
+"""Statements compiled once per engine and run through ``exec_driver_sql``.
+
+SQLAlchemy's ``execute()`` looks a statement up in its compiled cache, builds an
+execution context and runs every value through its type's processor on each call.
+On the two paths that dominate (one UPDATE per state change; loading thousands of
+task rows) we keep the SQL text and do only the conversions that matter.  Both
+still go through the SQLAlchemy connection, so events (query counting) and error
+wrapping behave as for any other statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from ledgerflow.persistence.sql.tables import UTCDateTime
+
+__all__ = ["PreparedSelect", "PreparedUpdate"]
+
+#: How each supported DBAPI paramstyle writes the i-th value of the IN list.
+_MARKS: Final = {"qmark": "?", "format": "%s", "pyformat": "%(k{})s"}
+#: The placeholder SQLAlchemy leaves for an expanding IN list at compile time.
+_KEYS_PLACEHOLDER: Final = "(__[POSTCOMPILE_keys])"
+
+
+class PreparedUpdate:
+    """An UPDATE with named bind parameters; ``run`` returns the rowcount."""
+
+    def __init__(self, statement: sa.Update, dialect: sa.Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.positional: Sequence[str] | None = compiled.positiontup
+        self.processors = {
+            name: processor
+            for name, bind in compiled.binds.items()
+            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect))
+        }
+
+    def run(self, conn: Connection, params: dict[str, Any]) -> int:
+        """Execute with ``params`` (by bind name, converted in place); return the rowcount."""
+        for name, processor in self.processors.items():
+            params[name] = processor(params[name])
+        if self.positional is None:
+            return conn.exec_driver_sql(self.sql, params).rowcount
+        return conn.exec_driver_sql(self.sql, tuple(params[n] for n in self.positional)).rowcount
+
+
+def _sqlite_time(value: str) -> datetime:
+    """SQLite keeps ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC: parse it in C, offset included."""
+    parsed = datetime.fromisoformat(value + "+00:00")
+    return parsed if parsed.tzinfo is UTC else parsed.replace(tzinfo=UTC)
+
+
+class PreparedSelect:
+    """A SELECT whose only parameter is an IN list named ``keys``; rows come back as dicts."""
+
+    def __init__(self, statement: sa.Select[Any], dialect: sa.Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        if _KEYS_PLACEHOLDER not in self.sql:
+            raise ValueError(f"expected an expanding IN list named 'keys' in {self.sql}")
+        if dialect.paramstyle not in _MARKS:
+            raise ValueError(f"paramstyle {dialect.paramstyle!r} is not supported here")
+        self.style = dialect.paramstyle
+        self.names = [str(column.key) for column in statement.selected_columns]
+        self.converters: list[tuple[int, Callable[[Any], Any]]] = [
+            (index, self._time_converter(column.type, dialect))
+            for index, column in enumerate(statement.selected_columns)
+            if isinstance(column.type, UTCDateTime)
+        ]
+
+    @staticmethod
+    def _time_converter(type_: UTCDateTime, dialect: sa.Dialect) -> Callable[[Any], Any]:
+        if dialect.name == "sqlite":
+            return _sqlite_time
+        driver = type_.dialect_impl(dialect).result_processor(dialect, None)
+        if driver is None:
+            return lambda value: type_.process_result_value(value, dialect)
+        return lambda value: type_.process_result_value(driver(value), dialect)
+
+    def fetch(self, conn: Connection, keys: Sequence[str]) -> list[dict[str, Any]]:
+        """Run with ``keys`` as the IN list and return the rows as dicts."""
+        mark = _MARKS[self.style]
+        marks = ", ".join(mark.format(i) for i in range(len(keys)))
+        params: Any = tuple(keys)
+        if self.style == "pyformat":
+            params = {f"k{i}": key for i, key in enumerate(keys)}
+        sql = self.sql.replace(_KEYS_PLACEHOLDER, f"({marks})")
+        result = conn.exec_driver_sql(sql, params)
+        try:  # plain tuples straight from the driver: no Row objects for thousands of rows
+            rows = result.cursor.fetchall() if result.cursor is not None else []
+        finally:
+            result.close()
+        if not rows:
+            return []
+        # Convert column by column and zip back: no Python loop over every value.
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        for index, convert in self.converters:
+            columns[index] = [None if v is None else convert(v) for v in columns[index]]
+        names = self.names
+        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]

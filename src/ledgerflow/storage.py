@@ -1,0 +1,282 @@
+"""Storage: the one API the engine uses to read and record a flow's progress.
+
+It owns the symbol table (which task gives which value to whom), checks every
+state change against ``ledgerflow.states``, keeps the flow and task details in
+memory and writes the changed ones with ``Connection.update_details`` according
+to the save policy:
+
+``"always"``   every ``sync()`` commits what changed (the engine syncs before it
+               moves on, so one task's SUCCESS and the next one's RUNNING share
+               one transaction);
+``"batched"``  ``sync()`` commits once enough changes piled up or enough time passed;
+``"final"``    only forced syncs commit (end of run, failure, suspend).
+
+Checkpoints are written through whatever the policy.  Listeners hear of every
+state change.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ledgerflow import serialization, states
+from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail, utcnow
+from ledgerflow.persistence.base import Backend, Connection
+
+if TYPE_CHECKING:
+    from ledgerflow.engine.compile import Compiled
+    from ledgerflow.task import Task
+
+__all__ = ["SAVE_POLICIES", "StateChange", "Storage"]
+
+LOG = logging.getLogger("ledgerflow.engine")
+SAVE_POLICIES = ("always", "batched", "final")
+#: "batched" commits once this many records changed or this many seconds passed.
+BATCH_SIZE = 200
+BATCH_SECONDS = 1.0
+_STORE_PROVIDER = -1
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """A flow or task changed state (what ``engine.on_change`` callbacks receive)."""
+
+    kind: str  # "flow" or "task"
+    name: str
+    state: str
+    flow_uuid: str
+    task_uuid: str | None
+
+
+class Storage:
+    """A flow detail being run: its states, results, symbols and save policy."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        book: LogBook,
+        flow_detail: FlowDetail,
+        *,
+        save: str = "always",
+        connection: Connection | None = None,
+    ) -> None:
+        if save not in SAVE_POLICIES:
+            raise ValueError(f"save must be one of {', '.join(SAVE_POLICIES)}, not {save!r}")
+        self.backend = backend
+        self.book = book
+        self.flow_detail = flow_detail
+        self.save = save
+        self._conn = connection if connection is not None else backend.connect()
+        self._lock = threading.RLock()
+        self._dirty: dict[str, FlowDetail | TaskDetail] = {}
+        self._last_commit = time.monotonic()
+        self._tasks: dict[str, TaskDetail] = {td.name: td for td in flow_detail}
+        self._values: dict[str, dict[str, Any]] = {}
+        self._bindings: dict[str, dict[str, tuple[str | None, str]]] = {}
+        self._objects: dict[str, Task] = {}
+        self._listeners: list[Callable[[StateChange], Any]] = []
+        self.store: dict[str, Any] = dict(flow_detail.meta.get("store") or {})
+
+    # ---- symbols ---------------------------------------------------------------
+    def bind(self, compiled: Compiled) -> None:
+        """Adopt the symbol table of ``compiled`` and rebuild values of finished tasks."""
+        names = [node.name for node in compiled.nodes]
+        for node in compiled.nodes:
+            self._objects[node.name] = node.task
+            self._bindings[node.name] = {
+                param: (None if provider == _STORE_PROVIDER else names[provider], symbol)
+                for param, (provider, symbol) in node.bindings.items()
+            }
+        for name, detail in self._tasks.items():
+            if detail.state in (states.SUCCESS, states.REVERTING, states.REVERT_FAILURE):
+                task = self._objects.get(name)
+                if task is not None and detail.failure is None:
+                    self._values[name] = task.extract(detail.result)
+
+    def fetch_args(self, name: str) -> dict[str, Any]:
+        """Return the keyword arguments of task ``name``'s execute()."""
+        args: dict[str, Any] = {}
+        for param, (provider, symbol) in self._bindings[name].items():
+            source = self.store if provider is None else self._values.get(provider)
+            if source is not None and symbol in source:
+                args[param] = source[symbol]
+        return args
+
+    def fetch(self, symbol: str) -> Any:
+        """Return the latest value of ``symbol`` provided by a task, else from the store."""
+        for values in reversed(list(self._values.values())):
+            if symbol in values:
+                return values[symbol]
+        if symbol in self.store:
+            return self.store[symbol]
+        raise KeyError(f"no task or store value provides {symbol!r}")
+
+    def results(self) -> dict[str, Any]:
+        """Every symbol a finished task provided, mapped to its value."""
+        out: dict[str, Any] = {}
+        for name in self._tasks:
+            values = self._values.get(name)
+            if values and self._tasks[name].state == states.SUCCESS:
+                out.update(values)
+        return out
+
+    # ---- reading ---------------------------------------------------------------
+    def task_detail(self, name: str) -> TaskDetail:
+        """The live task detail of task ``name``."""
+        return self._tasks[name]
+
+    def task_state(self, name: str) -> str:
+        """The current state of task ``name``."""
+        return self._tasks[name].state
+
+    @property
+    def flow_state(self) -> str:
+        """The current state of the flow."""
+        return self.flow_detail.state
+
+    def failures(self) -> dict[str, Failure]:
+        """Task name -> Failure of every task that ended in FAILURE."""
+        return {n: td.failure for n, td in self._tasks.items() if td.failure is not None}
+
+    # ---- listeners -------------------------------------------------------------
+    def add_listener(self, callback: Callable[[StateChange], Any]) -> None:
+        """Call ``callback(event)`` on every flow and task state change."""
+        self._listeners.append(callback)
+
+    def _emit(self, kind: str, name: str, state: str, task_uuid: str | None) -> None:
+        if not self._listeners:
+            return
+        event = StateChange(kind, name, state, self.flow_detail.uuid, task_uuid)
+        for callback in list(self._listeners):
+            try:
+                callback(event)
+            except Exception:
+                LOG.exception("state-change listener %r raised; ignored", callback)
+
+    # ---- recording -------------------------------------------------------------
+    def set_flow_state(self, state: str) -> None:
+        """Move the flow to ``state`` (checked)."""
+        with self._lock:
+            flow = self.flow_detail
+            states.check_flow_transition(flow.state, state)
+            flow.state = state
+            flow.updated_at = utcnow()
+            self._dirty[flow.uuid] = flow
+        self._emit("flow", flow.name, state, None)
+
+    def _set_task_state(self, name: str, state: str, **fields: Any) -> TaskDetail:
+        with self._lock:
+            detail = self._tasks[name]
+            states.check_task_transition(detail.state, state)
+            detail.state = state
+            for key, value in fields.items():
+                setattr(detail, key, value)
+            detail.updated_at = utcnow()
+            self._dirty[detail.uuid] = detail
+        self._emit("task", name, state, detail.uuid)
+        return detail
+
+    def start_task(self, name: str) -> TaskDetail:
+        """Record that task ``name``'s execute() starts (RUNNING, one more attempt)."""
+        now = utcnow()
+        detail = self._tasks[name]
+        return self._set_task_state(
+            name,
+            states.RUNNING,
+            attempts=detail.attempts + 1,
+            started_at=now,
+            finished_at=None,
+            failure=None,
+            revert_failure=None,
+        )
+
+    def task_succeeded(self, name: str, result: Any) -> None:
+        """Record ``result``; SerializationError/ValueError (nothing changed) if unusable."""
+        serialization.check(result, f"result of task {name!r}")
+        values = self._objects[name].extract(result) if name in self._objects else {}
+        self._set_task_state(name, states.SUCCESS, result=result, finished_at=utcnow())
+        self._values[name] = values
+
+    def task_failed(self, name: str, failure: Failure, *, retrying: bool = False) -> None:
+        """Record a failed try: FAILURE, or RETRYING when another try follows."""
+        state = states.RETRYING if retrying else states.FAILURE
+        self._set_task_state(name, state, result=None, failure=failure, finished_at=utcnow())
+        self._values.pop(name, None)
+
+    def revert_started(self, name: str) -> None:
+        """Record that task ``name``'s revert starts."""
+        self._set_task_state(name, states.REVERTING)
+
+    def task_reverted(self, name: str, revert_failure: Failure | None = None) -> None:
+        """Record the end of a revert: REVERTED, or REVERT_FAILURE with its failure."""
+        if revert_failure is None:
+            self._set_task_state(name, states.REVERTED, finished_at=utcnow())
+        else:
+            self._set_task_state(
+                name, states.REVERT_FAILURE, revert_failure=revert_failure, finished_at=utcnow()
+            )
+        self._values.pop(name, None)
+
+    def reset_task(self, name: str) -> None:
+        """Put task ``name`` back to PENDING so it runs again (attempts keep counting)."""
+        self._set_task_state(name, states.PENDING)
+        self._values.pop(name, None)
+
+    def revert_result(self, name: str) -> Any:
+        """What ``revert`` receives as ``result``: the stored result, or the Failure."""
+        detail = self._tasks[name]
+        return detail.failure if detail.failure is not None else detail.result
+
+    def checkpoint(self, name: str, value: Any) -> None:
+        """Save ``value`` as task ``name``'s checkpoint, committed before returning."""
+        serialization.check(value, f"checkpoint of task {name!r}")
+        with self._lock:
+            detail = self._tasks[name]
+            detail.checkpoint = value
+            detail.updated_at = utcnow()
+            self._dirty.pop(detail.uuid, None)
+            self._conn.update_details(detail)
+
+    def last_checkpoint(self, name: str) -> Any:
+        """The checkpoint task ``name`` saved last, or None."""
+        return self._tasks[name].checkpoint
+
+    # ---- committing ------------------------------------------------------------
+    def sync(self, *, force: bool = False) -> None:
+        """Commit pending changes if the save policy (or ``force``) says so."""
+        with self._lock:
+            if not self._dirty:
+                return
+            if not force:
+                if self.save == "final":
+                    return
+                if self.save == "batched" and (
+                    len(self._dirty) < BATCH_SIZE
+                    and time.monotonic() - self._last_commit < BATCH_SECONDS
+                ):
+                    return
+            details = list(self._dirty.values())
+            self._conn.update_details(*details)
+            self._dirty.clear()
+            self._last_commit = time.monotonic()
+
+    def add_task_details(self, details: list[TaskDetail]) -> None:
+        """Store new task details (tasks added to the flow since it was saved)."""
+        with self._lock:
+            for detail in details:
+                self.flow_detail.add(detail)
+                self._tasks[detail.name] = detail
+            self._dirty.pop(self.flow_detail.uuid, None)
+            self._conn.update_flow_details(self.flow_detail)
+
+    def close(self) -> None:
+        """Release the connection (the backend stays open)."""
+        self._conn.close()
+
+    def __repr__(self) -> str:
+        return f"<Storage flow={self.flow_detail.name!r} {self.flow_detail.uuid} save={self.save}>"

@@ -1,0 +1,289 @@
+"""Tasks: the units of work a flow runs, in subclass form or made by ``@task``.
+
+A task declares what it needs through the parameters of ``execute`` (renamed by
+``rebind``; parameters with defaults are optional) and what it gives through
+``provides``.  ``revert`` undoes ``execute`` when the flow fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, overload
+
+__all__ = ["FunctionTask", "Retry", "Task", "task"]
+
+_REVERT_RESERVED = frozenset({"result", "flow_failures"})
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How often to try a task (or a subflow) and how long to wait between tries."""
+
+    attempts: int = 3
+    backoff: float = 0.5
+    max_backoff: float = 30.0
+    on: tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ValueError(f"Retry attempts must be an integer >= 1, not {self.attempts!r}")
+        if self.backoff < 0 or self.max_backoff < 0:
+            raise ValueError("Retry backoff and max_backoff must not be negative")
+        on = self.on if isinstance(self.on, tuple) else (self.on,)
+        if not all(isinstance(c, type) and issubclass(c, BaseException) for c in on):
+            raise ValueError(f"Retry on= must be exception classes, not {self.on!r}")
+        object.__setattr__(self, "on", on)
+
+    def delay(self, tries: int) -> float:
+        """Seconds to wait before try ``tries + 1``, after ``tries`` failed tries."""
+        return float(min(self.backoff * 2 ** (tries - 1), self.max_backoff))
+
+    def should_retry(self, exc: BaseException, tries: int) -> bool:
+        """Tell whether another try follows ``tries`` tries that ended with ``exc``."""
+        return tries < self.attempts and isinstance(exc, self.on)
+
+
+def _parameters(func: Callable[..., Any]) -> tuple[list[str], list[str], bool]:
+    """Return (required names, optional names, takes **kwargs) of ``func``."""
+    required: list[str] = []
+    optional: list[str] = []
+    var_kw = False
+    for param in inspect.signature(func).parameters.values():
+        if param.kind is param.VAR_KEYWORD:
+            var_kw = True
+        elif param.kind is param.VAR_POSITIONAL:
+            continue
+        elif param.kind is param.POSITIONAL_ONLY:
+            raise TypeError(f"{func.__qualname__}: positional-only parameter {param.name!r}")
+        elif param.default is param.empty:
+            required.append(param.name)
+        else:
+            optional.append(param.name)
+    return required, optional, var_kw
+
+
+def _normalize_provides(provides: Any, owner: str) -> dict[str, Any]:
+    """Map each provided symbol to how it is taken from the result (None = whole)."""
+    if provides is None:
+        return {}
+    if isinstance(provides, str):
+        return {provides: None}
+    if isinstance(provides, Mapping):
+        return {str(symbol): key for symbol, key in provides.items()}
+    if isinstance(provides, Sequence):
+        if not all(isinstance(symbol, str) for symbol in provides):
+            raise TypeError(f"task {owner!r}: provides must name symbols with strings")
+        return {symbol: index for index, symbol in enumerate(provides)}
+    raise TypeError(f"task {owner!r}: provides must be None, a str, a tuple or a dict")
+
+
+class Task:
+    """A unit of work: subclass and define ``execute`` (and optionally ``revert``)."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        provides: str | Sequence[str] | Mapping[str, Any] | None = None,
+        requires: Iterable[str] | None = None,
+        rebind: Mapping[str, str] | Sequence[str] | None = None,
+        version: str | None = None,
+        retry: Retry | None = None,
+    ) -> None:
+        self.name = name or type(self).__qualname__
+        self.version = str(version) if version is not None else "1.0"
+        self.retry = retry
+        self.provides_map = _normalize_provides(provides, self.name)
+        self._bind(self._execute_callable(), rebind, requires)
+
+    # ---- what a subclass writes ------------------------------------------------
+    def execute(self, **inputs: Any) -> Any:
+        """Do the work; the return value is the task's result."""
+        raise NotImplementedError(f"task {self.name!r} defines no execute()")
+
+    def revert(self, *, result: Any, flow_failures: Mapping[str, Any], **inputs: Any) -> None:
+        """Undo ``execute``; the default does nothing."""
+
+    # ---- engine-facing ---------------------------------------------------------
+    @property
+    def provides(self) -> tuple[str, ...]:
+        """The symbols this task provides."""
+        return tuple(self.provides_map)
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """The symbols this task needs (optional ones excluded)."""
+        return tuple(self.required_args.values())
+
+    @property
+    def type_name(self) -> str:
+        """Qualified name of the task's class (stored as the task detail's type)."""
+        return f"{type(self).__module__}.{type(self).__qualname__}"
+
+    def _execute_callable(self) -> Callable[..., Any]:
+        return self.execute
+
+    def _bind(
+        self,
+        func: Callable[..., Any],
+        rebind: Mapping[str, str] | Sequence[str] | None,
+        requires: Iterable[str] | None,
+    ) -> None:
+        required, optional, var_kw = _parameters(func)
+        ordered = required + optional
+        mapping: dict[str, str] = {}
+        if isinstance(rebind, Mapping):
+            unknown = [p for p in rebind if p not in ordered and not var_kw]
+            if unknown:
+                raise ValueError(f"task {self.name!r}: rebind names unknown parameters {unknown}")
+            mapping = dict(rebind)
+        elif rebind is not None:
+            if len(rebind) > len(ordered):
+                raise ValueError(f"task {self.name!r}: rebind has more names than parameters")
+            mapping = dict(zip(ordered, rebind, strict=False))
+        self.required_args = {p: mapping.get(p, p) for p in required}
+        self.optional_args = {p: mapping.get(p, p) for p in optional}
+        for param, symbol in mapping.items():
+            if param not in self.required_args and param not in self.optional_args:
+                self.required_args[param] = symbol  # extra kwargs for a **kwargs execute
+        for symbol in requires or ():
+            if symbol not in self.required_args.values():
+                if not var_kw and symbol not in ordered:
+                    raise ValueError(
+                        f"task {self.name!r}: requires {symbol!r} but execute() takes no "
+                        "such parameter or **kwargs"
+                    )
+                self.required_args[symbol] = symbol
+
+    def extract(self, result: Any) -> dict[str, Any]:
+        """Return the symbols this task provides, taken from ``result``."""
+        out: dict[str, Any] = {}
+        for symbol, key in self.provides_map.items():
+            if key is None:
+                out[symbol] = result
+                continue
+            try:
+                out[symbol] = result[key]
+            except (KeyError, IndexError, TypeError) as exc:
+                raise ValueError(
+                    f"task {self.name!r}: cannot take {symbol!r} from its result at {key!r}: "
+                    f"{exc!r}"
+                ) from exc
+        return out
+
+    def call_execute(self, inputs: Mapping[str, Any]) -> Any:
+        """Run ``execute`` with ``inputs`` (parameter name -> value)."""
+        return self.execute(**inputs)
+
+    def call_revert(self, inputs: Mapping[str, Any], result: Any, flow_failures: Any) -> None:
+        """Run ``revert`` with the execute inputs it accepts, the result and the failures."""
+        _invoke_revert(self.revert, inputs, result, flow_failures)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} v{self.version}>"
+
+
+class FunctionTask(Task):
+    """A task made from a function by ``@task``; calling it calls the function."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        name: str | None = None,
+        provides: str | Sequence[str] | Mapping[str, Any] | None = None,
+        requires: Iterable[str] | None = None,
+        rebind: Mapping[str, str] | Sequence[str] | None = None,
+        version: str | None = None,
+        retry: Retry | None = None,
+    ) -> None:
+        self.func = func
+        self.revert_func: Callable[..., Any] | None = None
+        functools.update_wrapper(self, func)
+        super().__init__(name or func.__name__, provides, requires, rebind, version, retry)
+
+    def _execute_callable(self) -> Callable[..., Any]:
+        return self.func
+
+    @property
+    def type_name(self) -> str:
+        """Qualified name of the decorated function (stored as the task detail's type)."""
+        return f"{self.func.__module__}.{self.func.__qualname__}"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def call_execute(self, inputs: Mapping[str, Any]) -> Any:
+        """Run the function with ``inputs``."""
+        return self.func(**inputs)
+
+    def revert(self, func: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+        """Register ``func`` as this task's revert (``@my_task.revert``); returns it."""
+        if func is None or kwargs:
+            raise TypeError(f"use @{self.name}.revert as a decorator of a function")
+        self.revert_func = func
+        return func
+
+    def call_revert(self, inputs: Mapping[str, Any], result: Any, flow_failures: Any) -> None:
+        """Run the registered revert function, if any, with what it accepts."""
+        if self.revert_func is not None:
+            _invoke_revert(self.revert_func, inputs, result, flow_failures)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle by reference: the module attribute *is* this task, so a worker
+        # process imports it instead of pickling the function (which pickle cannot).
+        return (_import_task, (self.func.__module__, self.func.__qualname__))
+
+
+def _invoke_revert(
+    func: Callable[..., Any], inputs: Mapping[str, Any], result: Any, flow_failures: Any
+) -> None:
+    """Call a revert with the execute inputs its signature accepts."""
+    required, optional, var_kw = _parameters(func)
+    accepted = set(required) | set(optional)
+    args = inputs if var_kw else {k: v for k, v in inputs.items() if k in accepted}
+    func(result=result, flow_failures=flow_failures, **args)
+
+
+def _import_task(module: str, qualname: str) -> Any:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@overload
+def task(func: Callable[..., Any], /) -> FunctionTask: ...
+
+
+@overload
+def task(
+    *,
+    name: str | None = None,
+    provides: str | Sequence[str] | Mapping[str, Any] | None = None,
+    version: str = "1.0",
+    rebind: Mapping[str, str] | Sequence[str] | None = None,
+    retry: Retry | None = None,
+    requires: Iterable[str] | None = None,
+) -> Callable[[Callable[..., Any]], FunctionTask]: ...
+
+
+def task(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    provides: str | Sequence[str] | Mapping[str, Any] | None = None,
+    version: str = "1.0",
+    rebind: Mapping[str, str] | Sequence[str] | None = None,
+    retry: Retry | None = None,
+    requires: Iterable[str] | None = None,
+) -> FunctionTask | Callable[[Callable[..., Any]], FunctionTask]:
+    """Turn a function into a Task (bare ``@task`` or ``@task(provides=...)``)."""
+
+    def wrap(f: Callable[..., Any]) -> FunctionTask:
+        return FunctionTask(f, name, provides, requires, rebind, version, retry)
+
+    return wrap(func) if func is not None else wrap
