@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ledgerflow as lf
 from ledgerflow import states
-from ledgerflow.persistence.files import FileBackend, documents, fsio
+from ledgerflow.persistence.files import FileBackend, FileConnection, documents, fsio
 from ledgerflow.persistence.records import Kind
 from ledgerflow.testing.conformance import make_book
 
@@ -477,15 +482,89 @@ def test_a_full_disk_is_a_storage_error_and_writes_nothing(
     assert not (store_dir / documents.JOURNAL_FILE).exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[None]:
+    """Make ``directory`` refuse new files, even to root (via the immutable attribute)."""
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        try:
+            yield
+        finally:
+            directory.chmod(0o755)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(directory)], check=False).returncode:
+        pytest.skip("running as root without a working chattr: cannot make a directory read-only")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(directory)], check=True)
+
+
 def test_a_read_only_store_is_a_storage_error(conn: lf.Connection, store_dir: Path) -> None:
     book = conn.save_logbook(make_book())
-    os.chmod(store_dir / "tasks", 0o555)
-    try:
-        task = book.flows[0].tasks[0]
+    task = book.flows[0].tasks[0]
+    with read_only(store_dir / "tasks"):
         with pytest.raises(lf.StorageError, match=re.escape(str(store_dir / "tasks"))) as info:
             conn.update_task_details(task)
         assert isinstance(info.value.__cause__, PermissionError)
-        assert conn.get_task_details(task.uuid).revision == 1
-    finally:
-        os.chmod(store_dir / "tasks", 0o755)
+        assert task.revision == 1  # the failed commit did not bump the object
+        assert conn.get_task_details(task.uuid).revision == 1  # reads still work
+        assert conn.get_logbook(book.uuid).to_dict() == book.to_dict()
+
+
+# ---- fork -----------------------------------------------------------------------------
+@pytest.mark.timeout(60)
+def test_a_forked_child_takes_its_own_locks(conn: lf.Connection) -> None:
+    assert isinstance(conn, FileConnection)
+    book = conn.save_logbook(make_book(tasks=2))
+    first, second = book.flows[0].tasks
+    with conn._transaction():  # hold the thread lock and the flock across the fork
+        first.result = "parent"
+        conn.update_task_details(first)
+        pid = os.fork()
+        if pid == 0:  # the child must not join the parent's open transaction
+            code = 1
+            try:
+                second.result = "child"
+                conn.update_task_details(second)
+                code = 0
+            finally:
+                os._exit(code)
+        time.sleep(0.2)
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # blocked on our flock meanwhile
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert conn.get_task_details(first.uuid).result == "parent"
+    assert conn.get_task_details(second.uuid).result == "child"
+
+
+# ---- documents ------------------------------------------------------------------------
+_times = st.datetimes(timezones=st.just(UTC)) | st.datetimes(min_value=datetime(1900, 1, 1)).map(
+    lambda moment: moment.replace(tzinfo=timezone(timedelta(hours=5, minutes=30)))
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.text(max_size=40),
+    uuid=st.text(min_size=1, max_size=255).filter(lambda u: "\x00" not in u),
+    moment=_times,
+    optional=st.none() | _times,
+    number=st.integers(min_value=0, max_value=2**62),
+)
+def test_task_documents_round_trip(
+    text: str, uuid: str, moment: datetime, optional: datetime | None, number: int
+) -> None:
+    row = {
+        "uuid": uuid, "flow_uuid": text or "f", "name": text, "type": None, "version": "1.0",
+        "state": states.RUNNING, "result": json.dumps(text), "failure": None,
+        "revert_failure": None, "meta": "{}", "checkpoint": "null", "attempts": number,
+        "started_at": optional, "finished_at": None, "created_at": moment,
+        "updated_at": moment, "revision": number,
+    }  # fmt: skip
+    data = documents.encode(documents.row_to_document("task", row))
+    loaded = documents.document_to_row("task", documents.decode(data))
+    assert loaded == row  # equal instants, now in UTC
+    assert loaded["created_at"].utcoffset() == timedelta(0)
+    assert documents.file_name(uuid) == documents.file_name(loaded["uuid"])

@@ -418,7 +418,9 @@ class RecordConnection(Connection):
         """Write a stored task record; NotFound unless it was saved before; return it."""
         row = records.task_to_row(task_detail, None)
         with self._transaction():
-            task_detail.revision = self._update("task", row, task_detail.revision or None)
+            revision = self._update("task", row, task_detail.revision or None)
+        # Only now: a backend may commit (and fail) when the transaction closes.
+        task_detail.revision = revision
         return task_detail
 
     def update_details(self, *details: FlowDetail | TaskDetail) -> None:

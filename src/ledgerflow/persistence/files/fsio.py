@@ -136,4 +136,9 @@ class FileLock:
 
     def close(self) -> None:
         """Release the lock."""
-        os.close(self._fd)
+        try:
+            # Explicitly: a child forked meanwhile holds a copy of this descriptor, and
+            # closing ours alone would leave the lock held until the child exits.
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self._fd)

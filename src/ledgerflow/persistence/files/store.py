@@ -67,15 +67,20 @@ class FileStore:
         return [self.root / name for name in documents.DATA_DIRS]
 
     # ---- in-process locking -----------------------------------------------------
-    def _thread_lock(self) -> threading.RLock:
+    def _forget_parent(self) -> None:
         if os.getpid() != self._pid:
-            # A forked child must not inherit a lock some parent thread held at fork time.
+            # A forked child must neither inherit a lock some parent thread held at fork
+            # time nor join the parent's open transaction (its flock is the parent's).
             self._pid, self._lock, self._local = os.getpid(), threading.RLock(), threading.local()
+
+    def _thread_lock(self) -> threading.RLock:
+        self._forget_parent()
         return self._lock
 
     @property
     def current(self) -> Transaction | None:
         """The transaction this thread is inside, if any."""
+        self._forget_parent()
         return getattr(self._local, "txn", None)
 
     @contextlib.contextmanager
