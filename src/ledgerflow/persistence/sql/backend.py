@@ -136,6 +136,31 @@ class SQLConnection(RecordConnection):
         self._address = backend.address
         self._sqlite = self._address.backend_name == "sqlite"
         self._local = threading.local()
+        # Each thread keeps one pooled connection for this Connection's lifetime: a pool
+        # checkout and checkin (plus PostgreSQL's pre-ping) per call cost more than the
+        # UPDATE itself on the engine's hot path.  close() returns them all.
+        self._pinned: list[SAConnection] = []
+        self._pinned_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Return every connection this Connection holds to the backend's pool."""
+        with self._pinned_lock:
+            pinned, self._pinned = self._pinned, []
+        for conn in pinned:
+            with contextlib.suppress(Exception):  # a dead connection is closed all the same
+                conn.close()
+        self._local = threading.local()
+
+    def _checkout(self) -> SAConnection:
+        conn: SAConnection | None = getattr(self._local, "pinned", None)
+        if conn is not None and not conn.closed and not conn.invalidated:
+            return conn
+        conn = self._backend.engine.connect()
+        self._local.pinned = conn
+        with self._pinned_lock:
+            self._pinned = [c for c in self._pinned if not c.closed]
+            self._pinned.append(conn)
+        return conn
 
     # ---- connections and transactions ------------------------------------------------
     @property
@@ -185,12 +210,13 @@ class SQLConnection(RecordConnection):
     @contextlib.contextmanager
     def _connect(self, action: str) -> Iterator[SAConnection]:
         """A pooled connection; driver errors (connecting included) become ours."""
-        with (
-            self._guard(),
-            _translate(self._address, action),
-            self._backend.engine.connect() as conn,
-        ):
-            yield conn
+        with self._guard(), _translate(self._address, action):
+            conn = self._checkout()
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction():  # end a read's autobegun transaction (and snapshot)
+                    conn.rollback()
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[SAConnection | None]:

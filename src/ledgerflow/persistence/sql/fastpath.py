@@ -33,6 +33,7 @@ class PreparedUpdate:
     def __init__(self, statement: sa.Update, dialect: sa.Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
+        self.direct = dialect.name == "sqlite"
         self.positional: Sequence[str] | None = compiled.positiontup
         self.processors = {
             name: processor
@@ -44,9 +45,20 @@ class PreparedUpdate:
         """Execute with ``params`` (by bind name, converted in place); return the rowcount."""
         for name, processor in self.processors.items():
             params[name] = processor(params[name])
-        if self.positional is None:
-            return conn.exec_driver_sql(self.sql, params).rowcount
-        return conn.exec_driver_sql(self.sql, tuple(params[n] for n in self.positional)).rowcount
+        values: Any = (
+            params if self.positional is None else tuple(params[n] for n in self.positional)
+        )
+        if self.direct:
+            # SQLite runs in-process, so SQLAlchemy's execution context is most of the cost
+            # of this UPDATE: send it to the driver's cursor.  SQLAlchemy events don't see
+            # it; sqlite3 errors are translated by ``engines.translate_errors``.
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(self.sql, values)
+                return int(cursor.rowcount)
+            finally:
+                cursor.close()
+        return conn.exec_driver_sql(self.sql, values).rowcount
 
 
 def _sqlite_time(value: str) -> datetime:
