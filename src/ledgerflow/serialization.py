@@ -16,6 +16,7 @@ FORMAT = "json"
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _decoder = json.JSONDecoder()
+_scan = _decoder.scan_once
 
 
 #: ``what`` names the value in error messages; a callable is only called on error, so hot
@@ -45,6 +46,14 @@ def loads(text: str | bytes | None, what: What) -> Any:
         return {}
     if isinstance(text, bytes | bytearray):
         text = text.decode("utf-8")
+    try:
+        # Our encoder writes no whitespace: the C scanner alone decodes it, skipping the
+        # decoder's whitespace regexes (a third of the cost of loading 10,000 tasks).
+        value, end = _scan(text, 0)
+        if end == len(text):
+            return value
+    except (StopIteration, TypeError, ValueError):
+        pass
     try:
         return _decoder.decode(text)
     except (TypeError, ValueError) as exc:
