@@ -1,4 +1,4 @@
-"""``ledgerflow books``: newest first, paged and filtered in the store, never writing."""
+"""``ledgerflow books``: one line per book, paged and filtered in the store, never writing."""
 
 from __future__ import annotations
 
@@ -13,21 +13,45 @@ def _book_lines(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if line[:1].isalnum() and "  " in line][1:]
 
 
-def test_lists_every_book_newest_first_with_task_counts(
+def test_lists_one_line_per_book_in_get_logbooks_order_with_task_counts(
     any_cli: Runner, sqlite_uri: str, store: lf.LogBook
 ) -> None:
     outcome = any_cli("--backend", sqlite_uri, "books")
     assert outcome.exit_code == 0, outcome.stderr
     lines = outcome.stdout.splitlines()
-    assert lines[0].split() == ["UUID", "CREATED", "(UTC)", "NAME", "TASKS"]
+    assert len(lines) == 2  # piped output: exactly the book lines
+    assert "weekly-report" in lines[0] and "4 SUCCESS" in lines[0]
     assert store.uuid in lines[1] and "nightly-backup" in lines[1]
     assert "1 PENDING, 1 REVERTED, 4 SUCCESS" in lines[1]
-    assert "weekly-report" in lines[2] and "4 SUCCESS" in lines[2]
-    assert "books 1-2 of 2" in outcome.stdout
     assert outcome.stderr == ""
 
 
-def test_json_is_the_books_to_dict_newest_first(
+def test_a_terminal_gets_a_header_and_a_footer(
+    cli: Runner, sqlite_uri: str, store: lf.LogBook
+) -> None:
+    outcome = cli(
+        "--backend",
+        sqlite_uri,
+        "books",
+        "--newest-first",
+        env={"TTY_COMPATIBLE": "1", "NO_COLOR": "1"},
+    )
+    lines = [line for line in outcome.stdout.splitlines() if line.strip()]
+    assert lines[0].split() == ["UUID", "CREATED", "(UTC)", "NAME", "TASKS"]
+    assert store.uuid in lines[1] and "weekly-report" in lines[2]
+    assert "books 1-2 of 2" in lines[3]
+
+
+def test_every_book_is_listed_without_a_limit(cli: Runner, sqlite_uri: str) -> None:
+    with lf.open_backend(sqlite_uri) as backend, backend.connect() as conn:
+        conn.upgrade()
+        for index in range(25):
+            conn.save_logbook(lf.LogBook(f"book-{index:02d}"))
+    assert len(cli("--backend", sqlite_uri, "books").stdout.splitlines()) == 25
+    assert len(json.loads(cli("--backend", sqlite_uri, "books", "--json").stdout)) == 25
+
+
+def test_json_is_the_books_to_dict_in_get_logbooks_order(
     any_cli: Runner, sqlite_uri: str, store: lf.LogBook
 ) -> None:
     outcome = any_cli("--backend", sqlite_uri, "books", "--json")
@@ -35,9 +59,9 @@ def test_json_is_the_books_to_dict_newest_first(
     printed = json.loads(outcome.stdout)
     with lf.open_backend(sqlite_uri) as backend, backend.connect() as conn:
         stored = [conn.get_logbook(book.uuid).to_dict() for book in conn.get_logbooks()]
-    assert printed == stored[::-1]
-    assert printed[0]["uuid"] == store.uuid
-    assert printed[0]["flows"][0]["tasks"][0]["name"] == "step_0"
+    assert printed == stored
+    assert printed[1]["uuid"] == store.uuid
+    assert printed[1]["flows"][0]["tasks"][0]["name"] == "step_0"
 
 
 def test_pages_come_from_limit_offset_and_page(cli: Runner, sqlite_uri: str) -> None:
@@ -49,7 +73,7 @@ def test_pages_come_from_limit_offset_and_page(cli: Runner, sqlite_uri: str) -> 
     newest_first = names[::-1]
 
     def page(*args: str) -> list[str]:
-        outcome = cli("--backend", sqlite_uri, "books", *args, "--json")
+        outcome = cli("--backend", sqlite_uri, "books", "--newest-first", *args, "--json")
         assert outcome.exit_code == 0, outcome.stderr
         return [book["name"] for book in json.loads(outcome.stdout)]
 
@@ -58,7 +82,15 @@ def test_pages_come_from_limit_offset_and_page(cli: Runner, sqlite_uri: str) -> 
     assert page("--limit", "3", "--page", "3") == newest_first[6:]
     assert page("--limit", "2", "--offset", "5") == newest_first[5:]
     assert page("--limit", "3", "--page", "9") == []
-    text = cli("--backend", sqlite_uri, "books", "--limit", "3").stdout
+    assert page("--page", "1") == newest_first  # --page alone: pages of 20
+    text = cli(
+        "--backend",
+        sqlite_uri,
+        "books",
+        "--limit",
+        "3",
+        env={"TTY_COMPATIBLE": "1", "NO_COLOR": "1"},
+    ).stdout
     assert "books 1-3 of 7; next: --page 2 (or --offset 3)" in text
 
 

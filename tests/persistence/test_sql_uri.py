@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -116,7 +117,22 @@ def test_unreachable_server_names_host_and_port_never_the_password(scheme: str) 
     message = str(caught.value)
     assert f"127.0.0.1:{port}" in message
     assert "s3cr3t-pw" not in message
-    assert caught.value.__cause__ is not None
+    # API.md: the driver's exception (psycopg's, PyMySQL's), not SQLAlchemy's wrapper
+    driver = "psycopg" if scheme == "postgresql" else "pymysql"
+    assert type(caught.value.__cause__).__module__.split(".")[0] == driver
+
+
+def test_a_sqlite_store_failure_has_sqlite3_error_as_its_cause(tmp_path: Path) -> None:
+    (tmp_path / "not-a-db").write_text("plain text, not a SQLite database " * 100)
+    backend = lf.open_backend(f"sqlite:///{tmp_path / 'not-a-db'}")
+    with backend, backend.connect() as conn, pytest.raises(lf.StorageError) as caught:
+        conn.upgrade()
+    assert isinstance(caught.value.__cause__, sqlite3.Error)
+    (tmp_path / "a-dir").mkdir()
+    backend = lf.open_backend(f"sqlite:///{tmp_path / 'a-dir'}")
+    with backend, backend.connect() as conn, pytest.raises(lf.StorageError) as caught:
+        conn.get_logbooks()
+    assert isinstance(caught.value.__cause__, sqlite3.Error)
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:

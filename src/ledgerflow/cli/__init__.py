@@ -15,7 +15,9 @@ from ledgerflow.cli.run import resume
 __all__ = ["cli", "main"]
 
 
-@click.group(cls=LedgerflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    "ledgerflow", cls=LedgerflowGroup, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.option(
     "--backend",
     "backend_uri",

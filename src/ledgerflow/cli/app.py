@@ -101,7 +101,7 @@ class App:
 
     def open(self, uri: str | None = None) -> lf.Backend:
         """Open the backend for ``uri`` (the global one by default)."""
-        return lf.open_backend(uri or self.backend_uri)
+        return open_uri(uri or self.backend_uri)
 
     @contextlib.contextmanager
     def connect(self, uri: str | None = None) -> Iterator[lf.Connection]:
@@ -110,12 +110,24 @@ class App:
             yield conn
 
 
+def open_uri(uri: str) -> lf.Backend:
+    """``lf.open_backend(uri)``; a URI option it rejects is a usage error."""
+    try:
+        return lf.open_backend(uri)
+    except ValueError as exc:
+        if isinstance(exc, lf.LedgerflowError):
+            raise
+        raise CLIUsageError(str(exc)) from exc
+
+
 def local_store_missing(uri: str) -> bool:
     """Tell whether ``uri`` names a local SQLite file or file-store directory that is absent.
 
     Reading commands check this first so they never bring a store into existence
-    (opening a missing SQLite file would create it).
+    (opening a missing SQLite file would create it).  The URI is still checked
+    (opening a backend creates nothing), so a bad one is an error, not "missing".
     """
+    open_uri(uri).close()
     scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
     if scheme == "sqlite":
         path = _sqlite_path(uri)
@@ -154,13 +166,43 @@ def fail(message: str, exit_code: int = EXIT_FAILURE) -> NoReturn:
     raise cli_error(message, exit_code)
 
 
+def one_line_usage(error: click.UsageError) -> CLIUsageError:
+    """Click's usage error as one line (click would print the usage and a hint first)."""
+    message = error.format_message()
+    if error.ctx is not None:
+        message = f"{message} (see '{error.ctx.command_path} --help')"
+    return CLIUsageError(message)
+
+
 class LedgerflowGroup(click.Group):
     """A group that turns exceptions from its commands into one-line errors."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        """Parse the global options; a bad one is a one-line usage error."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            # API.md: bad input gives one line on stderr, so no help page here.
+            names = self.list_commands(exc.ctx) if exc.ctx else []
+            commands = ", ".join(n for n in names if not self.commands[n].hidden)
+            raise CLIUsageError(
+                f"missing a command (one of: {commands}); see 'ledgerflow --help'"
+            ) from exc
+        except click.UsageError as exc:
+            raise one_line_usage(exc) from exc
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; translate failures unless --debug is on."""
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise one_line_usage(exc) from exc
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:

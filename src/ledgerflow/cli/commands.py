@@ -25,6 +25,8 @@ from ledgerflow.persistence.records import check_uuid
 __all__ = ["books", "copy", "load", "show", "upgrade", "view"]
 
 COPY_PAGE = 200
+#: Books per --page when no --limit is given.
+PAGE_SIZE = 20
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (to_dict form).")
 
 
@@ -33,9 +35,16 @@ def _echo_json(value: Any) -> None:
 
 
 @click.command()
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help=f"At most this many books (default: all; {PAGE_SIZE} with --page).",
+)
 @click.option("--offset", type=click.IntRange(min=0), help="Skip this many books.")
 @click.option("--page", type=click.IntRange(min=1), help="Page number (of --limit books).")
+@click.option(
+    "--newest-first", is_flag=True, help="Newest book first (default: oldest, as get_logbooks)."
+)
 @click.option("--name", help="Only books with exactly this name.")
 @click.option(
     "--state",
@@ -46,17 +55,20 @@ def _echo_json(value: Any) -> None:
 @click.pass_obj
 def books(
     app: App,
-    limit: int,
+    limit: int | None,
     offset: int | None,
     page: int | None,
+    newest_first: bool,
     name: str | None,
     state: str | None,
     as_json: bool,
 ) -> None:
-    """List logbooks, newest first, with a count of tasks per state."""
+    """List logbooks, one line each, in get_logbooks order, with a count of tasks per state."""
     if offset is not None and page is not None:
         fail("give --offset or --page, not both", EXIT_USAGE)
-    start = offset if offset is not None else ((page or 1) - 1) * limit
+    if page is not None and limit is None:
+        limit = PAGE_SIZE
+    start = offset if offset is not None else ((page or 1) - 1) * (limit or 0)
     state = state.upper() if state else None
     if local_store_missing(app.backend_uri):
         _print_no_books(app, as_json, "does not exist yet")
@@ -66,7 +78,7 @@ def books(
             _print_no_books(app, as_json, "holds no logbooks")
             return
         page_books = conn.list_logbooks(
-            limit=limit, offset=start, name=name, state=state, newest_first=True
+            limit=limit, offset=start, name=name, state=state, newest_first=newest_first
         )
         if as_json:
             _echo_json([conn.get_logbook(book.uuid).to_dict() for book in page_books])
@@ -89,12 +101,17 @@ def _print_books(
     counts: dict[str, dict[str, int]],
     start: int,
     total: int,
-    limit: int,
+    limit: int | None,
 ) -> None:
     if not page_books:
         app.out.print(f"no logbooks (of {total}) at offset {start} in {app.safe_uri}")
         return
-    lines = [Text(f"{'UUID':36}  {'CREATED (UTC)':19}  NAME  TASKS", style="bold")]
+    # API.md: one line per book.  The header and paging footer are for a person at
+    # a terminal; piped or captured output is exactly the book lines.
+    interactive = app.out.is_terminal
+    lines: list[Text] = []
+    if interactive:
+        lines.append(Text(f"{'UUID':36}  {'CREATED (UTC)':19}  NAME  TASKS", style="bold"))
     for book in page_books:
         line = Text(f"{book.uuid:36}  ")
         line.append(book.created_at.strftime("%Y-%m-%d %H:%M:%S"), style="dim")
@@ -103,10 +120,12 @@ def _print_books(
         line.append("  ")
         line.append_text(render.state_counts_text(counts.get(book.uuid, {})))
         lines.append(line)
-    footer = f"books {start + 1}-{start + len(page_books)} of {total}"
-    if start + len(page_books) < total:
-        footer += f"; next: --page {start // limit + 2} (or --offset {start + len(page_books)})"
-    lines.append(Text(footer, style="dim"))
+    shown = start + len(page_books)
+    if interactive:
+        footer = f"books {start + 1}-{shown} of {total}"
+        if limit is not None and shown < total:
+            footer += f"; next: --page {start // limit + 2} (or --offset {shown})"
+        lines.append(Text(footer, style="dim"))
     render.emit(app.out, lines)
 
 

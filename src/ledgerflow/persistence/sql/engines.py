@@ -196,6 +196,16 @@ def _missing_driver(address: StoreAddress, error: ImportError) -> MissingDriverE
 
 
 # ---- error translation ----------------------------------------------------------------
+def _driver_error(error: BaseException) -> BaseException:
+    """The driver's own exception (psycopg's, PyMySQL's, sqlite3's) behind SQLAlchemy's wrapper.
+
+    API.md promises the driver's exception as ``__cause__``; SQLAlchemy's wrapper
+    stays reachable as ``__context__``.
+    """
+    orig = getattr(error, "orig", None)
+    return orig if isinstance(orig, BaseException) else error
+
+
 def _first_line(error: BaseException) -> str:
     text = str(getattr(error, "orig", None) or error).strip().splitlines()
     line = text[0] if text else type(error).__name__
@@ -247,7 +257,7 @@ def translate_errors(address: StoreAddress, action: str) -> Iterator[None]:
     except exc.IntegrityError as error:
         raise ConflictError(
             f"{action}: a record was written concurrently ({_first_line(error)})"
-        ) from error
+        ) from _driver_error(error)
     except exc.DBAPIError as error:
         too_large = _too_large_in_chain(error) if address.backend_name != "postgresql" else None
         if too_large is not None:
@@ -255,21 +265,25 @@ def translate_errors(address: StoreAddress, action: str) -> Iterator[None]:
                 f"{action}: a value is larger than the server's max_allowed_packet at "
                 f"{address.where}; raise it (SET GLOBAL max_allowed_packet=268435456, or "
                 f"max_allowed_packet=256M under [mysqld]) ({_first_line(too_large)})"
-            ) from too_large
+            ) from _driver_error(too_large)
         if error.connection_invalidated or _is_connect_error(error):
             target = (
                 f"open the SQLite {address.where}"
                 if address.backend_name == "sqlite"
                 else f"reach the {address.backend_name} server at {address.where}"
             )
-            raise StorageError(f"cannot {target}: {_first_line(error)}") from error
-        raise StorageError(f"{action} failed on {address.where}: {_first_line(error)}") from error
+            raise StorageError(f"cannot {target}: {_first_line(error)}") from _driver_error(error)
+        raise StorageError(
+            f"{action} failed on {address.where}: {_first_line(error)}"
+        ) from _driver_error(error)
     except exc.SQLAlchemyError as error:
-        raise StorageError(f"{action} failed on {address.where}: {_first_line(error)}") from error
+        raise StorageError(
+            f"{action} failed on {address.where}: {_first_line(error)}"
+        ) from _driver_error(error)
     except sqlite3.Error as error:  # raised by statements we send to the driver directly
-        raise StorageError(f"{action} failed on {address.where}: {error}") from error
+        raise StorageError(f"{action} failed on {address.where}: {error}") from _driver_error(error)
     except OSError as error:
-        raise StorageError(f"{action} failed on {address.where}: {error}") from error
+        raise StorageError(f"{action} failed on {address.where}: {error}") from _driver_error(error)
 
 
 def _is_connect_error(error: exc.DBAPIError) -> bool:
