@@ -1,0 +1,85 @@
+"""More of the backend contract: copies between backends and independent copies.
+
+``BackendConformance`` inherits these checks; each takes the ``conn`` fixture (a
+connection to an empty, upgraded store) and checks one sentence of API.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledgerflow import states
+from ledgerflow.models import Failure, LogBook, TaskDetail
+from ledgerflow.persistence.base import Connection
+from ledgerflow.persistence.memory import MemoryBackend
+
+__all__ = ["CopyChecks"]
+
+
+def _without_revisions(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _without_revisions(v) for k, v in data.items() if k != "revision"}
+    if isinstance(data, list):
+        return [_without_revisions(v) for v in data]
+    return data
+
+
+def _rich_book() -> LogBook:
+    from ledgerflow.testing.conformance import make_book
+
+    book = make_book(flows=2, tasks=2)
+    task = book.flows[1].tasks[0]
+    task.state = states.REVERT_FAILURE
+    task.failure = Failure(("pkg.Boom", "builtins.Exception"), "boom", "tb", None)
+    task.revert_failure = Failure(("pkg.Undo", "builtins.Exception"), "undo", "", task.failure)
+    task.checkpoint = [1, {"offset": 7}]
+    return book
+
+
+class CopyChecks:
+    """Promises about copies: across backends, and between caller and store."""
+
+    def test_a_book_read_from_another_backend_saves_with_every_field_but_revision(
+        self, conn: Connection
+    ) -> None:
+        book = _rich_book()
+        with MemoryBackend("memory://") as other, other.connect() as source:
+            source.save_logbook(book)
+            source.save_logbook(book)  # revision 2 in the source
+            loaded = source.get_logbook(book.uuid)
+        assert conn.save_logbook(loaded) is loaded
+        copied = conn.get_logbook(book.uuid)
+        assert _without_revisions(copied.to_dict()) == _without_revisions(book.to_dict())
+        assert copied.to_dict() == loaded.to_dict()
+
+    def test_update_details_keep_no_reference_to_the_callers_objects(
+        self, conn: Connection
+    ) -> None:
+        book = conn.save_logbook(_rich_book())
+        flow = book.flows[0]
+        task = flow.tasks[0]
+        task.meta["written"] = True
+        conn.update_task_details(task)
+        task.meta["after-update"] = True
+        task.result["value"] = "mutated"
+        added = TaskDetail("added", meta={"n": 1})
+        flow.add(added)
+        conn.update_flow_details(flow)
+        flow.meta["after-update"] = True
+        added.meta["n"] = 2
+        stored_task = conn.get_task_details(task.uuid)
+        assert stored_task.meta == {"t": 0, "written": True}
+        assert stored_task.result["value"] == 0
+        assert "after-update" not in conn.get_flow_details(flow.uuid).meta
+        assert conn.get_task_details(added.uuid).meta == {"n": 1}
+
+    def test_listing_calls_return_independent_copies(self, conn: Connection) -> None:
+        book = conn.save_logbook(_rich_book())
+        flows = conn.get_flows_for_book(book.uuid)
+        assert [len(f) for f in flows] == [2, 2]  # each with its task details
+        flows[0].meta["x"] = 1
+        flows[0].tasks[0].meta["x"] = 1
+        conn.get_tasks_for_flow(flows[1].uuid)[0].meta["x"] = 1
+        conn.get_logbooks()[0].meta["x"] = 1
+        assert conn.get_logbook(book.uuid).to_dict() == book.to_dict()
+        assert conn.get_logbooks(name=book.name, limit=1, offset=0)[0] is not book
