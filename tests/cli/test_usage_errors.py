@@ -59,3 +59,8 @@ def test_a_bad_uri_option_is_an_error_even_when_the_store_is_missing(
         cli("copy", uri, f"sqlite:///{tmp_path / 'dst.db'}"), 2, "synchronous", "bogus"
     )
     assert not list(tmp_path.iterdir())
+
+
+def test_an_unparsable_uri_names_itself(any_cli: Runner) -> None:
+    outcome = any_cli("--backend", "postgresql://postgres@[::1/x", "books")
+    assert_one_line_error(outcome, 2, "bad backend URI 'postgresql://postgres@[::1/x'")

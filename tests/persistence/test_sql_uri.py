@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,26 @@ def test_our_options_are_stripped_before_sqlalchemy_sees_the_url() -> None:
 def test_bad_options_name_themselves(query: str) -> None:
     with pytest.raises(ValueError, match=query.split("=")[0]):
         parse_uri(f"sqlite:///x.db?{query}")
+
+
+@pytest.mark.parametrize(
+    "uri", ["sqlite:///{tmp}/x.db?bogus=1", "mysql://root@127.0.0.1:1/db?bogus=1"]
+)
+def test_an_option_the_driver_does_not_know_is_an_error_not_a_warning(
+    uri: str, tmp_path: Path
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"unknown option .*bogus"):
+            lf.open_backend(uri.format(tmp=tmp_path))
+    assert not list(tmp_path.iterdir())
+
+
+def test_options_the_driver_knows_are_kept(tmp_path: Path) -> None:
+    with lf.open_backend(f"sqlite:///{tmp_path}/x.db?timeout=3"):
+        pass
+    with lf.open_backend("mysql://root@127.0.0.1:1/db?charset=utf8mb4&connect_timeout=2"):
+        pass
 
 
 def _pragmas(backend: SQLBackend) -> dict[str, object]:

@@ -117,7 +117,10 @@ def open_uri(uri: str) -> lf.Backend:
     except ValueError as exc:
         if isinstance(exc, lf.LedgerflowError):
             raise
-        raise CLIUsageError(str(exc)) from exc
+        message = str(exc)
+        if uri not in message:  # e.g. SQLAlchemy's URL parser names only the bad part
+            message = f"bad backend URI {mask_password(uri)!r}: {message}"
+        raise CLIUsageError(message) from exc
 
 
 def local_store_missing(uri: str) -> bool:

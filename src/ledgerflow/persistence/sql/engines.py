@@ -15,9 +15,11 @@ Drivers are imported by SQLAlchemy when the engine is created, never at import t
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import sqlite3
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -157,12 +159,40 @@ def create_engine(address: StoreAddress) -> Engine:
         if "charset" not in address.url.query:
             connect_args["charset"] = "utf8mb4"  # 4-byte UTF-8: emoji and all
     try:
-        engine = sa.create_engine(address.url, connect_args=connect_args, **kwargs)
+        with warnings.catch_warnings():
+            # SQLAlchemy warns about, then drops, URI options the driver ignores:
+            # a typo in a URI is an error, not a warning on stderr.
+            warnings.simplefilter("error", exc.SAWarning)
+            engine = sa.create_engine(address.url, connect_args=connect_args, **kwargs)
     except ImportError as error:
         raise _missing_driver(address, error) from error
+    except exc.SAWarning as warning:
+        reason = str(warning).split(";")[0].replace(" and are being ignored", "")
+        raise ValueError(
+            f"unknown option for the {name} store at {address.where}: {reason}"
+        ) from None
+    _check_driver_options(engine, address)
     if name == "sqlite":
         _install_sqlite_pragmas(engine, address)
     return engine
+
+
+def _check_driver_options(engine: Engine, address: StoreAddress) -> None:
+    """ValueError now for URI options the driver's connect() would refuse at first use."""
+    connect = getattr(engine.dialect.loaded_dbapi, "connect", None)
+    try:
+        signature = inspect.signature(connect) if connect is not None else None
+    except (TypeError, ValueError):  # a C function without a signature
+        return
+    if signature is None:
+        return
+    args, params = engine.dialect.create_connect_args(engine.url)
+    try:
+        signature.bind(*args, **params)
+    except TypeError as error:
+        raise ValueError(
+            f"unknown option for the {address.backend_name} store at {address.where}: {error}"
+        ) from None
 
 
 def _install_sqlite_pragmas(engine: Engine, address: StoreAddress) -> None:
