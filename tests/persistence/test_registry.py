@@ -44,6 +44,14 @@ def test_unknown_scheme_lists_installed_schemes() -> None:
     assert "memory" in lf.available_schemes()
 
 
+@pytest.mark.parametrize("uri", ["postgresql+nodriver://u:pw@h/db", "mysql+nodriver://h/db"])
+def test_an_unknown_sqlalchemy_driver_is_backend_not_found(uri: str) -> None:
+    with pytest.raises(lf.BackendNotFound) as info:
+        lf.open_backend(uri)
+    assert "nodriver" in str(info.value) and "sqlite" in str(info.value)
+    assert "pw" not in str(info.value)
+
+
 @pytest.mark.parametrize("bad", ["not a uri", "", {"no": "connection"}])
 def test_malformed_uri(bad: object) -> None:
     with pytest.raises(lf.BackendNotFound):

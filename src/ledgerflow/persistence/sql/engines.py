@@ -30,6 +30,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from ledgerflow.errors import (
+    BackendNotFound,
     ConflictError,
     LedgerflowError,
     MissingDriverError,
@@ -166,6 +167,13 @@ def create_engine(address: StoreAddress) -> Engine:
             engine = sa.create_engine(address.url, connect_args=connect_args, **kwargs)
     except ImportError as error:
         raise _missing_driver(address, error) from error
+    except exc.NoSuchModuleError as error:  # e.g. postgresql+nodriver://
+        from ledgerflow.persistence.registry import available_schemes
+
+        raise BackendNotFound(
+            f"SQLAlchemy knows no {address.url.drivername!r} driver (scheme of "
+            f"{mask(address.url)}); installed schemes: {', '.join(available_schemes())}"
+        ) from error
     except exc.SAWarning as warning:
         reason = str(warning).split(";")[0].replace(" and are being ignored", "")
         raise ValueError(
