@@ -218,3 +218,12 @@ def test_timestamps_are_aware_utc() -> None:
     task = lf.TaskDetail("t")
     assert task.created_at.tzinfo is not None and task.created_at >= before
     assert lf.TaskDetail.from_dict(task.to_dict()).created_at == task.created_at
+
+
+def test_a_failure_built_from_a_list_round_trips_exactly() -> None:
+    inner = lf.Failure(["pkg.Inner"], "inner")  # type: ignore[arg-type]
+    failure = lf.Failure(["pkg.Outer", "builtins.Exception"], "outer", "tb", inner)  # type: ignore[arg-type]
+    assert lf.Failure.from_dict(failure.to_dict()) == failure
+    assert lf.Failure.from_dict(json.loads(json.dumps(failure.to_dict()))) == failure
+    assert failure.matches("pkg.Outer") and failure.matches(Exception)
+    assert hash(failure) == hash(lf.Failure.from_dict(failure.to_dict()))

@@ -58,6 +58,12 @@ class Failure:
 
     _MAX_CAUSES: ClassVar[int] = 32
 
+    def __post_init__(self) -> None:
+        # A list given by the caller becomes a tuple, so from_dict(to_dict()) == self.
+        names: Any = self.exc_type_names
+        if not isinstance(names, tuple):
+            object.__setattr__(self, "exc_type_names", tuple(names))
+
     @classmethod
     def from_exception(cls, exc: BaseException) -> Failure:
         """Capture ``exc`` and the chain of exceptions that caused it."""
