@@ -105,3 +105,23 @@ def test_password_is_masked_in_repr() -> None:
     backend = MemoryBackend("memory://user:s3cret@host/x")
     assert "s3cret" not in repr(backend)
     assert "***" in backend.safe_uri
+
+
+def test_dict_options_mean_what_uri_options_mean(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'x.db'}"
+    backend = lf.open_backend({"connection": uri, "synchronous": "normal"})
+    with backend, backend.connect() as conn:
+        conn.upgrade()
+        conn.save_logbook(lf.LogBook("dict form"))
+    with lf.open_backend(f"{uri}?synchronous=normal") as same, same.connect() as conn:
+        assert [book.name for book in conn.get_logbooks()] == ["dict form"]
+    with pytest.raises(ValueError, match="synchronous"):
+        lf.open_backend({"connection": uri, "synchronous": "off"})
+    with pytest.raises(ValueError, match="bogus"):
+        lf.open_backend({"connection": uri, "bogus": 1})
+
+
+@pytest.mark.parametrize("bad", [{"connection": "memory://", "bogus": 1}, "memory://?bogus=1"])
+def test_memory_takes_no_options(bad: object) -> None:
+    with pytest.raises(ValueError, match="bogus"):
+        lf.open_backend(bad)  # type: ignore[arg-type]

@@ -95,6 +95,10 @@ def test_sqlite_is_durable_by_default(tmp_path: Path) -> None:
 def test_sqlite_synchronous_opt_out(tmp_path: Path) -> None:
     with SQLBackend(f"sqlite:///{tmp_path / 'a.db'}?synchronous=normal") as backend:
         assert _pragmas(backend)["synchronous"] == 1  # NORMAL
+    as_dict = {"connection": f"sqlite:///{tmp_path / 'b.db'}", "synchronous": "normal"}
+    with lf.open_backend(as_dict) as backend:
+        assert isinstance(backend, SQLBackend)
+        assert _pragmas(backend)["synchronous"] == 1
 
 
 def test_sqlite_relative_absolute_and_memory(

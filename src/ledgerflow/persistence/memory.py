@@ -40,6 +40,9 @@ class MemoryBackend(Backend):
 
     def __init__(self, uri: str = "memory://", **options: Any) -> None:
         super().__init__(uri, **options)
+        if options or "?" in uri:
+            unknown = sorted(options) or [uri.partition("?")[2]]
+            raise ValueError(f"memory:// takes no options, got {', '.join(unknown)}")
         self._store = _Store()
 
     def connect(self) -> MemoryConnection:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
@@ -94,6 +95,15 @@ def _begin_immediate(conn: SAConnection) -> None:
     conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
 
 
+def _with_query(uri: str, options: dict[str, Any]) -> str:
+    """``uri`` with ``options`` added to its query string (a dict's entries win)."""
+    base, _, query = uri.partition("?")
+    merged = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    for key, value in options.items():
+        merged[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return f"{base}?{urllib.parse.urlencode(merged)}"
+
+
 class SQLBackend(Backend):
     """A SQL database reached through SQLAlchemy; see ``engines`` for every setting."""
 
@@ -101,7 +111,9 @@ class SQLBackend(Backend):
 
     def __init__(self, uri: str, **options: Any) -> None:
         super().__init__(uri, **options)
-        self.address: StoreAddress = parse_uri(uri)
+        # open_backend({"connection": uri, **options}): the options mean what the same
+        # URI query options mean (and an unknown one is refused the same way).
+        self.address: StoreAddress = parse_uri(_with_query(uri, options) if options else uri)
         self.engine = create_engine(self.address)
         #: Set once the tables are known to exist, so later calls skip the check.
         self.schema_seen = False
