@@ -35,8 +35,8 @@ def cli(ctx: click.Context, backend_uri: str, debug: bool) -> None:
     ctx.obj = App(
         backend_uri=backend_uri,
         debug=debug,
-        out=Console(highlight=False, soft_wrap=True),
-        err=Console(stderr=True, highlight=False, soft_wrap=True),
+        out=Console(highlight=False, markup=False, soft_wrap=True),
+        err=Console(stderr=True, highlight=False, markup=False, soft_wrap=True),
     )
 
 

@@ -51,17 +51,30 @@ _COLOR_SYSTEMS = {
 }
 
 
+#: Control characters shown as escapes: a newline in a stored name must not break
+#: "one line per book", and an escape sequence must not reach the terminal.
+_CONTROLS = {
+    code: {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(chr(code), f"\\x{code:02x}")
+    for code in (*range(32), *range(127, 160))
+}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (newlines included) written as escapes."""
+    return text.translate(_CONTROLS)
+
+
 class Text:
     """A line of (text, style) pieces; a small, fast stand-in for rich's ``Text``."""
 
     __slots__ = ("pieces",)
 
     def __init__(self, text: str = "", style: str = "") -> None:
-        self.pieces: list[tuple[str, str]] = [(text, style)] if text else []
+        self.pieces: list[tuple[str, str]] = [(printable(text), style)] if text else []
 
     def append(self, text: str, style: str = "") -> Text:
-        """Add a piece; return self."""
-        self.pieces.append((text, style))
+        """Add a piece (control characters escaped); return self."""
+        self.pieces.append((printable(text), style))
         return self
 
     def append_text(self, other: Text) -> Text:
@@ -224,7 +237,9 @@ def task_lines(task: lf.TaskDetail, prefix: str, cont: str, verbose: bool) -> li
 
 def failure_lines(label: str, failure: lf.Failure, indent: str, verbose: bool) -> list[Text]:
     """The failure's message; with ``verbose`` its traceback and its chain of causes."""
-    lines = [Text(indent).append(f"{label}: {failure}", style="red")]
+    first, *more = f"{label}: {failure}".splitlines() or [label]
+    lines = [Text(indent).append(first, style="red")]
+    lines.extend(Text(indent + "  ").append(line, style="red") for line in more)
     if not verbose:
         return lines
     for current_label, current in [(label, failure), *(("caused by", c) for c in failure.causes())]:

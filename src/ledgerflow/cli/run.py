@@ -67,7 +67,7 @@ class ProgressDisplay:
         self._lock = threading.Lock()
         self._states = {task.uuid: task.state for task in flow}
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
