@@ -12,7 +12,7 @@ from tests.cli.conftest import Runner, assert_one_line_error
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        ([], ("missing a command", "books", "show")),
+        ([], ("Missing command", "ledgerflow --help")),
         (["frobnicate"], ("No such command 'frobnicate'",)),
         (["show"], ("Missing argument 'UUID'", "ledgerflow show --help")),
         (["resume"], ("Missing argument",)),

@@ -15,8 +15,12 @@ from ledgerflow.cli.run import resume
 __all__ = ["cli", "main"]
 
 
+# no_args_is_help=False: a bare `ledgerflow` is bad input, one line on stderr (API.md).
 @click.group(
-    "ledgerflow", cls=LedgerflowGroup, context_settings={"help_option_names": ["-h", "--help"]}
+    "ledgerflow",
+    cls=LedgerflowGroup,
+    no_args_is_help=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.option(
     "--backend",

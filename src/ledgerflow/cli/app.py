@@ -190,13 +190,6 @@ class LedgerflowGroup(click.Group):
         """Parse the global options; a bad one is a one-line usage error."""
         try:
             return super().make_context(info_name, args, parent, **extra)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            # API.md: bad input gives one line on stderr, so no help page here.
-            names = self.list_commands(exc.ctx) if exc.ctx else []
-            commands = ", ".join(n for n in names if not self.commands[n].hidden)
-            raise CLIUsageError(
-                f"missing a command (one of: {commands}); see 'ledgerflow --help'"
-            ) from exc
         except click.UsageError as exc:
             raise one_line_usage(exc) from exc
 
