@@ -33,7 +33,10 @@ def dumps(value: Any, what: What) -> str:
     if value is None:  # the commonest values: skip the encoder
         return "null"
     try:
-        return _encoder.encode(value)
+        text: str = _encoder.encode(value)
+        if not text.isascii():  # O(1) for ASCII text; a lone surrogate is no UTF-8
+            text.encode("utf-8")
+        return text
     except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(f"{_name(what)} is not JSON-encodable: {exc}") from exc
 

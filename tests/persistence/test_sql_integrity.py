@@ -233,3 +233,13 @@ def test_one_connection_shared_by_threads(store: SQLBackend, memory: bool) -> No
         assert [t.revision for t in conn.get_tasks_for_flow(book.flows[0].uuid)] == [21] * 8
     if memory:
         backend.close()
+
+
+def test_a_name_utf8_cannot_hold_is_a_serialization_error(store: SQLBackend) -> None:
+    with store.connect() as conn:
+        book = lf.LogBook("half \ud800 surrogate")
+        with pytest.raises(lf.SerializationError):
+            conn.save_logbook(book)
+        with pytest.raises(lf.NotFound):
+            conn.get_logbook(book.uuid)
+        assert conn.save_logbook(lf.LogBook("fine")).revision == 1

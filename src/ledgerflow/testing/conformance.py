@@ -24,7 +24,7 @@ from ledgerflow.errors import (
 )
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence.base import Backend, Connection
-from ledgerflow.testing.copies import CopyChecks
+from ledgerflow.testing.copies import CopyChecks, EncodingChecks
 
 __all__ = ["BackendConformance", "make_book"]
 
@@ -74,7 +74,7 @@ def _strip_revisions(data: Any) -> Any:
     return data
 
 
-class BackendConformance(CopyChecks):
+class BackendConformance(CopyChecks, EncodingChecks):
     """The contract every ledgerflow backend passes; subclasses provide ``backend``."""
 
     @pytest.fixture

@@ -1,4 +1,4 @@
-"""More of the backend contract: copies between backends and independent copies.
+"""More of the backend contract: copies (between backends, caller vs store) and encoding.
 
 ``BackendConformance`` inherits these checks; each takes the ``conn`` fixture (a
 connection to an empty, upgraded store) and checks one sentence of API.md.
@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from ledgerflow import states
+from ledgerflow.errors import NotFound, SerializationError
 from ledgerflow.models import Failure, LogBook, TaskDetail
 from ledgerflow.persistence.base import Connection
 from ledgerflow.persistence.memory import MemoryBackend
 
-__all__ = ["CopyChecks"]
+__all__ = ["CopyChecks", "EncodingChecks"]
 
 
 def _without_revisions(data: Any) -> Any:
@@ -83,3 +86,18 @@ class CopyChecks:
         conn.get_logbooks()[0].meta["x"] = 1
         assert conn.get_logbook(book.uuid).to_dict() == book.to_dict()
         assert conn.get_logbooks(name=book.name, limit=1, offset=0)[0] is not book
+
+
+class EncodingChecks:
+    """Values JSON can encode but UTF-8 cannot store are refused before any write."""
+
+    def test_a_lone_surrogate_is_a_serialization_error_and_writes_nothing(
+        self, conn: Connection
+    ) -> None:
+        book = _rich_book()
+        book.flows[0].tasks[1].result = {"text": "broken \ud800 half"}
+        with pytest.raises(SerializationError) as info:
+            conn.save_logbook(book)
+        assert isinstance(info.value, ValueError)
+        with pytest.raises(NotFound):
+            conn.get_logbook(book.uuid)

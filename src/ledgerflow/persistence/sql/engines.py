@@ -34,6 +34,7 @@ from ledgerflow.errors import (
     ConflictError,
     LedgerflowError,
     MissingDriverError,
+    SerializationError,
     StorageError,
 )
 from ledgerflow.persistence.base import mask_password
@@ -292,6 +293,8 @@ def translate_errors(address: StoreAddress, action: str) -> Iterator[None]:
         yield
     except LedgerflowError:
         raise
+    except UnicodeEncodeError as error:  # a name with a lone surrogate: no UTF-8 for it
+        raise SerializationError(f"{action}: a text value is not valid UTF-8 ({error})") from error
     except exc.IntegrityError as error:
         raise ConflictError(
             f"{action}: a record was written concurrently ({_first_line(error)})"
