@@ -146,3 +146,8 @@ def test_store_without_schema_reads_as_empty_and_stays_so(cli: Runner, tmp_path:
     assert json.loads(outcome.stdout) == []
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
+
+
+def test_force_color_does_not_add_a_header(cli: Runner, sqlite_uri: str, store: lf.LogBook) -> None:
+    outcome = cli("--backend", sqlite_uri, "books", env={"FORCE_COLOR": "1"})
+    assert len(outcome.stdout.splitlines()) == 2

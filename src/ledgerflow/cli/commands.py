@@ -7,6 +7,7 @@ a local store exists, so looking at a missing store creates nothing.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -95,6 +96,12 @@ def _print_no_books(app: App, as_json: bool, why: str) -> None:
         app.out.print(f"no logbooks: {app.safe_uri} {why}")
 
 
+def _at_a_terminal(app: App) -> bool:
+    """Whether stdout is a terminal; FORCE_COLOR (colour in CI logs) does not count."""
+    isatty = getattr(app.out.file, "isatty", None)
+    return bool(isatty and isatty()) or os.environ.get("TTY_COMPATIBLE") == "1"
+
+
 def _print_books(
     app: App,
     page_books: list[lf.LogBook],
@@ -108,7 +115,7 @@ def _print_books(
         return
     # API.md: one line per book.  The header and paging footer are for a person at
     # a terminal; piped or captured output is exactly the book lines.
-    interactive = app.out.is_terminal
+    interactive = _at_a_terminal(app)
     lines: list[Text] = []
     if interactive:
         lines.append(Text(f"{'UUID':36}  {'CREATED (UTC)':19}  NAME  TASKS", style="bold"))
