@@ -227,3 +227,16 @@ def test_a_failure_built_from_a_list_round_trips_exactly() -> None:
     assert lf.Failure.from_dict(json.loads(json.dumps(failure.to_dict()))) == failure
     assert failure.matches("pkg.Outer") and failure.matches(Exception)
     assert hash(failure) == hash(lf.Failure.from_dict(failure.to_dict()))
+
+
+def test_a_failure_of_an_exception_whose_str_breaks_is_still_captured() -> None:
+    class Odd(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+    try:
+        raise Odd()
+    except Odd as exc:
+        failure = lf.Failure.from_exception(exc)
+    assert failure.matches(Odd) and "Odd" in failure.message
+    assert lf.Failure.from_dict(failure.to_dict()) == failure

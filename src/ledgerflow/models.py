@@ -47,6 +47,14 @@ def _qualified_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _message(exc: BaseException) -> str:
+    # A broken __str__ must not stop the failure from being recorded.
+    try:
+        return str(exc)
+    except Exception as error:
+        return f"<str() of {type(exc).__name__} failed: {type(error).__name__}>"
+
+
 @dataclass(frozen=True)
 class Failure:
     """An exception captured as data: types, message, traceback and chain of causes."""
@@ -80,7 +88,7 @@ class Failure:
             cause = cls._capture(cause_exc, seen)
         names = tuple(_qualified_name(c) for c in type(exc).__mro__ if c is not object)
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, chain=False))
-        return cls(exc_type_names=names, message=str(exc), traceback_str=tb, cause=cause)
+        return cls(exc_type_names=names, message=_message(exc), traceback_str=tb, cause=cause)
 
     @property
     def exc_type_name(self) -> str:
