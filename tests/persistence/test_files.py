@@ -392,6 +392,9 @@ def test_upgrade_writes_the_format_and_validate_accepts_it(
         ("file:///tmp/x?fsync=yes", {}, True),
         ("file://localhost/tmp/x", {}, True),
         ("file:///tmp/x", {"fsync": False}, False),
+        ("file:///tmp/x?synchronous=normal", {}, False),  # the SQLite spelling works too
+        ("file:///tmp/x?synchronous=FULL", {}, True),
+        ("file:///tmp/x", {"synchronous": "normal"}, False),
     ],
 )
 def test_fsync_option_parses(uri: str, options: dict[str, object], durable: bool) -> None:
@@ -405,6 +408,7 @@ def test_fsync_option_parses(uri: str, options: dict[str, object], durable: bool
     ("uri", "message"),
     [
         ("file:///tmp/x?fsync=maybe", "fsync='maybe'"),
+        ("file:///tmp/x?synchronous=off", "synchronous='off'"),
         ("file:///tmp/x?sync=false", "unknown file store option"),
         ("file://relative/dir", "absolute path"),
         ("file:///", "absolute directory"),

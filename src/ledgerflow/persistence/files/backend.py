@@ -19,7 +19,7 @@ _PARENT_KIND: dict[Kind, Kind] = {"flow": "book", "task": "flow"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 #: Options a URI query or the options dict may carry.
-OPTIONS = ("fsync",)
+OPTIONS = ("fsync", "synchronous")
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -53,7 +53,14 @@ def parse_uri(uri: str, options: Mapping[str, Any]) -> tuple[Path, bool]:
             f"unknown file store option(s) {', '.join(unknown)} in {uri!r}; "
             f"known: {', '.join(OPTIONS)}"
         )
-    return Path(path), _flag("fsync", settings.get("fsync", True))
+    durable = _flag("fsync", settings.get("fsync", True))
+    if "synchronous" in settings:
+        # The SQLite spelling API.md shows (?synchronous=normal) means the same here.
+        level = str(settings["synchronous"]).lower()
+        if level not in ("full", "normal"):
+            raise ValueError(f"synchronous={level!r} in {uri!r}: expected one of full, normal")
+        durable = level == "full"
+    return Path(path), durable
 
 
 class FileBackend(Backend):
