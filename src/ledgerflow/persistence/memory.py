@@ -10,6 +10,7 @@ import contextlib
 import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC
 from typing import Any
 
 from ledgerflow.errors import ConflictError, NotFound
@@ -31,6 +32,24 @@ class _Store:
     @property
     def undo(self) -> list[Callable[[], None]] | None:
         return getattr(self.local, "undo", None)
+
+
+_TIME_COLUMNS = ("created_at", "updated_at", "started_at", "finished_at")
+
+
+def _utc(row: Row) -> Row:
+    """A copy of ``row`` with its times in UTC, as every other backend stores them.
+
+    A naive time is taken as UTC (what the SQL and file backends read back).
+    """
+    out = dict(row)
+    for column in _TIME_COLUMNS:
+        value = out.get(column)
+        if value is not None and value.tzinfo is not UTC:
+            out[column] = (
+                value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+            )
+    return out
 
 
 class MemoryBackend(Backend):
@@ -133,7 +152,7 @@ class MemoryConnection(RecordConnection):
                 parent = None if parent_key is None else row[parent_key]
                 if parent_key is not None and parent not in self._s.rows[_PARENT_KIND[kind]]:
                     raise NotFound(f"cannot add {kind} {uuid}: parent {parent!r} does not exist")
-                table[uuid] = dict(row)
+                table[uuid] = _utc(row)
                 if parent is not None:
                     self._s.children[kind].setdefault(parent, {})[uuid] = None
                 self._log(functools.partial(self._forget, kind, uuid, parent))
@@ -155,7 +174,7 @@ class MemoryConnection(RecordConnection):
                     f"the write was based on revision {expected_revision}"
                 )
             parent_key = PARENT_KEY[kind]
-            new = {**row, "revision": old["revision"] + 1}
+            new = {**_utc(row), "revision": old["revision"] + 1}
             if parent_key is not None:
                 new[parent_key] = old[parent_key]
             table[row["uuid"]] = new

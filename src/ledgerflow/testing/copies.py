@@ -6,6 +6,7 @@ connection to an empty, upgraded store) and checks one sentence of API.md.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -101,3 +102,17 @@ class EncodingChecks:
         assert isinstance(info.value, ValueError)
         with pytest.raises(NotFound):
             conn.get_logbook(book.uuid)
+
+    def test_times_come_back_as_the_same_instant_in_utc(self, conn: Connection) -> None:
+        plus_two = timezone(timedelta(hours=2))
+        book = LogBook("offset")
+        book.created_at = datetime(2026, 1, 1, 12, 0, 0, 5, tzinfo=plus_two)
+        naive = LogBook("naive")  # a naive time is taken as UTC
+        naive.created_at = datetime(2026, 1, 1, 10, 0, 0, 6)
+        conn.save_logbook(book)
+        conn.save_logbook(naive)
+        loaded = conn.get_logbook(book.uuid)
+        assert loaded.created_at == book.created_at
+        assert loaded.created_at.utcoffset() == timedelta(0)
+        assert conn.get_logbook(naive.uuid).created_at == naive.created_at.replace(tzinfo=UTC)
+        assert [b.name for b in conn.get_logbooks()] == ["offset", "naive"]
