@@ -146,6 +146,9 @@ def test_store_without_schema_reads_as_empty_and_stays_so(cli: Runner, tmp_path:
     assert json.loads(outcome.stdout) == []
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
+    # not even its header: switching an empty file to WAL would write one
+    assert path.stat().st_size == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blank.db"]
 
 
 def test_force_color_does_not_add_a_header(cli: Runner, sqlite_uri: str, store: lf.LogBook) -> None:

@@ -84,12 +84,29 @@ def _pragmas(backend: SQLBackend) -> dict[str, object]:
 
 def test_sqlite_is_durable_by_default(tmp_path: Path) -> None:
     with SQLBackend(f"sqlite:///{tmp_path / 'a.db'}") as backend:
+        with backend.connect() as conn:
+            conn.upgrade()  # WAL comes with the first write: reading never writes
         assert _pragmas(backend) == {
             "journal_mode": "wal",
             "synchronous": 2,  # FULL
             "foreign_keys": 1,
             "busy_timeout": 30000,
         }
+
+
+def test_an_upgraded_store_opens_in_wal_and_an_empty_file_stays_untouched(
+    tmp_path: Path,
+) -> None:
+    with SQLBackend(f"sqlite:///{tmp_path / 'a.db'}") as backend, backend.connect() as conn:
+        conn.upgrade()
+    with SQLBackend(f"sqlite:///{tmp_path / 'a.db'}") as backend:
+        assert _pragmas(backend)["journal_mode"] == "wal"
+    sqlite3.connect(tmp_path / "empty.db").close()
+    with SQLBackend(f"sqlite:///{tmp_path / 'empty.db'}") as backend:
+        with backend.connect() as conn:
+            assert conn.get_logbooks() == []
+        assert _pragmas(backend)["journal_mode"] == "delete"
+    assert (tmp_path / "empty.db").stat().st_size == 0
 
 
 def test_sqlite_synchronous_opt_out(tmp_path: Path) -> None:

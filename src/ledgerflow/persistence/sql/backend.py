@@ -29,7 +29,12 @@ from ledgerflow.persistence import records
 from ledgerflow.persistence.base import Backend, RecordConnection
 from ledgerflow.persistence.records import Kind, Row
 from ledgerflow.persistence.sql import migrate
-from ledgerflow.persistence.sql.engines import StoreAddress, create_engine, parse_uri
+from ledgerflow.persistence.sql.engines import (
+    SQLITE_WAL,
+    StoreAddress,
+    create_engine,
+    parse_uri,
+)
 from ledgerflow.persistence.sql.engines import translate_errors as _translate
 from ledgerflow.persistence.sql.fastpath import PreparedSelect, PreparedUpdate
 from ledgerflow.persistence.sql.tables import BOOKS, FLOWS, FORMAT_DEFAULT, TABLES, TASKS
@@ -259,12 +264,16 @@ class SQLConnection(RecordConnection):
         where = self._address.where
         if self._address.path is not None:  # the one call that may create the file
             os.makedirs(os.path.dirname(self._address.path), exist_ok=True)
-        with self._connect("upgrade") as conn, self._upgrade_lock(conn), conn.begin():
-            if self._sqlite:
-                _begin_immediate(conn)
-            elif self._address.backend_name == "postgresql":
-                conn.execute(sa.select(func.pg_advisory_xact_lock(_PG_UPGRADE_LOCK)))
-            migrate.upgrade(conn, where)
+        with self._connect("upgrade") as conn, self._upgrade_lock(conn):
+            if self._sqlite and not self._address.memory:
+                conn.exec_driver_sql(SQLITE_WAL)  # a new file's first write (see engines)
+                conn.commit()
+            with conn.begin():
+                if self._sqlite:
+                    _begin_immediate(conn)
+                elif self._address.backend_name == "postgresql":
+                    conn.execute(sa.select(func.pg_advisory_xact_lock(_PG_UPGRADE_LOCK)))
+                migrate.upgrade(conn, where)
         self._backend.schema_seen = True
 
     @contextlib.contextmanager

@@ -204,20 +204,25 @@ def _check_driver_options(engine: Engine, address: StoreAddress) -> None:
         ) from None
 
 
+SQLITE_WAL: Final = "PRAGMA journal_mode = WAL"
+
+
 def _install_sqlite_pragmas(engine: Engine, address: StoreAddress) -> None:
     pragmas = [
         f"PRAGMA busy_timeout = {address.busy_timeout_ms}",
         "PRAGMA foreign_keys = ON",  # off by default in SQLite: ON DELETE CASCADE needs it
         f"PRAGMA synchronous = {address.synchronous.upper()}",
     ]
-    if not address.memory:
-        # WAL: readers never block the writer; with synchronous=FULL each commit is fsynced.
-        pragmas.insert(0, "PRAGMA journal_mode = WAL")
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
+            # WAL: readers never block the writer; with synchronous=FULL each commit is
+            # fsynced.  Switching an empty file to WAL writes its header, and reading
+            # must never write (API.md), so an empty file gets WAL from upgrade().
+            if not address.memory and cursor.execute("PRAGMA page_count").fetchone()[0]:
+                cursor.execute(SQLITE_WAL)
             for pragma in pragmas:
                 cursor.execute(pragma)
         finally:
