@@ -116,3 +116,11 @@ class EncodingChecks:
         assert loaded.created_at.utcoffset() == timedelta(0)
         assert conn.get_logbook(naive.uuid).created_at == naive.created_at.replace(tzinfo=UTC)
         assert [b.name for b in conn.get_logbooks()] == ["offset", "naive"]
+
+    def test_the_name_filter_is_an_exact_match(self, conn: Connection) -> None:
+        for name in ("a", "a ", "A", "ä"):
+            conn.save_logbook(LogBook(name))
+        for name in ("a", "a ", "A", "ä"):
+            assert [b.name for b in conn.get_logbooks(name=name)] == [name]
+            assert [b.name for b in conn.get_logbooks(name=name, lazy=True, limit=5)] == [name]
+        assert conn.get_logbooks(name="a  ") == []

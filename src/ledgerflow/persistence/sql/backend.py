@@ -361,6 +361,9 @@ class SQLConnection(RecordConnection):
         statement = statement.select_from(BOOKS)
         if name is not None:
             statement = statement.where(BOOKS.c.name == name)
+            if conn.dialect.name in ("mysql", "mariadb"):
+                # PAD SPACE collations find "a " for "a": an exact match, as elsewhere.
+                statement = statement.where(func.char_length(BOOKS.c.name) == len(name))
         if state is not None:
             has_flow = sa.exists().where(FLOWS.c.book_uuid == BOOKS.c.uuid, FLOWS.c.state == state)
             statement = statement.where(has_flow)
