@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import ledgerflow as lf
@@ -46,3 +47,20 @@ def test_a_uri_with_brackets_is_printed_as_is(cli: Runner, tmp_path: Path) -> No
     outcome = cli("--backend", uri, "books")
     assert outcome.exit_code == 0, outcome.stderr
     assert "[/x]y.db" in outcome.stdout
+
+
+def test_an_ascii_only_stdout_gets_escapes_not_a_crash(
+    cli_process: Runner, sqlite_uri: str
+) -> None:
+    book = lf.LogBook("bücher")
+    book.add(lf.FlowDetail("flöw"))
+    with lf.open_backend(sqlite_uri) as backend, backend.connect() as conn:
+        conn.upgrade()
+        conn.save_logbook(book)
+    ascii_only = {"PYTHONIOENCODING": "ascii"}
+    for args in (["books"], ["show", book.uuid]):
+        outcome = cli_process("--backend", sqlite_uri, *args, env=ascii_only)
+        assert outcome.exit_code == 0, outcome.stderr
+        assert "b\\xfccher" in outcome.stdout
+    outcome = cli_process("--backend", sqlite_uri, "books", "--json", env=ascii_only)
+    assert json.loads(outcome.stdout)[0]["name"] == "bücher"  # still valid JSON

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from collections.abc import Sequence
 
 import click
@@ -50,4 +52,8 @@ for _command in (books, show, resume, upgrade, copy, demo, demo_child):
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``ledgerflow`` console script and ``python -m ledgerflow``."""
+    for stream in (sys.stdout, sys.stderr):
+        # A terminal or pipe that cannot encode a stored name gets an escape, not a crash.
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     cli.main(args=list(argv) if argv is not None else None, prog_name="ledgerflow")
