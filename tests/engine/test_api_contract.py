@@ -1035,3 +1035,214 @@ def test_illegal_transition_raises_state_transition_error() -> None:
     engine.run()
     with pytest.raises(lf.StateTransitionError):
         engine.storage.set_flow_state(lf.states.RUNNING)
+
+
+# ---- More corners ------------------------------------------------------------------------
+def test_current_task_inside_revert_and_execute() -> None:
+    names: list[str] = []
+
+    class Named(lf.Task):
+        def execute(self) -> None:
+            names.append(lf.current_task().name)
+            raise Boom("x")
+
+        def revert(self, *, result: Any, flow_failures: Any, **inputs: Any) -> None:
+            ctx = lf.current_task()
+            names.append(ctx.name)
+            ctx.checkpoint("undone")
+
+    engine = lf.load(lf.LinearFlow("f", Named(name="n")))
+    with pytest.raises(lf.FlowFailed):
+        engine.run()
+    assert names == ["n", "n"]
+    (td,) = list(engine.flow_detail)
+    assert td.checkpoint == "undone"
+
+
+def test_last_checkpoint_survives_a_crash(tmp_path: Any) -> None:
+    uri = f"sqlite:///{tmp_path}/c.db"
+    seen: list[Any] = []
+
+    @lf.task(provides="r")
+    def long() -> str:
+        ctx = lf.current_task()
+        seen.append(ctx.last_checkpoint)
+        if ctx.last_checkpoint is None:
+            ctx.checkpoint([1, "half"])
+            raise Crash("power cut")
+        return "done"
+
+    def flow() -> lf.Flow:
+        return lf.LinearFlow("f", long)
+
+    engine = lf.load(flow(), backend=uri, save="final")
+    with pytest.raises(Crash):
+        engine.run()
+    assert lf.resume(uri, engine.flow_detail.uuid, flow=flow()) == {"r": "done"}
+    assert seen == [None, [1, "half"]]
+
+
+def test_resume_of_a_flow_never_run_runs_everything(tmp_path: Any) -> None:
+    uri = f"sqlite:///{tmp_path}/n.db"
+    engine = lf.load(chain(), backend=uri)
+    assert lf.resume(uri, engine.flow_detail.uuid, flow=chain())["c"] == "abc"
+    assert CALLS == ["run a", "run b", "run c"]
+
+
+def test_two_runs_into_one_logbook() -> None:
+    backend = lf.open_backend("memory://")
+    book = lf.LogBook("shared")
+    one = lf.load(chain(), backend=backend, book=book)
+    one.run()
+    two = lf.load(make_pair(), store={"k": 1}, backend=backend, book=book)
+    two.run()
+    with backend.connect() as conn:
+        stored = conn.get_logbook(book.uuid)
+    assert [fd.uuid for fd in stored] == [one.flow_detail.uuid, two.flow_detail.uuid]
+    assert all(fd.state == "SUCCESS" for fd in stored)
+
+
+def test_empty_flow_runs_to_success() -> None:
+    engine = lf.load(lf.LinearFlow("empty"))
+    assert engine.run() == {}
+    assert engine.flow_detail.state == "SUCCESS"
+
+
+def test_parallel_failure_collects_every_failure_and_reverts_all() -> None:
+    barrier = threading.Barrier(2, timeout=10)
+
+    class Both(lf.Task):
+        def execute(self) -> None:
+            barrier.wait()
+            raise Boom(self.name)
+
+    flow = lf.UnorderedFlow("u", Both(name="l"), Both(name="r"))
+    with pytest.raises(lf.FlowFailed) as info:
+        lf.run(flow, engine="parallel", max_workers=2)
+    assert set(info.value.failures) == {"l", "r"}
+    assert isinstance(info.value.__cause__, Boom)
+
+
+def test_retry_state_and_events() -> None:
+    @lf.task(retry=lf.Retry(attempts=2, backoff=0))
+    def once() -> None:
+        CALLS.append("x")
+        if len(CALLS) == 1:
+            raise Boom("first")
+
+    engine = lf.load(lf.LinearFlow("f", once))
+    events: list[Any] = []
+    engine.on_change(events.append)
+    engine.run()
+    assert [e.state for e in events if e.kind == "task"] == [
+        "RUNNING",
+        "RETRYING",
+        "RUNNING",
+        "SUCCESS",
+    ]
+    (td,) = list(engine.flow_detail)
+    assert td.attempts == 2 and td.failure is None
+
+
+def test_failure_events_and_revert_events() -> None:
+    Rec.FAIL = {"b"}
+    engine = lf.load(lf.LinearFlow("f", Rec(name="a", provides="a"), Rec(name="b")))
+    events: list[Any] = []
+    engine.on_change(events.append)
+    with pytest.raises(lf.FlowFailed):
+        engine.run()
+    seen = [(e.name, e.state) for e in events]
+    assert seen == [
+        ("f", "RUNNING"),
+        ("a", "RUNNING"),
+        ("a", "SUCCESS"),
+        ("b", "RUNNING"),
+        ("b", "FAILURE"),
+        ("f", "REVERTING"),
+        ("b", "REVERTING"),
+        ("b", "REVERTED"),
+        ("a", "REVERTING"),
+        ("a", "REVERTED"),
+        ("f", "REVERTED"),
+    ]
+
+
+def test_flow_retry_gives_up_after_its_attempts_and_reverts_everything() -> None:
+    Rec.FAIL = {"b"}
+    flow = lf.LinearFlow(
+        "outer",
+        Rec(name="before", provides="p"),
+        lf.LinearFlow("inner", Rec(name="a"), Rec(name="b"), retry=lf.Retry(attempts=2, backoff=0)),
+        Rec(name="after"),
+    )
+    engine = lf.load(flow)
+    with pytest.raises(lf.FlowFailed) as info:
+        engine.run()
+    assert CALLS == [
+        "run before",
+        "run a",
+        "run b",
+        "revert b",
+        "revert a",
+        "run a",
+        "run b",
+        "revert b",
+        "revert a",
+        "revert before",
+    ]
+    assert set(info.value.failures) == {"b"}
+    by = {td.name: td for td in engine.flow_detail}
+    assert by["after"].state == "PENDING"
+    assert by["a"].attempts == 2 and by["before"].attempts == 1
+    assert engine.flow_detail.state == "REVERTED"
+
+
+def test_flow_retry_respects_on() -> None:
+    Rec.FAIL = {"b"}
+    flow = lf.LinearFlow(
+        "outer",
+        lf.UnorderedFlow("inner", Rec(name="b"), retry=lf.Retry(attempts=3, on=(KeyError,))),
+    )
+    with pytest.raises(lf.FlowFailed):
+        lf.run(flow)
+    assert CALLS == ["run b", "revert b"]
+
+
+def test_nested_flows_resolve_symbols_outward() -> None:
+    seen: list[Any] = []
+
+    @lf.task
+    def user(x: int) -> None:
+        seen.append(x)
+
+    @lf.task(provides="x")
+    def giver() -> int:
+        return 7
+
+    lf.run(lf.LinearFlow("outer", giver, lf.UnorderedFlow("u", user)))
+    lf.run(lf.GraphFlow("g", lf.LinearFlow("sub", user), giver))
+    assert seen == [7, 7]
+
+
+@pytest.mark.parametrize("kind", [lf.LinearFlow, lf.UnorderedFlow])
+def test_graph_orders_a_provider_before_a_subflow_that_needs_it_from_outside(
+    kind: type[lf.Flow],
+) -> None:
+    seen: list[Any] = []
+
+    @lf.task
+    def user(x: str) -> None:
+        seen.append(x)
+
+    @lf.task(provides="x")
+    def maker() -> str:
+        return "maker"
+
+    @lf.task(provides="x")
+    def giver() -> str:
+        return "giver"
+
+    # user cannot see maker (later in a LinearFlow, a sibling in an UnorderedFlow):
+    # its x comes from giver, so giver must run first.
+    lf.run(lf.GraphFlow("g", kind("sub", user, maker), giver))
+    assert seen == ["giver"]
