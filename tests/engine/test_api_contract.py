@@ -1246,3 +1246,14 @@ def test_graph_orders_a_provider_before_a_subflow_that_needs_it_from_outside(
     # its x comes from giver, so giver must run first.
     lf.run(lf.GraphFlow("g", kind("sub", user, maker), giver))
     assert seen == ["giver"]
+
+
+def test_task_decorator_takes_its_arguments_positionally_too() -> None:
+    @lf.task("renamed", "out")
+    def f(a: int) -> int:
+        return a + 1
+
+    assert f.name == "renamed"
+    assert lf.run(lf.LinearFlow("fl", f), store={"a": 1}) == {"out": 2}
+    with pytest.raises(TypeError, match="name"):
+        lf.task(42)  # type: ignore[call-overload]
