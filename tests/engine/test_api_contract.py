@@ -1257,3 +1257,60 @@ def test_task_decorator_takes_its_arguments_positionally_too() -> None:
     assert lf.run(lf.LinearFlow("fl", f), store={"a": 1}) == {"out": 2}
     with pytest.raises(TypeError, match="name"):
         lf.task(42)  # type: ignore[call-overload]
+
+
+@lf.task(provides="where")
+def where_am_i() -> str:
+    """Runs in a worker process: current_task() is unavailable there."""
+    try:
+        lf.current_task()
+    except LookupError:
+        return "no context"
+    return "context"
+
+
+@lf.task
+def fails_in_child(where: str) -> None:
+    """Fails in a worker process."""
+    raise Boom(f"child {where}")
+
+
+@fails_in_child.revert
+def _undo_in_parent(where: str, *, result: Any, flow_failures: Any) -> None:
+    CALLS.append(f"undo {where} {type(result).__name__}")
+
+
+def test_process_pool_runs_importable_tasks_and_reverts() -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2) as pool:
+        assert lf.run(lf.LinearFlow("p", where_am_i), engine="parallel", executor=pool) == {
+            "where": "no context"
+        }
+        with pytest.raises(lf.FlowFailed) as info:
+            lf.run(
+                lf.LinearFlow("p", Rec(name="r"), where_am_i, fails_in_child),
+                engine="parallel",
+                executor=pool,
+            )
+    assert info.value.failures["fails_in_child"].matches(Boom)
+    assert "undo no context Failure" in CALLS
+    assert CALLS[-1] == "revert r"
+
+
+def test_serial_engine_with_an_executor_runs_one_task_at_a_time() -> None:
+    running = [0, 0]
+    lock = threading.Lock()
+
+    class One(lf.Task):
+        def execute(self) -> None:
+            with lock:
+                running[0] += 1
+                running[1] = max(running)
+            time.sleep(0.01)
+            with lock:
+                running[0] -= 1
+
+    with ThreadPoolExecutor(4) as pool:
+        lf.run(lf.UnorderedFlow("u", *(One(name=f"o{i}") for i in range(4))), executor=pool)
+    assert running[1] == 1
