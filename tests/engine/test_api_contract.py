@@ -1314,3 +1314,57 @@ def test_serial_engine_with_an_executor_runs_one_task_at_a_time() -> None:
     with ThreadPoolExecutor(4) as pool:
         lf.run(lf.UnorderedFlow("u", *(One(name=f"o{i}") for i in range(4))), executor=pool)
     assert running[1] == 1
+
+
+def test_suspend_before_any_task_leaves_everything_pending() -> None:
+    backend = lf.open_backend("memory://")
+    engine = lf.load(chain(), backend=backend)
+    engine.on_change(lambda e: engine.suspend() if e.kind == "flow" else None)
+    assert engine.run() == {}
+    fd = stored_flow(backend, engine.flow_detail.uuid)
+    assert fd.state == "SUSPENDED" and [td.state for td in fd] == ["PENDING"] * 3
+    assert CALLS == []
+    assert lf.resume(backend, engine.flow_detail.uuid, flow=chain())["c"] == "abc"
+
+
+def test_last_checkpoint_is_none_when_a_task_runs_again_after_a_revert(tmp_path: Any) -> None:
+    uri = f"sqlite:///{tmp_path}/c.db"
+    seen: list[Any] = []
+
+    @lf.task(provides="r")
+    def long() -> str:
+        ctx = lf.current_task()
+        seen.append(ctx.last_checkpoint)
+        ctx.checkpoint("half")
+        return "done"
+
+    @long.revert
+    def _undo(*, result: Any, flow_failures: Any) -> None:
+        seen.append(("revert sees", lf.current_task().last_checkpoint))
+
+    def flow() -> lf.Flow:
+        return lf.LinearFlow("f", long, Rec(name="later"))
+
+    Rec.FAIL = {"later"}
+    engine = lf.load(flow(), backend=uri)
+    with pytest.raises(lf.FlowFailed):
+        engine.run()
+    Rec.FAIL = set()
+    assert lf.resume(uri, engine.flow_detail.uuid, flow=flow())["r"] == "done"
+    # The revert undid the work "half" described: the rerun starts from nothing.
+    assert seen == [None, ("revert sees", "half"), None]
+
+
+def test_flow_retry_reruns_a_task_without_its_stale_checkpoint() -> None:
+    seen: list[Any] = []
+
+    @lf.task
+    def long() -> None:
+        ctx = lf.current_task()
+        seen.append(ctx.last_checkpoint)
+        ctx.checkpoint(len(seen))
+        if len(seen) == 1:
+            raise Boom("first run")
+
+    lf.run(lf.LinearFlow("f", long, retry=lf.Retry(attempts=2, backoff=0)))
+    assert seen == [None, None]
