@@ -1368,3 +1368,45 @@ def test_flow_retry_reruns_a_task_without_its_stale_checkpoint() -> None:
 
     lf.run(lf.LinearFlow("f", long, retry=lf.Retry(attempts=2, backoff=0)))
     assert seen == [None, None]
+
+
+def test_resume_keeps_the_engine_kind_and_save_policy_of_the_run(tmp_path: Any) -> None:
+    uri = f"sqlite:///{tmp_path}/k.db"
+    observed: list[Any] = []
+
+    @lf.task(provides="a")
+    def first() -> int:
+        return 1
+
+    @lf.task(provides="b")
+    def second(a: int) -> int:
+        return a + 1
+
+    @lf.task(provides="c")
+    def third(b: int) -> int:
+        observed.append(threading.current_thread() is threading.main_thread())
+        return b + 1
+
+    def flow() -> lf.Flow:
+        return lf.LinearFlow("k", first, second, third)
+
+    engine = lf.load(flow(), backend=uri, engine="parallel", save="final")
+    engine.on_change(
+        lambda e: engine.suspend() if (e.name, e.state) == ("first", "SUCCESS") else None
+    )
+    engine.run()
+    flow_uuid = engine.flow_detail.uuid
+    seen_states: list[list[str]] = []
+
+    def watch(event: Any) -> None:
+        if (event.name, event.state) == ("third", "RUNNING"):
+            other = lf.open_backend(uri)
+            try:
+                with other.connect() as conn:
+                    seen_states.append([td.state for td in conn.get_flow_details(flow_uuid)])
+            finally:
+                other.close()
+
+    assert lf.resume(uri, flow_uuid, flow=flow(), on_change=watch) == {"a": 1, "b": 2, "c": 3}
+    assert observed == [False]  # parallel: a worker thread ran the task
+    assert seen_states == [["SUCCESS", "PENDING", "PENDING"]]  # "final": nothing written yet
