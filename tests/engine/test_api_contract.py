@@ -1410,3 +1410,22 @@ def test_resume_keeps_the_engine_kind_and_save_policy_of_the_run(tmp_path: Any) 
     assert lf.resume(uri, flow_uuid, flow=flow(), on_change=watch) == {"a": 1, "b": 2, "c": 3}
     assert observed == [False]  # parallel: a worker thread ran the task
     assert seen_states == [["SUCCESS", "PENDING", "PENDING"]]  # "final": nothing written yet
+
+
+def test_max_workers_limits_a_larger_executor_passed_in() -> None:
+    running = [0, 0]
+    lock = threading.Lock()
+
+    class One(lf.Task):
+        def execute(self) -> None:
+            with lock:
+                running[0] += 1
+                running[1] = max(running)
+            time.sleep(0.01)
+            with lock:
+                running[0] -= 1
+
+    flow = lf.UnorderedFlow("u", *(One(name=f"o{i}") for i in range(4)))
+    with ThreadPoolExecutor(4) as pool:
+        lf.run(flow, engine="parallel", executor=pool, max_workers=1)
+    assert running[1] == 1
