@@ -134,6 +134,12 @@ class Task:
     ) -> None:
         required, optional, var_kw = _parameters(func)
         ordered = required + optional
+        if isinstance(requires, str):
+            requires = (requires,)  # one symbol, not its characters
+        if isinstance(rebind, str):
+            raise TypeError(
+                f"task {self.name!r}: rebind must be a dict or a list of symbols, not {rebind!r}"
+            )
         mapping: dict[str, str] = {}
         if isinstance(rebind, Mapping):
             unknown = [p for p in rebind if p not in ordered and not var_kw]

@@ -1429,3 +1429,15 @@ def test_max_workers_limits_a_larger_executor_passed_in() -> None:
     with ThreadPoolExecutor(4) as pool:
         lf.run(flow, engine="parallel", executor=pool, max_workers=1)
     assert running[1] == 1
+
+
+def test_requires_as_one_string_is_one_symbol_and_rebind_string_is_refused() -> None:
+    class Kw(lf.Task):
+        def execute(self, **inputs: Any) -> Any:
+            return inputs
+
+    assert lf.run(
+        lf.LinearFlow("f", Kw(name="k", provides="o", requires="image")), store={"image": 1}
+    ) == {"o": {"image": 1}}
+    with pytest.raises(TypeError, match="rebind"):
+        Kw(name="k", rebind="ab")
