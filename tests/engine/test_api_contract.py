@@ -1441,3 +1441,24 @@ def test_requires_as_one_string_is_one_symbol_and_rebind_string_is_refused() -> 
     ) == {"o": {"image": 1}}
     with pytest.raises(TypeError, match="rebind"):
         Kw(name="k", rebind="ab")
+
+
+def test_an_unserializable_result_is_retried_when_its_error_is_in_on() -> None:
+    @lf.task(provides="v", retry=lf.Retry(attempts=3, backoff=0))
+    def sometimes() -> Any:
+        CALLS.append("try")
+        return object() if len(CALLS) < 3 else "fine"
+
+    assert lf.run(lf.LinearFlow("f", sometimes)) == {"v": "fine"}
+    assert len(CALLS) == 3
+    CALLS.clear()
+
+    @lf.task(provides="v", retry=lf.Retry(attempts=3, backoff=0, on=(Boom,)))
+    def never() -> Any:
+        CALLS.append("try")
+        return object()
+
+    with pytest.raises(lf.FlowFailed) as info:
+        lf.run(lf.LinearFlow("f", never))
+    assert CALLS == ["try"]
+    assert info.value.failures["never"].matches(lf.SerializationError)
