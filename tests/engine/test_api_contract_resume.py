@@ -40,9 +40,18 @@ def test_factory_and_string_sources_resume_from_storage_alone(source: str, tmp_p
     assert CALLS == ["second"]
 
 
-def test_resume_creates_schema_on_an_empty_store(tmp_path: Any) -> None:
+@pytest.mark.parametrize("scheme", ["sqlite", "file"])
+def test_resume_creates_schema_on_an_empty_store(scheme: str, tmp_path: Any) -> None:
+    uri = f"sqlite:///{tmp_path}/none.db" if scheme == "sqlite" else f"file://{tmp_path}/dir"
     with pytest.raises(lf.NotFound):
-        lf.resume(f"sqlite:///{tmp_path}/none.db", "no-such-flow")
+        lf.resume(uri, "no-such-flow")
+    backend = lf.open_backend(uri)
+    try:
+        with backend.connect() as conn:
+            conn.validate()  # the schema is there now
+            assert conn.get_logbooks() == []
+    finally:
+        backend.close()
 
 
 def test_resume_success_runs_nothing_and_returns_results(tmp_path: Any) -> None:
