@@ -223,8 +223,12 @@ class Storage:
         self._values.pop(name, None)
 
     def reset_task(self, name: str) -> None:
-        """Put task ``name`` back to PENDING so it runs again (attempts keep counting)."""
-        self._set_task_state(name, states.PENDING)
+        """Put task ``name`` back to PENDING so it runs again (attempts keep counting).
+
+        The checkpoint goes too: a reset follows a revert, which undid the work the
+        checkpoint described, so the next ``last_checkpoint`` must be None.
+        """
+        self._set_task_state(name, states.PENDING, checkpoint=None)
         self._values.pop(name, None)
 
     def revert_result(self, name: str) -> Any:

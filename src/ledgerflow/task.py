@@ -134,6 +134,12 @@ class Task:
     ) -> None:
         required, optional, var_kw = _parameters(func)
         ordered = required + optional
+        if isinstance(requires, str):
+            requires = (requires,)  # one symbol, not its characters
+        if isinstance(rebind, str):
+            raise TypeError(
+                f"task {self.name!r}: rebind must be a dict or a list of symbols, not {rebind!r}"
+            )
         mapping: dict[str, str] = {}
         if isinstance(rebind, Mapping):
             unknown = [p for p in rebind if p not in ordered and not var_kw]
@@ -255,35 +261,38 @@ def _import_task(module: str, qualname: str) -> Any:
 
 
 @overload
-def task(func: Callable[..., Any], /) -> FunctionTask: ...
+def task(name: Callable[..., Any], /) -> FunctionTask: ...
 
 
 @overload
 def task(
-    *,
     name: str | None = None,
     provides: str | Sequence[str] | Mapping[str, Any] | None = None,
     version: str = "1.0",
     rebind: Mapping[str, str] | Sequence[str] | None = None,
     retry: Retry | None = None,
+    *,
     requires: Iterable[str] | None = None,
 ) -> Callable[[Callable[..., Any]], FunctionTask]: ...
 
 
 def task(
-    func: Callable[..., Any] | None = None,
-    /,
-    *,
-    name: str | None = None,
+    name: Callable[..., Any] | str | None = None,
     provides: str | Sequence[str] | Mapping[str, Any] | None = None,
     version: str = "1.0",
     rebind: Mapping[str, str] | Sequence[str] | None = None,
     retry: Retry | None = None,
+    *,
     requires: Iterable[str] | None = None,
 ) -> FunctionTask | Callable[[Callable[..., Any]], FunctionTask]:
-    """Turn a function into a Task (bare ``@task`` or ``@task(provides=...)``)."""
+    """Turn a function into a Task: bare ``@task``, ``@task("name")``, ``@task(provides=...)``."""
+    if callable(name):
+        return FunctionTask(name, None, provides, requires, rebind, version, retry)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"task name must be a string, not {type(name).__name__}: {name!r}")
+    task_name = name
 
     def wrap(f: Callable[..., Any]) -> FunctionTask:
-        return FunctionTask(f, name, provides, requires, rebind, version, retry)
+        return FunctionTask(f, task_name, provides, requires, rebind, version, retry)
 
-    return wrap(func) if func is not None else wrap
+    return wrap

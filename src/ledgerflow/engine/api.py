@@ -16,7 +16,7 @@ from ledgerflow.models import FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence.base import Backend, Connection
 from ledgerflow.persistence.memory import MemoryBackend
 from ledgerflow.persistence.registry import open_backend
-from ledgerflow.storage import SAVE_POLICIES, Storage
+from ledgerflow.storage import SAVE_POLICIES, StateChange, Storage
 
 __all__ = ["load", "resume", "run"]
 
@@ -188,8 +188,13 @@ def resume(
     *,
     flow: Flow | None = None,
     store: Mapping[str, Any] | None = None,
+    on_change: Callable[[StateChange], Any] | None = None,
 ) -> dict[str, Any]:
-    """Continue a stored flow detail where it stopped; return every provided symbol."""
+    """Continue a stored flow detail where it stopped; return every provided symbol.
+
+    ``on_change`` (an extension of the contract) is registered as with
+    ``engine.on_change`` before anything runs, so it hears every state change.
+    """
     the_backend, owned = _open(backend)
     conn: Connection | None = None
     try:
@@ -201,6 +206,8 @@ def resume(
         if owned:
             the_backend.close()
         raise
+    if on_change is not None:
+        engine.on_change(on_change)
     return engine.run()
 
 

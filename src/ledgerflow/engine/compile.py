@@ -140,7 +140,7 @@ class _Builder:
             return self._linear(level)
         if isinstance(flow, GraphFlow):
             return self._graph(flow, level)
-        return _merge(level.parts, level.parts, level.parts)
+        return _merge(level.parts, level.parts, level.parts, _outside_needs(level))
 
     def _item(self, item: Item, path: list[tuple[_Level, int]], scope: int | None) -> _Part:
         if isinstance(item, Flow):
@@ -172,7 +172,7 @@ class _Builder:
             self._link(before, after)
         if not parts:
             return _Part([], [], {}, set(), [])
-        return _merge(level.parts, parts[:1], parts[-1:])
+        return _merge(level.parts, parts[:1], parts[-1:], _outside_needs(level))
 
     def _graph(self, flow: GraphFlow, level: _Level) -> _Part:
         parts = level.parts
@@ -196,22 +196,42 @@ class _Builder:
                 self._link(parts[a], parts[b])
         heads = [p for i, p in enumerate(parts) if indegree[i] == 0]
         tails = [p for i, p in enumerate(parts) if not succs[i]]
-        return _merge(parts, heads, tails)
+        return _merge(parts, heads, tails, _outside_needs(level))
 
 
-def _merge(parts: list[_Part], heads: list[_Part], tails: list[_Part]) -> _Part:
+def _outside_needs(level: _Level) -> set[str]:
+    """Symbols the items of ``level`` take from outside it, as ``_find_provider`` decides.
+
+    A symbol provided inside the level does not count as internal when no
+    item that needs it can see that provider (a later item of a LinearFlow, a
+    sibling in an UnorderedFlow): the enclosing flow must order its provider first.
+    """
+    needs: set[str] = set()
+    for position, part in enumerate(level.parts):
+        for symbol in part.requires:
+            providers = level.providers.get(symbol, [])
+            if issubclass(level.kind, LinearFlow):
+                inside = any(p < position for p in providers)
+            elif issubclass(level.kind, GraphFlow):
+                inside = any(p != position for p in providers)
+            else:
+                inside = False
+            if not inside:
+                needs.add(symbol)
+    return needs
+
+
+def _merge(parts: list[_Part], heads: list[_Part], tails: list[_Part], requires: set[str]) -> _Part:
     provides: dict[str, int] = {}
-    requires: set[str] = set()
     label: list[str] = []
     for part in parts:
         provides.update(part.provides)
-        requires |= part.requires
         label.extend(part.label)
     return _Part(
         [i for p in heads for i in p.sources],
         [i for p in tails for i in p.sinks],
         provides,
-        requires - set(provides),
+        requires,
         label,
     )
 

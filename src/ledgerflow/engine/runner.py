@@ -173,20 +173,23 @@ class Runner:
             try:
                 self.storage.task_succeeded(node.name, value)
             except (SerializationError, ValueError) as exc:
-                self._fail(index, exc, retryable=False)
+                # An unstorable result fails the task like any exception: its Retry
+                # applies when the exception is in ``on`` (a later try may return
+                # something else).
+                self._fail(index, exc)
                 return
             for succ in node.succs:
                 self.remaining[succ] -= 1
                 if self.remaining[succ] == 0:
                     self.ready.append(succ)
             return
-        self._fail(index, value, retryable=True)
+        self._fail(index, value)
 
-    def _fail(self, index: int, exc: BaseException, *, retryable: bool) -> None:
+    def _fail(self, index: int, exc: BaseException) -> None:
         node = self.nodes[index]
         failure = Failure.from_exception(exc)
         retry = node.task.retry
-        if retryable and retry is not None and retry.should_retry(exc, self.tries[index]):
+        if retry is not None and retry.should_retry(exc, self.tries[index]):
             self.storage.task_failed(node.name, failure, retrying=True)
             due = time.monotonic() + retry.delay(self.tries[index])
             heapq.heappush(self.delayed, (due, index))

@@ -395,18 +395,21 @@ class SQLConnection(RecordConnection):
             self._writer().execute(_INSERT[kind], list(rows))
 
     def _update(self, kind: Kind, row: Row, expected_revision: int | None) -> int:
-        with self._transaction():
-            conn = self._writer()
-            params = {name: row[name] for name in _SETTABLE[kind]}
-            params["w_uuid"] = uuid = row["uuid"]
-            updates = self._backend.updates
-            if expected_revision is not None:
-                params["w_revision"] = expected_revision
-                if updates[kind, True].run(conn, params) == 1:
-                    return expected_revision + 1
-            elif updates[kind, False].run(conn, params) == 1:
-                return int(conn.execute(_REVISION[kind], {"w_uuid": uuid}).scalar_one())
-            stored = conn.execute(_REVISION[kind], {"w_uuid": uuid}).scalar_one_or_none()
+        conn = self._current
+        if conn is None:
+            with self._transaction():
+                return self._update(kind, row, expected_revision)
+        # Inside the caller's transaction from here (the engine's hot path).
+        params = {name: row[name] for name in _SETTABLE[kind]}
+        params["w_uuid"] = uuid = row["uuid"]
+        updates = self._backend.updates
+        if expected_revision is not None:
+            params["w_revision"] = expected_revision
+            if updates[kind, True].run(conn, params) == 1:
+                return expected_revision + 1
+        elif updates[kind, False].run(conn, params) == 1:
+            return int(conn.execute(_REVISION[kind], {"w_uuid": uuid}).scalar_one())
+        stored = conn.execute(_REVISION[kind], {"w_uuid": uuid}).scalar_one_or_none()
         if stored is None:
             raise NotFound(f"no {_NAMES[kind]} with uuid {uuid!r}")
         raise ConflictError(
