@@ -13,17 +13,19 @@ def _book_lines(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if line[:1].isalnum() and "  " in line][1:]
 
 
-def test_lists_one_line_per_book_in_get_logbooks_order_with_task_counts(
+def test_lists_one_line_per_book_newest_first_with_task_counts(
     any_cli: Runner, sqlite_uri: str, store: lf.LogBook
 ) -> None:
     outcome = any_cli("--backend", sqlite_uri, "books")
     assert outcome.exit_code == 0, outcome.stderr
     lines = outcome.stdout.splitlines()
     assert len(lines) == 2  # piped output: exactly the book lines
-    assert "weekly-report" in lines[0] and "4 SUCCESS" in lines[0]
-    assert store.uuid in lines[1] and "nightly-backup" in lines[1]
-    assert "1 PENDING, 1 REVERTED, 4 SUCCESS" in lines[1]
+    assert "weekly-report" in lines[1] and "4 SUCCESS" in lines[1]
+    assert store.uuid in lines[0] and "nightly-backup" in lines[0]
+    assert "1 PENDING, 1 REVERTED, 4 SUCCESS" in lines[0]
     assert outcome.stderr == ""
+    oldest = any_cli("--backend", sqlite_uri, "books", "--oldest-first").stdout.splitlines()
+    assert oldest == lines[::-1]
 
 
 def test_a_terminal_gets_a_header_and_a_footer(
@@ -54,7 +56,7 @@ def test_every_book_is_listed_without_a_limit(cli: Runner, sqlite_uri: str) -> N
 def test_json_is_the_books_to_dict_in_get_logbooks_order(
     any_cli: Runner, sqlite_uri: str, store: lf.LogBook
 ) -> None:
-    outcome = any_cli("--backend", sqlite_uri, "books", "--json")
+    outcome = any_cli("--backend", sqlite_uri, "books", "--oldest-first", "--json")
     assert outcome.exit_code == 0, outcome.stderr
     printed = json.loads(outcome.stdout)
     with lf.open_backend(sqlite_uri) as backend, backend.connect() as conn:

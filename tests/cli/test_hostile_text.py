@@ -15,7 +15,7 @@ def test_books_prints_one_line_per_book_whatever_the_names(cli: Runner, sqlite_u
     with lf.open_backend(sqlite_uri) as backend, backend.connect() as conn:
         conn.upgrade()
         books = [conn.save_logbook(lf.LogBook(name)) for name in HOSTILE]
-    outcome = cli("--backend", sqlite_uri, "books")
+    outcome = cli("--backend", sqlite_uri, "books", "--oldest-first")
     assert outcome.exit_code == 0, outcome.stderr
     lines = outcome.stdout.splitlines()
     assert len(lines) == len(books)

@@ -44,7 +44,9 @@ def _echo_json(value: Any) -> None:
 @click.option("--offset", type=click.IntRange(min=0), help="Skip this many books.")
 @click.option("--page", type=click.IntRange(min=1), help="Page number (of --limit books).")
 @click.option(
-    "--newest-first", is_flag=True, help="Newest book first (default: oldest, as get_logbooks)."
+    "--newest-first/--oldest-first",
+    default=True,
+    help="Order by creation time (default: newest first; --oldest-first is get_logbooks order).",
 )
 @click.option("--name", help="Only books with exactly this name.")
 @click.option(
