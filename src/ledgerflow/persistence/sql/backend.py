@@ -192,7 +192,9 @@ class SQLConnection(RecordConnection):
 
     def _file_missing(self) -> bool:
         path = self._address.path
-        return self._sqlite and path is not None and not os.path.exists(path)
+        if path is None or not self._sqlite or self._backend.schema_seen:
+            return False  # a file once seen with its schema is not checked on every call
+        return not os.path.exists(path)
 
     def _no_schema(self, conn: SAConnection) -> bool:
         if self._backend.schema_seen:

@@ -52,12 +52,8 @@ class PreparedUpdate:
             # SQLite runs in-process, so SQLAlchemy's execution context is most of the cost
             # of this UPDATE: send it to the driver's cursor.  SQLAlchemy events don't see
             # it; sqlite3 errors are translated by ``engines.translate_errors``.
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.execute(self.sql, values)
-                return int(cursor.rowcount)
-            finally:
-                cursor.close()
+            driver = conn.connection.driver_connection
+            return int(driver.execute(self.sql, values).rowcount)  # type: ignore[union-attr]
         return conn.exec_driver_sql(self.sql, values).rowcount
 
 
@@ -65,9 +61,11 @@ def _sqlite_time_text(value: datetime | None) -> str | None:
     """What SQLAlchemy's SQLite DATETIME stores for an aware datetime, in a quarter of the time."""
     if value is None:
         return None
-    if value.tzinfo is not None and value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is UTC:  # the common case: drop the "+00:00" the aware form ends with
+        return value.isoformat(" ", "microseconds")[:-6]
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
 
 
 def _bind_processor(type_: Any, dialect: sa.Dialect) -> Callable[[Any], Any] | None:
