@@ -65,6 +65,7 @@ def test_demo_kills_a_child_resumes_and_shows_success(cli_process: Runner, tmp_p
     assert "copy_data  RUNNING" in out  # what the store held after the crash
     assert "flow publish-dataset  SUCCESS  5 tasks: 5 SUCCESS" in out
     assert "flow publish-dataset SUCCESS: published https://data.example.com/" in out
+    assert "\\n" not in out  # no escaped newline leaks into the summary
     assert (tmp_path / "ledgerflow.db").exists()  # the default store, in the working directory
     books = cli_process("books")
     assert "demo" in books.stdout and "5 SUCCESS" in books.stdout
