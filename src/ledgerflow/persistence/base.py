@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -498,10 +498,3 @@ def _check_paging(limit: int | None, offset: int) -> None:
         raise ValueError(f"limit must be a non-negative integer or None, not {limit!r}")
     if not isinstance(offset, int) or offset < 0:
         raise ValueError(f"offset must be a non-negative integer, not {offset!r}")
-
-
-def iter_details(book: LogBook) -> Iterable[FlowDetail | TaskDetail]:
-    """Every flow and task detail of ``book``, flows first, in order."""
-    for flow in book:
-        yield flow
-        yield from flow

@@ -185,20 +185,22 @@ class MemoryConnection(RecordConnection):
         with self._transaction():
             if uuid not in self._s.rows["book"]:
                 return False
-            flows = list(self._s.children["flow"].get(uuid, ()))
-            tasks = [t for f in flows for t in self._s.children["task"].get(f, ())]
-            saved = {kind: dict(self._s.rows[kind]) for kind in KINDS}
-            saved_children = {
-                kind: {k: dict(v) for k, v in self._s.children[kind].items()} for kind in KINDS
-            }
-            for task in tasks:
-                del self._s.rows["task"][task]
-            for flow in flows:
-                del self._s.rows["flow"][flow]
-                self._s.children["task"].pop(flow, None)
-            del self._s.rows["book"][uuid]
-            self._s.children["flow"].pop(uuid, None)
-            self._log(lambda: self._restore(saved, saved_children))
+            rows, children = self._s.rows, self._s.children
+            flow_index = children["flow"].pop(uuid, {})
+            task_indexes = {flow: children["task"].pop(flow, {}) for flow in flow_index}
+            removed: list[tuple[Kind, str, Row]] = [("book", uuid, rows["book"].pop(uuid))]
+            for flow, task_index in task_indexes.items():
+                removed.append(("flow", flow, rows["flow"].pop(flow)))
+                removed.extend(("task", task, rows["task"].pop(task)) for task in task_index)
+
+            def undo() -> None:
+                # Only what this delete removed goes back: an undo proportional to the book.
+                for kind, key, row in removed:
+                    rows[kind][key] = row
+                children["flow"][uuid] = flow_index
+                children["task"].update(task_indexes)
+
+            self._log(undo)
             return True
 
     def _restore(

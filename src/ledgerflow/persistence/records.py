@@ -53,10 +53,6 @@ def check_uuid(value: object, what: str = "uuid") -> str:
     return value
 
 
-def _failure_text(failure: Failure | None, what: str) -> str | None:
-    return None if failure is None else serialization.dumps(failure.to_dict(), what)
-
-
 def book_to_row(book: LogBook) -> Row:
     """Encode a book's own fields (not its flows) as a row."""
     check_uuid(book.uuid, "logbook uuid")
