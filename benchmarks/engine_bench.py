@@ -82,11 +82,14 @@ def bench_memory() -> dict[int, float]:
 
 
 # ---- (b) SQLite: engine vs raw UPDATE + commit ------------------------------------------
-def raw_sqlite_update(path: str, size: int, wide: bool) -> float:
-    """Seconds for ``size`` committed single-row UPDATEs at the backend's pragmas.
+def raw_sqlite_update(path: str, size: int, wide: bool, passes: int = 2) -> list[float]:
+    """Seconds per pass of ``size`` committed single-row UPDATEs at the backend's pragmas.
 
     ``wide`` rows have the columns and typical values of a ledgerflow task row, so
     each commit writes as many bytes as the engine's; narrow rows are the floor.
+    The first pass extends the WAL with every commit; later passes reuse its blocks
+    (a commit that does not grow the file is much cheaper to fsync), exactly as a
+    second ledgerflow flow on the same store does.
     """
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -104,23 +107,39 @@ def raw_sqlite_update(path: str, size: int, wide: bool) -> float:
     )
     filler = ", 'f0d1c2a3-0000-4000-8000-000000000000', 'task', '__main__.Noop', '1.0', "
     filler += "NULL, NULL, '{}', 'null', '', '', '2026-01-01T00:00:00+00:00'"
+    # One transaction, as lf.load() stores a flow (autocommitted INSERTs would pre-grow
+    # the WAL and make the first pass look cheaper than it is for a new store).
+    conn.execute("BEGIN")
     conn.executemany(
         f"INSERT INTO t VALUES (?, 'PENDING', 'null', 0, '', 1{filler if wide else ''})",
         [(str(uuid.uuid4()),) for _ in range(size)],
     )
+    conn.execute("COMMIT")
     keys = [row[0] for row in conn.execute("SELECT uuid FROM t")]
-    start = time.perf_counter()
-    for key in keys:
-        conn.execute("BEGIN")
-        conn.execute(
-            "UPDATE t SET state='SUCCESS', attempts=1, updated_at=?, revision=revision+1 "
-            "WHERE uuid=? AND revision=1",
-            (time.time(), key),
-        )
-        conn.execute("COMMIT")
-    elapsed = time.perf_counter() - start
+    elapsed: list[float] = []
+    for revision in range(1, passes + 1):
+        start = time.perf_counter()
+        for key in keys:
+            conn.execute("BEGIN")
+            conn.execute(
+                "UPDATE t SET state='SUCCESS', attempts=1, updated_at=?, revision=revision+1 "
+                "WHERE uuid=? AND revision=?",
+                (time.time(), key, revision),
+            )
+            conn.execute("COMMIT")
+        elapsed.append(time.perf_counter() - start)
     conn.close()
     return elapsed
+
+
+def ledgerflow_passes(uri: str, size: int, passes: int = 2) -> list[float]:
+    """Run seconds of ``passes`` linear flows, one after the other, on one open store.
+
+    The backend stays open between flows, as in a long-running service: SQLite deletes
+    the WAL when its last connection closes, so a new process starts with none.
+    """
+    with lf.open_backend(uri) as backend:
+        return [timed_run(size, backend, "always")[1] for _ in range(passes)]
 
 
 def backend_update_details(uri: str, size: int) -> float:
@@ -141,30 +160,40 @@ def backend_update_details(uri: str, size: int) -> float:
 
 def bench_sqlite(directory: Path) -> None:
     size = int(os.environ.get("BENCH_SQLITE_TASKS", "1000"))
-    print(f"(b) SQLite file, WAL + synchronous=FULL, {size} no-op tasks")
+    rounds = int(os.environ.get("BENCH_SQLITE_ROUNDS", "3"))
+    print(f"(b) SQLite file, WAL + synchronous=FULL, {size} no-op tasks, best of {rounds} rounds")
     counter = iter(range(1_000_000))
 
-    def fresh() -> str:
-        return f"sqlite:///{directory / f'b{next(counter)}.db'}"
+    def fresh(kind: str) -> str:
+        return str(directory / f"{kind}{next(counter)}.db")
 
-    narrow = min(raw_sqlite_update(str(directory / f"n{i}.db"), size, False) for i in range(2))
-    raw = min(raw_sqlite_update(str(directory / f"w{i}.db"), size, True) for i in range(2))
-    store_only = min(backend_update_details(fresh(), size) for _ in range(2))
-    _, always = best(size, fresh, "always", 2)
-    _, batched = best(size, fresh, "batched", 2)
-    print(f"    raw sqlite3: one committed UPDATE per task, narrow row {us(narrow, size):8.1f} us")
-    print(f"    raw sqlite3: one committed UPDATE per task, task-row width {us(raw, size):8.1f} us")
+    # Interleaved rounds: a slow spell of the shared disk hits raw and ledgerflow alike.
+    narrow, wide, always = [], [], []
+    for _ in range(rounds):
+        narrow.append(raw_sqlite_update(fresh("n"), size, False))
+        wide.append(raw_sqlite_update(fresh("w"), size, True))
+        always.append(ledgerflow_passes(f"sqlite:///{fresh('a')}", size))
+    store_only = min(backend_update_details(f"sqlite:///{fresh('s')}", size) for _ in range(2))
+    _, batched = best(size, lambda: f"sqlite:///{fresh('b')}", "batched", 2)
+    for index, label in enumerate(("new store, the WAL grows", "second flow, WAL reused")):
+        n, w, a = (min(r[index] for r in runs) for runs in (narrow, wide, always))
+        print(f"    {label}:")
+        print(f"      raw sqlite3, one committed UPDATE per task: narrow row {us(n, size):7.1f} us")
+        print(f"      raw sqlite3, one committed UPDATE per task: task row   {us(w, size):7.1f} us")
+        print(
+            f"      ledgerflow save='always'                              {us(a, size):7.1f} us"
+            f"   = {a / w:.2f}x raw ({a / n:.2f}x narrow)   target <= 2x"
+        )
+    first_raw = min(r[0] for r in wide)
+    first_always = min(r[0] for r in always)
     print(
-        f"    SQL backend alone: update_details of one row {us(store_only, size):8.1f} us/task"
-        f"   = {store_only / raw:.2f}x raw"
+        f"    SQL backend alone, update_details of one row, new store"
+        f" {us(store_only, size):7.1f} us"
+        f"   = {store_only / first_raw:.2f}x raw"
     )
     print(
-        f"    ledgerflow save='always'                      {us(always, size):8.1f} us/task"
-        f"   = {always / raw:.2f}x raw ({always / narrow:.2f}x narrow)   target <= 2x"
-    )
-    print(
-        f"    ledgerflow save='batched'                     {us(batched, size):8.1f} us/task"
-        f"   always/batched = {always / batched:.1f}x   target >= 5x"
+        f"    ledgerflow save='batched', new store                    {us(batched, size):7.1f} us"
+        f"   always/batched = {first_always / batched:.1f}x   target >= 5x"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -243,3 +244,42 @@ def test_a_name_utf8_cannot_hold_is_a_serialization_error(store: SQLBackend) -> 
         with pytest.raises(lf.NotFound):
             conn.get_logbook(book.uuid)
         assert conn.save_logbook(lf.LogBook("fine")).revision == 1
+
+
+def test_update_details_failing_midway_rolls_back_and_the_store_stays_usable(
+    store: SQLBackend,
+) -> None:
+    with store.connect() as conn:
+        book = conn.save_logbook(make_book(tasks=2))
+        first, second = book.flows[0].tasks
+        before = conn.get_task_details(first.uuid).to_dict()
+        first.result = "must not land alone"
+        second.name = None  # type: ignore[assignment]  # NOT NULL: the second UPDATE fails
+        with pytest.raises(lf.LedgerflowError):
+            conn.update_details(first, second)
+        assert conn.get_task_details(first.uuid).to_dict() == before
+        assert (first.revision, second.revision) == (1, 1)
+        second.name = "fixed"
+        conn.update_details(first, second)  # no transaction was left open
+        assert (first.revision, second.revision) == (2, 2)
+        assert conn.get_logbook(book.uuid).to_dict() == book.to_dict()
+
+
+def test_sqlite_write_waiting_on_another_writer_gives_up_cleanly(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    uri = f"sqlite:///{path}?busy_timeout=200"
+    with lf.open_backend(uri) as backend, backend.connect() as conn:
+        conn.upgrade()
+        book = conn.save_logbook(make_book(tasks=1))
+        task = book.flows[0].tasks[0]
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        task.result = "late"
+        with pytest.raises(lf.StorageError, match="locked"):
+            conn.update_details(task)
+        assert task.revision == 1
+        other.execute("ROLLBACK")
+        other.close()
+        conn.update_details(task)
+        assert conn.get_task_details(task.uuid).result == "late"
+        assert task.revision == 2

@@ -65,6 +65,29 @@ def test_upgrade_is_idempotent_and_keeps_data(fresh_uri: str) -> None:
             assert [row[0] for row in versions] == [migrate.head()]
 
 
+def _task_indexes(backend: SQLBackend) -> set[str]:
+    with backend.engine.connect() as conn:
+        found = sa.inspect(conn).get_indexes(tables.TASKS.name)
+        return {str(index["name"]) for index in found}
+
+
+def test_upgrade_from_the_first_revision_keeps_data(fresh_uri: str) -> None:
+    with _open(fresh_uri) as backend, backend.connect() as conn:
+        with backend.engine.begin() as raw:
+            assert migrate.upgrade(raw, "test store", to="0001")
+        assert f"ix_{tables.TASKS.name}_updated_at" in _task_indexes(backend)
+        with pytest.raises(lf.SchemaVersionError, match="needs upgrade"):
+            conn.validate()
+        book = conn.save_logbook(make_book())  # a store one revision behind still works
+        conn.upgrade()
+        conn.validate()
+        assert conn.get_logbook(book.uuid).to_dict() == book.to_dict()
+        assert _diff(backend, tables.metadata) == []
+        dropped = {f"ix_{tables.TASKS.name}_name", f"ix_{tables.TASKS.name}_updated_at"}
+        assert _task_indexes(backend) & dropped == set()
+        assert f"ix_{tables.TASKS.name}_flow_uuid_id" in _task_indexes(backend)
+
+
 def test_reading_a_store_without_schema_finds_nothing_and_creates_nothing(
     fresh_uri: str, tmp_path: Path
 ) -> None:

@@ -425,16 +425,21 @@ class RecordConnection(Connection):
 
     def update_details(self, *details: FlowDetail | TaskDetail) -> None:
         """Write several stored flow/task records in one transaction (all or nothing)."""
-        rows: list[tuple[Kind, Row]] = [
+        rows = self._detail_rows(details)
+        with self._transaction():
+            revisions = [self._update(kind, row, row["revision"] or None) for kind, row in rows]
+        for detail, revision in zip(details, revisions, strict=True):
+            detail.revision = revision
+
+    @staticmethod
+    def _detail_rows(details: Sequence[FlowDetail | TaskDetail]) -> list[tuple[Kind, Row]]:
+        """Encode details for ``update_details`` (all of them, before anything is written)."""
+        return [
             ("task", records.task_to_row(d, None))
             if isinstance(d, TaskDetail)
             else ("flow", records.flow_to_row(d, None))
             for d in details
         ]
-        with self._transaction():
-            revisions = [self._update(kind, row, row["revision"] or None) for kind, row in rows]
-        for detail, revision in zip(details, revisions, strict=True):
-            detail.revision = revision
 
     def get_flow_details(self, uuid: str, lazy: bool = False) -> FlowDetail:
         """Return the flow detail (with its tasks unless ``lazy``); NotFound if unknown."""

@@ -229,6 +229,22 @@ class BackendConformance(CopyChecks, EncodingChecks):
         with pytest.raises(NotFound):
             conn.update_details(TaskDetail("never-saved"))
 
+    def test_updates_of_destroyed_details_raise_not_found_and_write_nothing(
+        self, conn: Connection
+    ) -> None:
+        gone = conn.save_logbook(make_book(tasks=1))
+        kept = conn.save_logbook(make_book(tasks=1))
+        conn.destroy_logbook(gone.uuid)
+        survivor, lost = kept.flows[0].tasks[0], gone.flows[0].tasks[0]
+        before = conn.get_task_details(survivor.uuid).to_dict()
+        survivor.result = "must not land"
+        with pytest.raises(NotFound, match=lost.uuid):
+            conn.update_details(survivor, lost)
+        with pytest.raises(NotFound, match=gone.flows[0].uuid):
+            conn.update_details(gone.flows[0])
+        assert conn.get_task_details(survivor.uuid).to_dict() == before
+        assert survivor.revision == 1
+
     # ---- merging ----------------------------------------------------------------
     def test_save_merges_and_keeps_absent_details(self, conn: Connection) -> None:
         book = conn.save_logbook(make_book(flows=1, tasks=2))

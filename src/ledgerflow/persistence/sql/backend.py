@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import threading
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,7 @@ from sqlalchemy import Connection as SAConnection
 from sqlalchemy import bindparam, func
 
 from ledgerflow.errors import ConflictError, CorruptRecordError, NotFound, SchemaVersionError
+from ledgerflow.models import FlowDetail, TaskDetail
 from ledgerflow.persistence import records
 from ledgerflow.persistence.base import Backend, RecordConnection
 from ledgerflow.persistence.records import Kind, Row
@@ -417,6 +419,46 @@ class SQLConnection(RecordConnection):
         raise ConflictError(
             f"{_NAMES[kind]} {uuid} is at revision {stored}, "
             f"the write was based on revision {expected_revision}"
+        )
+
+    def update_details(self, *details: FlowDetail | TaskDetail) -> None:
+        """Write several stored flow/task records in one transaction (all or nothing)."""
+        if not self._lean_writes(details):
+            super().update_details(*details)
+            return
+        rows = self._detail_rows(details)
+        updates = self._backend.updates
+        # SQLite's hot path, one commit per engine step: the transaction is opened and
+        # committed on the driver connection, each UPDATE is a compare-and-set on its
+        # revision, and any surprise (a row missing or moved on) rolls back and is
+        # replayed by the general path, which tells NotFound from ConflictError.
+        with _translate(self._address, "write"):
+            driver: sqlite3.Connection = self._checkout().connection.driver_connection  # type: ignore[assignment]
+            driver.execute("BEGIN IMMEDIATE")
+            try:
+                for kind, row in rows:
+                    row["w_uuid"], row["w_revision"] = row["uuid"], row["revision"]
+                    if updates[kind, True].run_sqlite(driver, row) != 1:
+                        break
+                else:
+                    driver.commit()
+                    for detail in details:
+                        detail.revision += 1
+                    return
+            except BaseException:
+                driver.rollback()
+                raise
+            driver.rollback()
+        super().update_details(*details)
+
+    def _lean_writes(self, details: Sequence[FlowDetail | TaskDetail]) -> bool:
+        """Whether ``update_details`` may take SQLite's direct path (see there)."""
+        return (
+            self._sqlite
+            and self._backend.schema_seen
+            and self._address.lock is None  # a shared in-memory database is serialized
+            and self._current is None
+            and all(detail.revision for detail in details)  # revision 0: a blind write
         )
 
     def _delete_book(self, uuid: str) -> bool:

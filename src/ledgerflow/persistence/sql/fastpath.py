@@ -10,6 +10,8 @@ wrapping behave as for any other statement.
 
 from __future__ import annotations
 
+import operator
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -40,6 +42,25 @@ class PreparedUpdate:
             for name, bind in compiled.binds.items()
             if (processor := _bind_processor(bind.type, dialect))
         }
+        if self.positional:
+            # Row -> parameter tuple in C, then convert only the few columns that need it.
+            self._pick = operator.itemgetter(*self.positional)
+            self._convert = [
+                (index, self.processors[name])
+                for index, name in enumerate(self.positional)
+                if name in self.processors
+            ]
+
+    def run_sqlite(self, driver: sqlite3.Connection, row: dict[str, Any]) -> int:
+        """Execute on the sqlite3 connection with ``row`` (bind names as keys); the rowcount.
+
+        The engine's hot path: no SQLAlchemy in between, the caller owns the transaction
+        and translates sqlite3 errors.
+        """
+        values = list(self._pick(row))
+        for index, processor in self._convert:
+            values[index] = processor(values[index])
+        return driver.execute(self.sql, values).rowcount
 
     def run(self, conn: Connection, params: dict[str, Any]) -> int:
         """Execute with ``params`` (by bind name, converted in place); return the rowcount."""

@@ -91,19 +91,20 @@ def schema_status(connection: Connection) -> SchemaStatus:
     return SchemaStatus(current, has_tables)
 
 
-def upgrade(connection: Connection, where: str) -> bool:
-    """Migrate to head inside the caller's transaction; False if nothing was to do.
+def upgrade(connection: Connection, where: str, to: str | None = None) -> bool:
+    """Migrate to head (or revision ``to``) in the caller's transaction; False if nothing to do.
 
     A store written by a newer schema raises SchemaVersionError before anything changes.
     """
     status = schema_status(connection)
     status.check_known(where)
-    if status.up_to_date:
+    target = head() if to is None else to
+    if status.current == target:
         return False
     script = _scripts()
 
     def steps(revision: Any, _migration: MigrationContext) -> Any:
-        return script._upgrade_revs(head(), revision)
+        return script._upgrade_revs(target, revision)
 
     context = _context(connection, fn=steps)
     with Operations.context(context):
