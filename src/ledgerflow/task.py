@@ -97,6 +97,12 @@ class Task:
         self.version = str(version) if version is not None else "1.0"
         self.retry = retry
         self.provides_map = _normalize_provides(provides, self.name)
+        #: provides=("a", "b") unpacks: the result must have exactly this many items.
+        self.unpacks: int | None = (
+            len(self.provides_map)
+            if isinstance(provides, Sequence) and not isinstance(provides, str)
+            else None
+        )
         self._bind(self._execute_callable(), rebind, requires)
 
     # ---- what a subclass writes ------------------------------------------------
@@ -166,6 +172,18 @@ class Task:
 
     def extract(self, result: Any) -> dict[str, Any]:
         """Return the symbols this task provides, taken from ``result``."""
+        if self.unpacks is not None and (
+            not isinstance(result, (tuple, list)) or len(result) != self.unpacks
+        ):
+            got = (
+                f"a {type(result).__name__} of {len(result)}"
+                if isinstance(result, (tuple, list))
+                else f"a {type(result).__name__}"
+            )
+            raise ValueError(
+                f"task {self.name!r} provides {tuple(self.provides_map)}: its result must be "
+                f"a tuple or list of {self.unpacks} values to unpack, not {got}"
+            )
         out: dict[str, Any] = {}
         for symbol, key in self.provides_map.items():
             if key is None:

@@ -96,6 +96,24 @@ def test_provided_symbols_feed_later_tasks_after_unpacking() -> None:
     assert lf.run(lf.LinearFlow("f", split, add))["s"] == 7
 
 
+@pytest.mark.parametrize(
+    ("result", "complaint"),
+    [((1, 2, 3), "not a tuple of 3"), ([1], "not a list of 1"), (7, "not a int")],
+)
+def test_unpacking_a_result_of_the_wrong_shape_fails_the_task(result: Any, complaint: str) -> None:
+    @lf.task(provides=("a", "b"))
+    def split() -> Any:
+        return result
+
+    engine = lf.load(lf.LinearFlow("f", split), backend="memory://")
+    with pytest.raises(lf.FlowFailed) as info:
+        engine.run()
+    failure = info.value.failures["split"]
+    assert failure.matches(ValueError)
+    assert "2 values to unpack" in failure.message and complaint in failure.message
+    assert engine.storage.task_state("split") == "REVERTED"
+
+
 def test_rebind_dict_and_list() -> None:
     @lf.task(provides="d", rebind={"a": "left"})
     def minus(a: int, b: int) -> int:

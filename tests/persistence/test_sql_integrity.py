@@ -254,7 +254,7 @@ def test_update_details_failing_midway_rolls_back_and_the_store_stays_usable(
         first, second = book.flows[0].tasks
         before = conn.get_task_details(first.uuid).to_dict()
         first.result = "must not land alone"
-        second.name = None  # type: ignore[assignment]  # NOT NULL: the second UPDATE fails
+        second.name = "lone \ud800 surrogate"  # no UTF-8 for it: the second UPDATE fails
         with pytest.raises(lf.LedgerflowError):
             conn.update_details(first, second)
         assert conn.get_task_details(first.uuid).to_dict() == before

@@ -19,6 +19,8 @@ Kind = Literal["book", "flow", "task"]
 Row = dict[str, Any]
 
 MAX_UUID_LENGTH: Final = 255
+#: Names, types and versions are VARCHAR(255) in SQL stores; every backend keeps the limit.
+MAX_KEY_LENGTH: Final = 255
 
 #: Columns of each kind of row, in storage order; the parent key comes second.
 BOOK_COLUMNS: Final = ("uuid", "name", "meta", "created_at", "updated_at", "revision")
@@ -53,9 +55,26 @@ def check_uuid(value: object, what: str = "uuid") -> str:
     return value
 
 
+def _fits(value: object, optional: bool = False) -> bool:
+    return (type(value) is str and len(value) <= MAX_KEY_LENGTH) or (optional and value is None)
+
+
+def _bad_key(what: str, field: str, value: object, optional: bool) -> ValueError:
+    """The error for a name, type or version that no store can keep as it is."""
+    expected = "a string" + (" or None" if optional else "")
+    if isinstance(value, str):
+        return ValueError(
+            f"{field} of {what} is {len(value)} characters long ({value[:40]!r}...); "
+            f"stores keep at most {MAX_KEY_LENGTH}"
+        )
+    return ValueError(f"{field} of {what} must be {expected}, not {type(value).__name__}")
+
+
 def book_to_row(book: LogBook) -> Row:
     """Encode a book's own fields (not its flows) as a row."""
     check_uuid(book.uuid, "logbook uuid")
+    if not _fits(book.name):
+        raise _bad_key(f"logbook {book.uuid}", "name", book.name, False)
     return {
         "uuid": book.uuid,
         "name": book.name,
@@ -69,6 +88,9 @@ def book_to_row(book: LogBook) -> Row:
 def flow_to_row(flow: FlowDetail, book_uuid: str | None) -> Row:
     """Encode a flow detail's own fields (not its tasks) as a row."""
     check_uuid(flow.uuid, "flow detail uuid")
+    for field, value, optional in (("name", flow.name, False), ("type", flow.type, True)):
+        if not _fits(value, optional):
+            raise _bad_key(f"flow detail {flow.uuid}", field, value, optional)
     return {
         "uuid": flow.uuid,
         "book_uuid": book_uuid,
@@ -102,6 +124,14 @@ def _load(text: str | None, field: str, uuid: str) -> Any:
 def task_to_row(task: TaskDetail, flow_uuid: str | None) -> Row:
     """Encode a task detail as a row (the engine's hot path: keep it lean)."""
     check_uuid(task.uuid, "task detail uuid")
+    if not (_fits(task.name) and _fits(task.type, True) and _fits(task.version)):
+        for field, value, optional in (
+            ("name", task.name, False),
+            ("type", task.type, True),
+            ("version", task.version, False),
+        ):
+            if not _fits(value, optional):
+                raise _bad_key(f"task detail {task.uuid}", field, value, optional)
     failure, revert_failure = task.failure, task.revert_failure
     return {
         "uuid": task.uuid,

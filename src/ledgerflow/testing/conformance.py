@@ -245,6 +245,26 @@ class BackendConformance(CopyChecks, EncodingChecks):
         assert conn.get_task_details(survivor.uuid).to_dict() == before
         assert survivor.revision == 1
 
+    def test_names_longer_than_stores_keep_are_refused_before_writing(
+        self, conn: Connection
+    ) -> None:
+        book = conn.save_logbook(make_book(tasks=1))
+        flow, task = book.flows[0], book.flows[0].tasks[0]
+        before = conn.get_logbook(book.uuid).to_dict()
+        for detail, field in ((task, "name"), (task, "version"), (flow, "type"), (book, "name")):
+            kept = getattr(detail, field)
+            setattr(detail, field, "n" * 256)
+            with pytest.raises(ValueError, match=f"{field} of .* 256 characters"):
+                conn.save_logbook(book)
+            setattr(detail, field, kept)
+        task.name = None  # type: ignore[assignment]
+        with pytest.raises(ValueError, match=r"name of task detail .* not NoneType"):
+            conn.update_details(task)
+        assert conn.get_logbook(book.uuid).to_dict() == before
+        task.name = "x" * 255  # the longest name every store keeps
+        conn.update_details(task)
+        assert conn.get_task_details(task.uuid).name == "x" * 255
+
     # ---- merging ----------------------------------------------------------------
     def test_save_merges_and_keeps_absent_details(self, conn: Connection) -> None:
         book = conn.save_logbook(make_book(flows=1, tasks=2))
