@@ -36,9 +36,57 @@ def dumps(value: Any, what: What) -> str:
         text: str = _encoder.encode(value)
         if not text.isascii():  # O(1) for ASCII text; a lone surrogate is no UTF-8
             text.encode("utf-8")
-        return text
     except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(f"{_name(what)} is not JSON-encodable: {exc}") from exc
+    if "{" in text:  # JSON writes a dict as an object: look for keys it would rewrite
+        _check_keys(value, what)
+    return text
+
+
+#: Types JSON writes as they are: a walk for dict keys never descends into them.
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+def _check_keys(value: Any, what: What) -> None:
+    """SerializationError for a dict key that is not a string.
+
+    JSON turns 1, 2.5, True and None keys into strings, so the value a resumed flow
+    reads back would differ from the one the first run passed on: refuse it instead.
+    (Tuples coming back as lists is documented and harmless for unpacking.)
+    """
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:  # the fast pass: no paths, no messages
+        item = pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise _key_error(value, what)
+                if type(child) not in _LEAVES:
+                    push(child)
+        elif isinstance(item, list | tuple):
+            for child in item:
+                if type(child) not in _LEAVES:
+                    push(child)
+
+
+def _key_error(value: Any, what: What) -> SerializationError:
+    """Find the first non-string key again, this time keeping the path to name it."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    return SerializationError(
+                        f"{_name(what)} has a dict key {key!r} ({type(key).__name__}) at "
+                        f"{path or 'the top'}: JSON keeps only string keys and would read it "
+                        f"back as {json.dumps(key)!r}"
+                    )
+                stack.append((child, f"{path}[{key!r}]"))
+        elif isinstance(item, list | tuple):
+            stack.extend((child, f"{path}[{index}]") for index, child in enumerate(item))
+    raise AssertionError("unreachable: the fast pass found a non-string key")
 
 
 def loads(text: str | bytes | None, what: What) -> Any:
