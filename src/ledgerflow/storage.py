@@ -40,6 +40,10 @@ SAVE_POLICIES = ("always", "batched", "final")
 BATCH_SIZE = 200
 BATCH_SECONDS = 1.0
 _STORE_PROVIDER = -1
+#: Task meta key: tries in the current round of a task with a Retry.
+TRIES_KEY = "tries"
+#: Flow meta key: subflow name -> runs in the current round of a retrying subflow.
+RETRY_RUNS_KEY = "retry_runs"
 
 
 @dataclass(frozen=True)
@@ -181,10 +185,17 @@ class Storage:
         self._emit("task", name, state, detail.uuid)
         return detail
 
-    def start_task(self, name: str) -> TaskDetail:
-        """Record that task ``name``'s execute() starts (RUNNING, one more attempt)."""
+    def start_task(self, name: str, tries: int | None = None) -> TaskDetail:
+        """Record that task ``name``'s execute() starts (RUNNING, one more attempt).
+
+        ``tries`` (for a task with a Retry) is the try this is in the current round; it
+        is stored so that a resumed flow spends the rest of the budget, not a new one.
+        """
         now = utcnow()
         detail = self._tasks[name]
+        fields: dict[str, Any] = {}
+        if tries is not None:
+            fields["meta"] = {**detail.meta, TRIES_KEY: tries}
         return self._set_task_state(
             name,
             states.RUNNING,
@@ -193,7 +204,24 @@ class Storage:
             finished_at=None,
             failure=None,
             revert_failure=None,
+            **fields,
         )
+
+    def tries(self, name: str) -> int:
+        """Tries task ``name`` made in its current round (stored by ``start_task``)."""
+        return int(self._tasks[name].meta.get(TRIES_KEY, 0))
+
+    def retry_runs(self) -> dict[str, int]:
+        """How many times each retrying subflow (by name) has run in this round."""
+        return dict(self.flow_detail.meta.get(RETRY_RUNS_KEY) or {})
+
+    def set_retry_runs(self, runs: dict[str, int]) -> None:
+        """Record the subflow run counts (committed with the next sync)."""
+        with self._lock:
+            flow = self.flow_detail
+            flow.meta = {**flow.meta, RETRY_RUNS_KEY: dict(runs)}
+            flow.updated_at = utcnow()
+            self._dirty[flow.uuid] = flow
 
     def task_succeeded(self, name: str, result: Any) -> None:
         """Record ``result``; SerializationError/ValueError (nothing changed) if unusable."""
@@ -228,7 +256,10 @@ class Storage:
         The checkpoint goes too: a reset follows a revert, which undid the work the
         checkpoint described, so the next ``last_checkpoint`` must be None.
         """
-        self._set_task_state(name, states.PENDING, checkpoint=None)
+        meta = self._tasks[name].meta
+        if TRIES_KEY in meta:  # a new round: the Retry budget starts again
+            meta = {key: value for key, value in meta.items() if key != TRIES_KEY}
+        self._set_task_state(name, states.PENDING, checkpoint=None, meta=meta)
         self._values.pop(name, None)
 
     def revert_result(self, name: str) -> Any:

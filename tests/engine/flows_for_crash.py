@@ -93,6 +93,21 @@ def counting() -> lf.Flow:
     return lf.LinearFlow("counting", count_to_five)
 
 
+class AlwaysFails(lf.Task):
+    """Logs each try and fails; its Retry waits LEDGERFLOW_TEST_BACKOFF seconds between."""
+
+    def execute(self) -> None:
+        record(f"try {self.name}")
+        raise ConnectionError("the service is down")
+
+
+def flaky_retry() -> lf.Flow:
+    """One task with Retry(attempts=3) that never succeeds."""
+    backoff = float(os.environ.get("LEDGERFLOW_TEST_BACKOFF", "0.001"))
+    retry = lf.Retry(attempts=3, backoff=backoff, max_backoff=backoff)
+    return lf.LinearFlow("flaky", AlwaysFails(name="flaky", retry=retry))
+
+
 def main(argv: list[str]) -> int:
     """``run URI FACTORY UUID_FILE`` or ``resume URI UUID``; prints the results as JSON."""
     import json

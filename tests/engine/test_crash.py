@@ -139,3 +139,30 @@ def test_checkpoint_survives_a_crash(store_uri: str, tmp_path: Path) -> None:
     assert stored(store_uri, flow_uuid).find_by_name("count_to_five").checkpoint == 3  # type: ignore[union-attr]
     assert finish(child(["resume", store_uri, flow_uuid], log)) == {"counted": 5}
     assert log_lines(log) == ["count from 0", "count from 3"]
+
+
+@pytest.mark.slow
+def test_retry_budget_survives_a_kill_during_the_backoff(store_uri: str, tmp_path: Path) -> None:
+    log, uuid_file = tmp_path / "exec.log", tmp_path / "uuid"
+    proc = child(
+        ["run", store_uri, "flaky_retry", str(uuid_file)], log, LEDGERFLOW_TEST_BACKOFF="60"
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # wait for the first failed try to be stored, then kill in the backoff
+            assert time.monotonic() < deadline, "the first try was never stored as RETRYING"
+            if uuid_file.exists():
+                task = stored(store_uri, uuid_file.read_text()).find_by_name("flaky")
+                if task is not None and task.state == states.RETRYING:
+                    break
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    assert log_lines(log) == ["try flaky"]
+    resumed = child(["resume", store_uri, uuid_file.read_text()], log)
+    _, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 1 and "FlowFailed" in err
+    assert log_lines(log) == ["try flaky"] * 3  # 3 executions in all, as Retry(attempts=3) says
+    task = stored(store_uri, uuid_file.read_text()).find_by_name("flaky")
+    assert task is not None and task.attempts == 3 and task.state == states.REVERTED

@@ -98,10 +98,12 @@ class Engine:
         if state == states.REVERTING:
             runner.prepare()
             runner.revert_all(storage.failures)
-        if state in (states.REVERTED, states.FAILURE):
+        if state in (states.REVERTED, states.FAILURE):  # a new round, with new budgets
             for node in self.compiled.nodes:
                 if storage.task_state(node.name) != states.PENDING:
                     storage.reset_task(node.name)
+            if storage.retry_runs():
+                storage.set_retry_runs({})
         self._finish_interrupted_reverts(runner)
         storage.set_flow_state(states.RUNNING)
         runner.prepare()

@@ -86,6 +86,13 @@ class Runner:
             and detail.state in RAN
         ]
         self.order = dict.fromkeys(index for _, index in sorted(started))
+        # Retry budgets survive a suspend or a crash: count on from what was stored.
+        for node in self.nodes:
+            if node.task.retry is not None and not done[node.index]:
+                self.tries[node.index] = self.storage.tries(node.name)
+        runs = self.storage.retry_runs()
+        for scope in self.compiled.scopes:
+            self.scope_runs[scope.index] = runs.get(scope.name, 1)
 
     # ---- forward ---------------------------------------------------------------
     def run_forward(self) -> str:
@@ -131,7 +138,9 @@ class Runner:
         self.tries[index] += 1
         self.order.pop(index, None)
         self.order[index] = None
-        self.storage.start_task(self.nodes[index].name)
+        node = self.nodes[index]
+        tries = self.tries[index] if node.task.retry is not None else None
+        self.storage.start_task(node.name, tries)
 
     def _launch(self, index: int) -> None:
         node = self.nodes[index]
@@ -222,18 +231,21 @@ class Runner:
             self.storage.reset_task(self.nodes[index].name)
             self.tries[index] = 0
             self.order.pop(index, None)
+        self.scope_runs[scope_id] += 1
+        self.storage.set_retry_runs(
+            {s.name: self.scope_runs[s.index] for s in self.compiled.scopes}
+        )
         self.storage.sync()
         self.ready = deque(i for i in self.ready if i not in members)
         self.delayed = [d for d in self.delayed if d[1] not in members]
         heapq.heapify(self.delayed)
-        due = time.monotonic() + scope.retry.delay(self.scope_runs[scope_id])
+        due = time.monotonic() + scope.retry.delay(self.scope_runs[scope_id] - 1)
         state = self.storage.task_state
         for index in scope.members:
             preds = self.nodes[index].preds
             self.remaining[index] = sum(1 for p in preds if state(self.nodes[p].name) != "SUCCESS")
             if self.remaining[index] == 0:
                 heapq.heappush(self.delayed, (due, index))
-        self.scope_runs[scope_id] += 1
         self.failed.clear()
         self.causes.clear()
         return True
