@@ -7,6 +7,7 @@ new backend writes only those:
 
 ``_transaction``   a context in which every write is atomic (all or nothing)
 ``_fetch``         rows by uuid or by parent uuid, in insertion order
+``_snapshot``      (optional) a context in which several reads see one moment
 ``_list_books``    book rows newest-first-stable, paged and filtered in the store
 ``_insert``        new rows
 ``_update``        compare-and-set of one row (revision check in the same statement)
@@ -234,6 +235,15 @@ class RecordConnection(Connection):
     ) -> list[Row]:
         """Rows with these uuids, or whose parent is one of ``parents``, insertion order."""
 
+    def _snapshot(self) -> contextlib.AbstractContextManager[None]:
+        """Context in which successive reads see the store as of one moment.
+
+        A book is read in several queries (book, flows, tasks); without this a write
+        committed in between could hand back a flow with half its tasks, or a book whose
+        flows were deleted.  The default suits a store that is never shared.
+        """
+        return contextlib.nullcontext()
+
     @abc.abstractmethod
     def _list_books(
         self,
@@ -344,7 +354,8 @@ class RecordConnection(Connection):
 
     def get_logbook(self, uuid: str, lazy: bool = False) -> LogBook:
         """Return the book (with flows and tasks unless ``lazy``); NotFound if unknown."""
-        return self._books_with_details([self._one("book", uuid, "logbook")], lazy)[0]
+        with self._snapshot():
+            return self._books_with_details([self._one("book", uuid, "logbook")], lazy)[0]
 
     def get_logbooks(
         self,
@@ -356,11 +367,12 @@ class RecordConnection(Connection):
     ) -> list[LogBook]:
         """Return books ordered by (created_at, uuid), paged and filtered by exact name."""
         _check_paging(limit, offset)
-        rows = self._list_books(
-            limit=limit, offset=offset, name=name, state=None, newest_first=False
-        )
-        assert isinstance(rows, list)
-        return self._books_with_details(rows, lazy)
+        with self._snapshot():
+            rows = self._list_books(
+                limit=limit, offset=offset, name=name, state=None, newest_first=False
+            )
+            assert isinstance(rows, list)
+            return self._books_with_details(rows, lazy)
 
     def list_logbooks(
         self,
@@ -443,9 +455,10 @@ class RecordConnection(Connection):
 
     def get_flow_details(self, uuid: str, lazy: bool = False) -> FlowDetail:
         """Return the flow detail (with its tasks unless ``lazy``); NotFound if unknown."""
-        flow = records.row_to_flow(self._one("flow", uuid, "flow detail"))
-        if not lazy:
-            self._attach_tasks([flow])
+        with self._snapshot():
+            flow = records.row_to_flow(self._one("flow", uuid, "flow detail"))
+            if not lazy:
+                self._attach_tasks([flow])
         return flow
 
     def get_task_details(self, uuid: str) -> TaskDetail:
@@ -454,19 +467,27 @@ class RecordConnection(Connection):
 
     def get_flows_for_book(self, book_uuid: str) -> list[FlowDetail]:
         """Return the book's flow details, each with its tasks; NotFound if no such book."""
-        self._one("book", book_uuid, "logbook")
-        flows = [records.row_to_flow(row) for row in self._fetch("flow", parents=[book_uuid])]
-        self._attach_tasks(flows)
+        with self._snapshot():
+            self._one("book", book_uuid, "logbook")
+            rows = self._fetch("flow", parents=[book_uuid])
+            flows = [records.row_to_flow(row) for row in rows]
+            self._attach_tasks(flows)
         return flows
 
     def get_tasks_for_flow(self, flow_uuid: str) -> list[TaskDetail]:
         """Return the flow's task details in order; NotFound if no such flow."""
-        self._one("flow", flow_uuid, "flow detail")
-        return [records.row_to_task(row) for row in self._fetch("task", parents=[flow_uuid])]
+        with self._snapshot():
+            self._one("flow", flow_uuid, "flow detail")
+            rows = self._fetch("task", parents=[flow_uuid])
+        return [records.row_to_task(row) for row in rows]
 
     def locate(self, uuid: str) -> RecordRef:
         """Tell whether ``uuid`` is a book, flow or task and where it lives; NotFound."""
         records.check_uuid(uuid)
+        with self._snapshot():
+            return self._locate(uuid)
+
+    def _locate(self, uuid: str) -> RecordRef:
         if self._fetch("book", uuids=[uuid]):
             return RecordRef("book", uuid, uuid, None)
         flows = self._fetch("flow", uuids=[uuid])

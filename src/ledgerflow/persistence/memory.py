@@ -105,6 +105,11 @@ class MemoryConnection(RecordConnection):
         if undo is not None:
             undo.append(step)
 
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        with self._s.lock:  # writers take the same lock: nothing commits until we are done
+            yield
+
     def _fetch(
         self, kind: Kind, *, uuids: Sequence[str] = (), parents: Sequence[str] = ()
     ) -> list[Row]:

@@ -103,6 +103,10 @@ class FileConnection(RecordConnection):
     def _transaction(self) -> contextlib.AbstractContextManager[None]:
         return _as_none(self._store.writing())
 
+    def _snapshot(self) -> contextlib.AbstractContextManager[None]:
+        # One shared flock for all the reads: a writer waits until they are done.
+        return _as_none(self._store.reading())
+
     # ---- reading ------------------------------------------------------------------
     def _row(self, kind: Kind, uuid: str) -> Row | None:
         relpath = documents.record_path(kind, uuid)

@@ -2,9 +2,12 @@
 
 Statements are built once, at import, with bound parameters; the two hottest (the
 compare-and-set UPDATE the engine runs per state change, and the bulk read of details)
-are compiled once per engine as well (see ``fastpath``).  A connection is checked out
-of the pool per operation, so a ``SQLConnection`` holds nothing between calls and
-never leaves a transaction open.
+are compiled once per engine as well (see ``fastpath``); on SQLite the engine's commit
+goes straight to the driver (``update_details``).  Each thread keeps one pooled
+connection per ``SQLConnection`` (``close()`` returns them), and no call leaves a
+transaction open.  Reads of a book or flow with its details run in one read
+transaction (REPEATABLE READ; on SQLite one WAL snapshot), so a concurrent write is
+seen whole or not at all.
 
 Only ``upgrade()`` creates schema.  Reading a store without one finds nothing and
 writes nothing (a missing SQLite file is not even created); writing to it raises
@@ -214,6 +217,8 @@ class SQLConnection(RecordConnection):
         if self._current is not None:  # nested: the outermost transaction commits
             yield
             return
+        if self._open_snapshot is not None:
+            raise RuntimeError("a write cannot start inside a snapshot read")
         if self._file_missing():
             raise self._needs_upgrade("has no ledgerflow schema (the file does not exist)")
         with self._connect("write") as conn:
@@ -239,10 +244,38 @@ class SQLConnection(RecordConnection):
                 if conn.in_transaction():  # end a read's autobegun transaction (and snapshot)
                     conn.rollback()
 
+    @property
+    def _open_snapshot(self) -> SAConnection | None:
+        conn: SAConnection | None = getattr(self._local, "snapshot", None)
+        return conn
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One read transaction for several queries (REPEATABLE READ; SQLite: one WAL snapshot)."""
+        if self._current is not None or self._open_snapshot is not None:
+            yield  # inside a write transaction, or nested: already one moment
+            return
+        if self._file_missing():
+            yield  # the reads will find nothing, and must not create the file
+            return
+        with self._connect("read") as conn:
+            if self._no_schema(conn):
+                yield
+                return
+            conn.exec_driver_sql(
+                "BEGIN" if self._sqlite else "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+            )
+            self._local.snapshot = conn
+            try:
+                yield
+            finally:
+                self._local.snapshot = None
+        # _connect() rolled the read transaction back on the way out.
+
     @contextlib.contextmanager
     def _reading(self) -> Iterator[SAConnection | None]:
         """The current transaction's connection, or a fresh one; None if no schema."""
-        current = self._current
+        current = self._current or self._open_snapshot
         if current is not None:
             yield current
             return
@@ -458,6 +491,7 @@ class SQLConnection(RecordConnection):
             and self._backend.schema_seen
             and self._address.lock is None  # a shared in-memory database is serialized
             and self._current is None
+            and self._open_snapshot is None
             and all(detail.revision for detail in details)  # revision 0: a blind write
         )
 
