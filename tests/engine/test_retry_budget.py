@@ -90,3 +90,32 @@ def test_a_reverted_flow_resumed_gets_fresh_budgets(tmp_path: Path) -> None:
     with pytest.raises(lf.FlowFailed):
         lf.resume(uri, engine.flow_detail.uuid, flow=flow())
     assert Flaky.calls == 8  # "runs again from the start": the same budgets again
+
+
+def test_a_revert_that_failed_during_a_subflow_retry_is_not_called_again() -> None:
+    calls: list[str] = []
+
+    @lf.task(provides="x")
+    def first() -> int:
+        calls.append("first")
+        return 1
+
+    @first.revert
+    def _undo_first(*, result: object, flow_failures: object) -> None:
+        calls.append("revert first")
+        raise RuntimeError("cannot undo")
+
+    @lf.task
+    def second(x: int) -> None:
+        calls.append("second")
+        raise ValueError("boom")
+
+    flow = lf.LinearFlow("inner", first, second, retry=lf.Retry(attempts=2, backoff=0))
+    engine = lf.load(lf.LinearFlow("outer", flow), backend="memory://")
+    with pytest.raises(lf.FlowFailed):
+        engine.run()
+    # The subflow retry reverts first, whose revert fails: no retry then, and the flow's
+    # own revert must not call that revert a second time.
+    assert calls == ["first", "second", "revert first"]
+    assert engine.storage.task_state("first") == "REVERT_FAILURE"
+    assert engine.flow_detail.state == "FAILURE"

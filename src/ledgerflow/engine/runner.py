@@ -67,6 +67,9 @@ class Runner:
         self.failed: dict[str, Failure] = {}
         self.causes: dict[str, BaseException] = {}
         self.scope_runs = [1] * len(compiled.scopes)
+        #: Tasks whose revert raised in this run: the flow's own revert skips them (a
+        #: resumed run, with a new Runner, tries them again as it continues the revert).
+        self.revert_failed: set[int] = set()
 
     # ---- set-up ----------------------------------------------------------------
     def prepare(self) -> None:
@@ -256,6 +259,9 @@ class Runner:
         all_ok = True
         for index in indices:
             node = self.nodes[index]
+            if index in self.revert_failed:
+                all_ok = False
+                continue
             if self.storage.task_state(node.name) not in RAN | {states.REVERT_FAILURE}:
                 continue
             self.storage.revert_started(node.name)
@@ -270,6 +276,7 @@ class Runner:
                     node.task.call_revert(inputs, result, flow_failures)
             except Exception as exc:
                 self.storage.task_reverted(node.name, Failure.from_exception(exc))
+                self.revert_failed.add(index)
                 all_ok = False
             else:
                 self.storage.task_reverted(node.name)
