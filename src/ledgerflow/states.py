@@ -34,10 +34,11 @@ FLOW_TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     RUNNING: frozenset({SUCCESS, FAILURE, REVERTING, SUSPENDING, SUSPENDED}),
     SUSPENDING: frozenset({SUSPENDED, SUCCESS, REVERTING, REVERTED, FAILURE}),
     SUSPENDED: frozenset({RUNNING, REVERTING}),
-    # A resumed REVERTED flow runs again from the start; FAILURE (a revert failed)
-    # may retry its revert or run again once the operator fixed the cause.
+    # A resumed REVERTED flow runs again from the start.  A resumed FAILURE flow (a
+    # revert raised) first tries the failed reverts again: nothing may run forward on
+    # top of effects that were never undone.
     REVERTED: frozenset({RUNNING, PENDING}),
-    FAILURE: frozenset({RUNNING, REVERTING}),
+    FAILURE: frozenset({REVERTING}),
     REVERTING: frozenset({REVERTED, FAILURE, SUSPENDING, SUSPENDED, RUNNING}),
     SUCCESS: frozenset(),
 }

@@ -95,10 +95,13 @@ class Engine:
         state = storage.flow_state
         if state == states.SUCCESS:
             return storage.results()
-        if state == states.REVERTING:
+        if state in (states.REVERTING, states.FAILURE):
+            # Finish the revert (FAILURE: try the reverts that raised again) and stop: a
+            # task whose revert failed left its effects behind, so nothing runs forward
+            # until the flow is REVERTED and resumed once more.
             runner.prepare()
             runner.revert_all(storage.failures)
-        if state in (states.REVERTED, states.FAILURE):  # a new round, with new budgets
+        if state == states.REVERTED:  # runs again from the start, with new budgets
             for node in self.compiled.nodes:
                 if storage.task_state(node.name) != states.PENDING:
                     storage.reset_task(node.name)

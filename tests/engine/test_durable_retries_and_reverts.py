@@ -1,4 +1,4 @@
-"""Retry budgets are durable: a suspended or crashed flow spends what is left, not more."""
+"""Durable retries and reverts: budgets survive a resume, failed reverts are not forgotten."""
 
 from __future__ import annotations
 
@@ -119,3 +119,51 @@ def test_a_revert_that_failed_during_a_subflow_retry_is_not_called_again() -> No
     assert calls == ["first", "second", "revert first"]
     assert engine.storage.task_state("first") == "REVERT_FAILURE"
     assert engine.flow_detail.state == "FAILURE"
+
+
+def test_resuming_a_failure_flow_retries_the_failed_reverts_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'f.db'}"
+    calls: list[str] = []
+    broken = {"revert": True, "work": True}
+
+    def flow() -> lf.Flow:
+        @lf.task(provides="vm")
+        def create() -> str:
+            calls.append("create")
+            return "vm-1"
+
+        @create.revert
+        def _delete(*, result: object, flow_failures: object) -> None:
+            calls.append("delete")
+            if broken["revert"]:
+                raise RuntimeError("the cloud API is down")
+
+        @lf.task
+        def configure(vm: str) -> None:
+            calls.append("configure")
+            if broken["work"]:
+                raise ValueError("bad config")
+
+        return lf.LinearFlow("boot", create, configure)
+
+    engine = lf.load(flow(), backend=uri)
+    with pytest.raises(lf.FlowFailed):
+        engine.run()
+    assert engine.flow_detail.state == "FAILURE" and calls == ["create", "configure", "delete"]
+
+    broken["revert"] = False  # the operator fixed the cloud API
+    calls.clear()
+    with pytest.raises(lf.FlowFailed):
+        lf.resume(uri, engine.flow_detail.uuid, flow=flow())
+    assert calls == ["delete"]  # the leaked VM is deleted; nothing ran forward on top of it
+    with lf.open_backend(uri) as backend, backend.connect() as conn:
+        stored = conn.get_flow_details(engine.flow_detail.uuid)
+    assert stored.state == "REVERTED"
+    assert [t.state for t in stored] == ["REVERTED", "REVERTED"]
+
+    broken["work"] = False  # and the config: a REVERTED flow runs again from the start
+    calls.clear()
+    lf.resume(uri, engine.flow_detail.uuid, flow=flow())
+    assert calls == ["create", "configure"]
