@@ -82,7 +82,9 @@ def bench_memory() -> dict[int, float]:
 
 
 # ---- (b) SQLite: engine vs raw UPDATE + commit ------------------------------------------
-def raw_sqlite_update(path: str, size: int, wide: bool, passes: int = 2) -> list[float]:
+def raw_sqlite_update(
+    path: str, size: int, wide: bool, passes: int = 2, synchronous: str = "FULL"
+) -> list[float]:
     """Seconds per pass of ``size`` committed single-row UPDATEs at the backend's pragmas.
 
     ``wide`` rows have the columns and typical values of a ledgerflow task row, so
@@ -93,7 +95,7 @@ def raw_sqlite_update(path: str, size: int, wide: bool, passes: int = 2) -> list
     """
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
     extra = (
         ", flow_uuid TEXT, name TEXT, type TEXT, version TEXT, failure TEXT, "
         "revert_failure TEXT, meta TEXT, checkpoint TEXT, started_at TEXT, finished_at TEXT, "

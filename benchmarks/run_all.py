@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["persistence_bench.py", "file_backend.py", "engine_bench.py", "cli_bench.py"]
+SCRIPTS = [
+    "persistence_bench.py",
+    "file_backend.py",
+    "engine_bench.py",
+    "sqlite_anatomy.py",
+    "cli_bench.py",
+]
 
 
 def main() -> int:
