@@ -193,6 +193,71 @@ def big_result(uri: str, label: str) -> None:
         backend.close()
 
 
+# ---- (4) the engine on PostgreSQL ---------------------------------------------------------
+ENGINE_TASKS = 1000
+
+
+class Noop(lf.Task):
+    """Does nothing: what remains is the engine's and the store's cost."""
+
+    def execute(self) -> None:
+        return None
+
+
+def _engine_run(backend: lf.Backend, save: str) -> float:
+    flow = lf.LinearFlow("bench", *(Noop(name=f"t{i}") for i in range(ENGINE_TASKS)))
+    engine = lf.load(flow, backend=backend, save=save)
+    start = time.perf_counter()
+    engine.run()
+    return time.perf_counter() - start
+
+
+def _raw_psycopg(uri: str, updates_per_commit: int) -> float:
+    """Seconds for ENGINE_TASKS commits of ``updates_per_commit`` single-row UPDATEs."""
+    import psycopg
+
+    with psycopg.connect(uri) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS raw_bench (uuid TEXT PRIMARY KEY, state TEXT, "
+            "attempts INT, updated_at TEXT, revision INT)"
+        )
+        conn.execute("TRUNCATE raw_bench")
+        keys = [str(uuid.uuid4()) for _ in range(ENGINE_TASKS + 1)]
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO raw_bench VALUES (%s, 'PENDING', 0, '', 1)", [(k,) for k in keys]
+            )
+        conn.commit()
+        start = time.perf_counter()
+        for i in range(ENGINE_TASKS):
+            for key in keys[i : i + updates_per_commit]:
+                conn.execute(
+                    "UPDATE raw_bench SET state = 'SUCCESS', attempts = 1, updated_at = %s, "
+                    "revision = revision + 1 WHERE uuid = %s",
+                    (str(time.time()), key),
+                )
+            conn.commit()
+        return time.perf_counter() - start
+
+
+def engine_on_postgres(uri: str) -> None:
+    """save="always"/"batched" per task next to raw psycopg commits (best of 3 each)."""
+    print(f"\n== (4) the engine on PostgreSQL, {ENGINE_TASKS} no-op tasks, best of 3 ==")
+    with lf.open_backend(uri) as backend:
+        with backend.connect() as conn:
+            conn.upgrade()
+        always = min(_engine_run(backend, "always") for _ in range(3))
+        batched = min(_engine_run(backend, "batched") for _ in range(3))
+    one = min(_raw_psycopg(uri, 1) for _ in range(3))
+    two = min(_raw_psycopg(uri, 2) for _ in range(3))
+    per = 1e6 / ENGINE_TASKS
+    print(f"raw psycopg, 1 UPDATE + COMMIT per task   {one * per:7.1f} us")
+    print(f"raw psycopg, 2 UPDATEs + COMMIT per task  {two * per:7.1f} us")
+    ratio = always / one
+    print(f"ledgerflow save='always'                  {always * per:7.1f} us   ratio {ratio:.2f}x")
+    print(f"ledgerflow save='batched'                 {batched * per:7.1f} us")
+
+
 # ---- private server databases ------------------------------------------------------------
 @contextlib.contextmanager
 def postgres_database() -> Iterator[str | None]:
@@ -257,6 +322,8 @@ def main() -> int:
         ]
         for label, uri in stores:
             big_result(uri, label)
+        if pg_uri:
+            engine_on_postgres(pg_uri)
     return 0
 
 

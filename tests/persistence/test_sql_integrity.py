@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from tests.persistence.conftest import private_database
 
 import ledgerflow as lf
 from ledgerflow.persistence.sql.backend import SQLBackend
@@ -287,3 +288,28 @@ def test_sqlite_write_waiting_on_another_writer_gives_up_cleanly(tmp_path: Path)
         conn.update_details(task)
         assert conn.get_task_details(task.uuid).result == "late"
         assert task.revision == 2
+
+
+def test_postgresql_write_after_the_server_dropped_the_connection(tmp_path: Path) -> None:
+    with (
+        private_database("postgresql", tmp_path) as uri,
+        lf.open_backend(uri) as backend,
+        backend.connect() as conn,
+    ):
+        conn.upgrade()
+        book = conn.save_logbook(make_book(tasks=1))
+        task = book.flows[0].tasks[0]
+        task.result = "first"
+        conn.update_details(task)  # the connection this thread keeps is now open
+        with backend.engine.connect() as admin:  # e.g. a server restart or a failover
+            admin.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        task.result = "second"
+        with pytest.raises(lf.StorageError, match="cannot reach the postgresql server"):
+            conn.update_details(task)
+        assert task.revision == 2
+        conn.update_details(task)  # a new connection, and the write lands
+        assert task.revision == 3
+        assert conn.get_task_details(task.uuid).result == "second"
