@@ -242,8 +242,8 @@ class Storage:
 
     def task_reverted(self, name: str, revert_failure: Failure | None = None) -> None:
         """Record the end of a revert: REVERTED, or REVERT_FAILURE with its failure."""
-        if revert_failure is None:
-            self._set_task_state(name, states.REVERTED, finished_at=utcnow())
+        if revert_failure is None:  # an earlier revert's failure no longer describes it
+            self._set_task_state(name, states.REVERTED, finished_at=utcnow(), revert_failure=None)
         else:
             self._set_task_state(
                 name, states.REVERT_FAILURE, revert_failure=revert_failure, finished_at=utcnow()

@@ -162,6 +162,7 @@ def test_resuming_a_failure_flow_retries_the_failed_reverts_before_anything_runs
         stored = conn.get_flow_details(engine.flow_detail.uuid)
     assert stored.state == "REVERTED"
     assert [t.state for t in stored] == ["REVERTED", "REVERTED"]
+    assert [t.revert_failure for t in stored] == [None, None]  # cleared: the revert succeeded
 
     broken["work"] = False  # and the config: a REVERTED flow runs again from the start
     calls.clear()
