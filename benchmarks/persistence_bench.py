@@ -24,6 +24,8 @@ from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from engine_bench import timed_run  # this folder: the engine's timing, shared
+
 import ledgerflow as lf
 from ledgerflow.persistence import records
 from ledgerflow.persistence.sql.backend import SQLBackend
@@ -197,21 +199,6 @@ def big_result(uri: str, label: str) -> None:
 ENGINE_TASKS = 1000
 
 
-class Noop(lf.Task):
-    """Does nothing: what remains is the engine's and the store's cost."""
-
-    def execute(self) -> None:
-        return None
-
-
-def _engine_run(backend: lf.Backend, save: str) -> float:
-    flow = lf.LinearFlow("bench", *(Noop(name=f"t{i}") for i in range(ENGINE_TASKS)))
-    engine = lf.load(flow, backend=backend, save=save)
-    start = time.perf_counter()
-    engine.run()
-    return time.perf_counter() - start
-
-
 def _raw_psycopg(uri: str, updates_per_commit: int) -> float:
     """Seconds for ENGINE_TASKS commits of ``updates_per_commit`` single-row UPDATEs."""
     import psycopg
@@ -246,8 +233,8 @@ def engine_on_postgres(uri: str) -> None:
     with lf.open_backend(uri) as backend:
         with backend.connect() as conn:
             conn.upgrade()
-        always = min(_engine_run(backend, "always") for _ in range(3))
-        batched = min(_engine_run(backend, "batched") for _ in range(3))
+        always = min(timed_run(ENGINE_TASKS, backend, "always")[1] for _ in range(3))
+        batched = min(timed_run(ENGINE_TASKS, backend, "batched")[1] for _ in range(3))
     one = min(_raw_psycopg(uri, 1) for _ in range(3))
     two = min(_raw_psycopg(uri, 2) for _ in range(3))
     per = 1e6 / ENGINE_TASKS

@@ -59,22 +59,24 @@ def _fits(value: object, optional: bool = False) -> bool:
     return (type(value) is str and len(value) <= MAX_KEY_LENGTH) or (optional and value is None)
 
 
-def _bad_key(what: str, field: str, value: object, optional: bool) -> ValueError:
-    """The error for a name, type or version that no store can keep as it is."""
-    expected = "a string" + (" or None" if optional else "")
-    if isinstance(value, str):
-        return ValueError(
-            f"{field} of {what} is {len(value)} characters long ({value[:40]!r}...); "
-            f"stores keep at most {MAX_KEY_LENGTH}"
-        )
-    return ValueError(f"{field} of {what} must be {expected}, not {type(value).__name__}")
+def _refuse_bad_keys(what: str, *fields: tuple[str, object, bool]) -> None:
+    """ValueError for the first (field, value, optional) that no store can keep as it is."""
+    for field, value, optional in fields:
+        if _fits(value, optional):
+            continue
+        if isinstance(value, str):
+            raise ValueError(
+                f"{field} of {what} is {len(value)} characters long ({value[:40]!r}...); "
+                f"stores keep at most {MAX_KEY_LENGTH}"
+            )
+        expected = "a string" + (" or None" if optional else "")
+        raise ValueError(f"{field} of {what} must be {expected}, not {type(value).__name__}")
 
 
 def book_to_row(book: LogBook) -> Row:
     """Encode a book's own fields (not its flows) as a row."""
     check_uuid(book.uuid, "logbook uuid")
-    if not _fits(book.name):
-        raise _bad_key(f"logbook {book.uuid}", "name", book.name, False)
+    _refuse_bad_keys(f"logbook {book.uuid}", ("name", book.name, False))
     return {
         "uuid": book.uuid,
         "name": book.name,
@@ -88,9 +90,9 @@ def book_to_row(book: LogBook) -> Row:
 def flow_to_row(flow: FlowDetail, book_uuid: str | None) -> Row:
     """Encode a flow detail's own fields (not its tasks) as a row."""
     check_uuid(flow.uuid, "flow detail uuid")
-    for field, value, optional in (("name", flow.name, False), ("type", flow.type, True)):
-        if not _fits(value, optional):
-            raise _bad_key(f"flow detail {flow.uuid}", field, value, optional)
+    _refuse_bad_keys(
+        f"flow detail {flow.uuid}", ("name", flow.name, False), ("type", flow.type, True)
+    )
     return {
         "uuid": flow.uuid,
         "book_uuid": book_uuid,
@@ -124,14 +126,13 @@ def _load(text: str | None, field: str, uuid: str) -> Any:
 def task_to_row(task: TaskDetail, flow_uuid: str | None) -> Row:
     """Encode a task detail as a row (the engine's hot path: keep it lean)."""
     check_uuid(task.uuid, "task detail uuid")
-    if not (_fits(task.name) and _fits(task.type, True) and _fits(task.version)):
-        for field, value, optional in (
+    if not (_fits(task.name) and _fits(task.type, True) and _fits(task.version)):  # hot path
+        _refuse_bad_keys(
+            f"task detail {task.uuid}",
             ("name", task.name, False),
             ("type", task.type, True),
             ("version", task.version, False),
-        ):
-            if not _fits(value, optional):
-                raise _bad_key(f"task detail {task.uuid}", field, value, optional)
+        )
     failure, revert_failure = task.failure, task.revert_failure
     return {
         "uuid": task.uuid,

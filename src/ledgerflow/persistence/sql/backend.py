@@ -255,11 +255,8 @@ class SQLConnection(RecordConnection):
         if self._current is not None or self._open_snapshot is not None:
             yield  # inside a write transaction, or nested: already one moment
             return
-        if self._file_missing():
-            yield  # the reads will find nothing, and must not create the file
-            return
-        with self._connect("read") as conn:
-            if self._no_schema(conn):
+        with self._reading() as conn:
+            if conn is None:  # no schema (or no file): the reads will find nothing
                 yield
                 return
             conn.exec_driver_sql(
@@ -270,7 +267,7 @@ class SQLConnection(RecordConnection):
                 yield
             finally:
                 self._local.snapshot = None
-        # _connect() rolled the read transaction back on the way out.
+        # _reading() rolled the read transaction back on the way out.
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[SAConnection | None]:

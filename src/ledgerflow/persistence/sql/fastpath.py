@@ -54,8 +54,8 @@ class PreparedUpdate:
     def run_sqlite(self, driver: sqlite3.Connection, row: dict[str, Any]) -> int:
         """Execute on the sqlite3 connection with ``row`` (bind names as keys); the rowcount.
 
-        The engine's hot path: no SQLAlchemy in between, the caller owns the transaction
-        and translates sqlite3 errors.
+        No SQLAlchemy in between: the caller owns the transaction and translates
+        sqlite3 errors.  ``row`` is left as it was.
         """
         values = list(self._pick(row))
         for index, processor in self._convert:
@@ -64,17 +64,17 @@ class PreparedUpdate:
 
     def run(self, conn: Connection, params: dict[str, Any]) -> int:
         """Execute with ``params`` (by bind name, converted in place); return the rowcount."""
+        if self.direct:
+            # SQLite runs in-process, so SQLAlchemy's execution context is most of the cost
+            # of this UPDATE: send it to the driver's cursor.  SQLAlchemy events don't see
+            # it; sqlite3 errors are translated by ``engines.translate_errors``.
+            driver: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+            return self.run_sqlite(driver, params)
         for name, processor in self.processors.items():
             params[name] = processor(params[name])
         values: Any = (
             params if self.positional is None else tuple(params[n] for n in self.positional)
         )
-        if self.direct:
-            # SQLite runs in-process, so SQLAlchemy's execution context is most of the cost
-            # of this UPDATE: send it to the driver's cursor.  SQLAlchemy events don't see
-            # it; sqlite3 errors are translated by ``engines.translate_errors``.
-            driver = conn.connection.driver_connection
-            return int(driver.execute(self.sql, values).rowcount)  # type: ignore[union-attr]
         return conn.exec_driver_sql(self.sql, values).rowcount
 
 
