@@ -19,7 +19,7 @@ __all__ = ["ListingChecks"]
 BASE = datetime(2026, 5, 1, tzinfo=UTC)
 
 
-def _book(name: str, at: datetime, uuid: str | None = None, state: str = states.SUCCESS) -> LogBook:
+def _book(name: str, at: datetime, uuid: str = "", state: str = states.SUCCESS) -> LogBook:
     book = LogBook(name, uuid=uuid)
     book.created_at = book.updated_at = at
     flow = FlowDetail(f"flow-{name}", state=state)
