@@ -209,6 +209,10 @@ class Connection(abc.ABC):
         """Return, per book uuid, how many of its tasks are in each state."""
 
     @abc.abstractmethod
+    def flow_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Return, per book uuid, how many of its flows are in each state."""
+
+    @abc.abstractmethod
     def clear_all(self) -> None:
         """Delete every record."""
 
@@ -373,6 +377,14 @@ class RecordConnection(Connection):
         return page_rows(
             flows, limit=limit, offset=offset, newest_first=True, after=after, prefix=prefix
         )
+
+    def _flow_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Default: count from fetched flow rows; SQL overrides with a GROUP BY."""
+        counts: dict[str, dict[str, int]] = {uuid: {} for uuid in book_uuids}
+        for row in self._fetch_many("flow", parents=list(book_uuids)):
+            per_state = counts[row["book_uuid"]]
+            per_state[row["state"]] = per_state.get(row["state"], 0) + 1
+        return counts
 
     def _task_time_spans(
         self, flow_uuids: Sequence[str]
@@ -600,6 +612,10 @@ class RecordConnection(Connection):
     ) -> dict[str, tuple[datetime | None, datetime | None]]:
         """Return, per flow uuid, its tasks' earliest ``started_at`` and latest ``finished_at``."""
         return self._task_time_spans(list(flow_uuids))
+
+    def flow_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Return, per book uuid, how many of its flows are in each state."""
+        return self._flow_state_counts(list(book_uuids))
 
     def task_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
         """Return, per book uuid, how many of its tasks are in each state."""

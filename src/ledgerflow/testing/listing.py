@@ -123,6 +123,15 @@ class ListingChecks:
         assert spans[flow.uuid] == (BASE + timedelta(seconds=1), BASE + timedelta(seconds=3))
         assert spans.get(spare.uuid, (None, None)) == (None, None)
 
+    def test_flow_state_counts(self, conn: Connection) -> None:
+        book = _book("counts", BASE)
+        extra = FlowDetail("second", state=states.FAILURE)
+        book.add(extra)
+        conn.save_logbook(book)
+        empty = conn.save_logbook(LogBook("empty"))
+        counts = conn.flow_state_counts([book.uuid, empty.uuid])
+        assert counts == {book.uuid: {states.SUCCESS: 1, states.FAILURE: 1}, empty.uuid: {}}
+
     def test_snapshot_nests_and_reads(self, conn: Connection) -> None:
         book = conn.save_logbook(_book("snap", BASE))
         with conn.snapshot(), conn.snapshot():

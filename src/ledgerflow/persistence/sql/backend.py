@@ -97,6 +97,11 @@ _STATE_COUNTS: Final = (
     .where(FLOWS.c.book_uuid.in_(_keys()))
     .group_by(FLOWS.c.book_uuid, TASKS.c.state)
 )
+_FLOW_STATES: Final = (
+    sa.select(FLOWS.c.book_uuid, FLOWS.c.state, func.count())
+    .where(FLOWS.c.book_uuid.in_(_keys()))
+    .group_by(FLOWS.c.book_uuid, FLOWS.c.state)
+)
 _TIME_SPANS: Final = (
     sa.select(TASKS.c.flow_uuid, func.min(TASKS.c.started_at), func.max(TASKS.c.finished_at))
     .where(TASKS.c.flow_uuid.in_(_keys()))
@@ -458,6 +463,17 @@ class SQLConnection(RecordConnection):
                 return int(conn.execute(statement).scalar_one())
             statement = _keyset(conn, FLOWS, statement, True, after)
             return self._fetch_rows(conn, statement.limit(limit).offset(offset or None), "flow")
+
+    def _flow_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {uuid: {} for uuid in book_uuids}
+        with self._reading() as conn:
+            if conn is None:
+                return counts
+            for start in range(0, len(book_uuids), self.fetch_chunk):
+                chunk = list(book_uuids[start : start + self.fetch_chunk])
+                for book_uuid, state, count in conn.execute(_FLOW_STATES, {"keys": chunk}):
+                    counts[book_uuid][state] = int(count)
+        return counts
 
     def _task_time_spans(
         self, flow_uuids: Sequence[str]
