@@ -7,7 +7,6 @@ a local store exists, so looking at a missing store creates nothing.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,7 +84,7 @@ def books(
         fail("give --offset or --page, not both", EXIT_USAGE)
     if show_all and (limit is not None or page is not None):
         fail("give --all or --limit/--page, not both", EXIT_USAGE)
-    interactive = _at_a_terminal(app)
+    interactive = render.at_a_terminal(app.out)
     if page is not None and limit is None:
         limit = PAGE_SIZE
     if limit is None and interactive and not as_json and not show_all:
@@ -183,12 +182,6 @@ def _print_no_books(app: App, as_json: bool, why: str) -> None:
         _echo_json([])
     else:
         app.out.print(f"no logbooks: {app.safe_uri} {why}")
-
-
-def _at_a_terminal(app: App) -> bool:
-    """Whether stdout is a terminal; FORCE_COLOR (colour in CI logs) does not count."""
-    isatty = getattr(app.out.file, "isatty", None)
-    return bool(isatty and isatty()) or os.environ.get("TTY_COMPATIBLE") == "1"
 
 
 def _print_books(

@@ -8,6 +8,7 @@ rendering of 10,000 ``Text`` lines takes over a second, this a few milliseconds.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -87,6 +88,12 @@ class Text:
     def plain(self) -> str:
         """The text without styles."""
         return "".join(text for text, _ in self.pieces)
+
+
+def at_a_terminal(console: Console) -> bool:
+    """Whether the console writes to a terminal; FORCE_COLOR (colour in CI logs) does not count."""
+    isatty = getattr(console.file, "isatty", None)
+    return bool(isatty and isatty()) or os.environ.get("TTY_COMPATIBLE") == "1"
 
 
 def emit(console: Console, lines: Iterable[Text]) -> None:
