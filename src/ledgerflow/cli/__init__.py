@@ -15,6 +15,7 @@ from ledgerflow.cli.commands import books, copy, show, upgrade
 from ledgerflow.cli.demo import demo, demo_child
 from ledgerflow.cli.flows import flows
 from ledgerflow.cli.run import resume
+from ledgerflow.cli.web import web
 
 __all__ = ["cli", "main"]
 
@@ -57,7 +58,7 @@ def cli(ctx: click.Context, backend_uri: str, debug: bool, log_level: str) -> No
     )
 
 
-for _command in (books, flows, show, resume, upgrade, copy, demo, demo_child):
+for _command in (books, flows, show, resume, upgrade, copy, web, demo, demo_child):
     cli.add_command(_command)
 
 
