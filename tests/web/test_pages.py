@@ -138,7 +138,7 @@ class _Job:
     def to_dict(self) -> dict[str, Any]:
         return {
             "uuid": self.name, "name": self.name, "state": self.state, "flow_uuid": None,
-            "attempts": 1, "max_attempts": 3, "owner": None, "created_at": "2026-12-02T00:00:00+00:00",
+            "attempts": 1, "max_attempts": 3, "owner": None, "created_at": "2026-12-02",
             "last_error": "<b>boom</b>",
         }  # fmt: skip
 
