@@ -245,10 +245,12 @@ def task_tries(task: TaskDetail) -> list[dict[str, Any]]:
         return [dict(entry) for entry in stored]
     if not task.attempts:
         return []
-    state = {
-        states.SUCCESS: states.SUCCESS,
-        states.RUNNING: states.RUNNING,
-    }.get(task.state, states.FAILURE if task.failure is not None else task.state)
+    if task.failure is not None:
+        state = states.FAILURE
+    elif task.state == states.RUNNING and task.finished_at is None:
+        state = states.RUNNING
+    elif task.finished_at is not None or task.state in states.TASK_STATES:
+        state = states.SUCCESS  # ended without a failure (maybe reverted since)
     return [
         {
             "attempt": task.attempts,
