@@ -10,6 +10,7 @@
     ├── StateTransitionError      an illegal flow or task state change
     ├── SerializationError        (also ValueError) a value JSON cannot encode
     ├── VersionMismatchError      stored task major version differs from the code's
+    ├── FactoryImportError        (also ImportError) a stored flow factory cannot be imported
     ├── ConflictError             a write based on a stale copy of a record
     ├── StorageError              the store failed; the driver's exception is __cause__
     │   ├── MissingDriverError    a driver's extra is not installed
@@ -30,6 +31,7 @@ __all__ = [
     "BackendNotFound",
     "ConflictError",
     "CorruptRecordError",
+    "FactoryImportError",
     "FlowFailed",
     "InvalidUUIDError",
     "LedgerflowError",
@@ -81,6 +83,10 @@ class SerializationError(LedgerflowError, ValueError):
 
 class VersionMismatchError(LedgerflowError):
     """A stored task was written by code of another major version."""
+
+
+class FactoryImportError(LedgerflowError, ImportError):
+    """A flow factory path cannot be imported; the message names it and where it looked."""
 
 
 class ConflictError(LedgerflowError):
