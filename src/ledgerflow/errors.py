@@ -11,6 +11,7 @@
     ├── SerializationError        (also ValueError) a value JSON cannot encode
     ├── VersionMismatchError      stored task major version differs from the code's
     ├── FactoryImportError        (also ImportError) a stored flow factory cannot be imported
+    ├── ProcessDied               (recorded, not raised) a try's process died inside it
     ├── ConflictError             a write based on a stale copy of a record
     ├── StorageError              the store failed; the driver's exception is __cause__
     │   ├── MissingDriverError    a driver's extra is not installed
@@ -38,6 +39,7 @@ __all__ = [
     "MissingDriverError",
     "MissingInputsError",
     "NotFound",
+    "ProcessDied",
     "SchemaVersionError",
     "SerializationError",
     "StateTransitionError",
@@ -87,6 +89,10 @@ class VersionMismatchError(LedgerflowError):
 
 class FactoryImportError(LedgerflowError, ImportError):
     """A flow factory path cannot be imported; the message names it and where it looked."""
+
+
+class ProcessDied(LedgerflowError):
+    """The failure of a try found RUNNING on resume: its process died before it ended."""
 
 
 class ConflictError(LedgerflowError):
