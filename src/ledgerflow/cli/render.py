@@ -261,9 +261,34 @@ def task_lines(task: lf.TaskDetail, prefix: str, cont: str, verbose: bool) -> li
     if verbose:
         text.append(f"  {task.uuid}", style="dim")
     lines = [text]
+    if verbose:
+        lines.extend(try_lines(task.tries, cont + "    "))
     for label, failure in (("failure", task.failure), ("revert failure", task.revert_failure)):
         if failure is not None:
             lines.extend(failure_lines(label, failure, cont + "    ", verbose))
+    return lines
+
+
+def try_lines(tries: list[dict[str, Any]], indent: str) -> list[Text]:
+    """One line per try: attempt, state, start, duration, the wait before it, its failure."""
+    lines = []
+    previous_end: datetime | None = None
+    for entry in tries:
+        state = str(entry.get("state"))
+        started, finished = entry.get("started_at"), entry.get("finished_at")
+        line = Text(f"{indent}try {entry.get('attempt')}  ", style="dim")
+        line.append_text(state_text(state))
+        line.append(f"  started {format_time(started)}", style="dim")
+        if started is not None and finished is not None:
+            line.append(f"  {format_duration(max(0.0, (finished - started).total_seconds()))}")
+        if started is not None and previous_end is not None:
+            waited = max(0.0, (started - previous_end).total_seconds())
+            line.append(f"  after a {format_duration(waited)} wait", style="dim")
+        failure = entry.get("failure")
+        if failure is not None:
+            line.append(f"  {(str(failure).splitlines() or [''])[0]}", style="red")
+        lines.append(line)
+        previous_end = finished
     return lines
 
 

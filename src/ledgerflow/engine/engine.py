@@ -94,6 +94,8 @@ class Engine:
 
     def _run(self, runner: Runner) -> dict[str, Any]:
         storage = self.storage
+        # Nothing of this engine runs yet: a try recorded RUNNING died with its process.
+        storage.close_dead_tries()
         state = storage.flow_state
         if state == states.SUCCESS:
             return storage.results()

@@ -103,6 +103,24 @@ class BackendConformance(CopyChecks, EncodingChecks, ListingChecks):
         task.revert_failure = Failure(("x.Custom", "builtins.Exception"), "revert broke")
         task.checkpoint = {"offset": 42}
         task.state = states.REVERT_FAILURE
+        started = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+        task.tries = [
+            {
+                "attempt": 1,
+                "started_at": started,
+                "finished_at": started + timedelta(seconds=1),
+                "state": states.FAILURE,
+                "failure": _failure(),
+            },
+            {
+                "attempt": 2,
+                "started_at": started + timedelta(seconds=2),
+                "finished_at": None,
+                "state": states.RUNNING,
+                "failure": None,
+            },
+        ]
+        task.attempts = 2
         conn.save_logbook(book)
         loaded = conn.get_logbook(book.uuid)
         assert loaded.to_dict() == book.to_dict()
@@ -112,6 +130,9 @@ class BackendConformance(CopyChecks, EncodingChecks, ListingChecks):
         assert loaded_task.failure == task.failure
         assert loaded_task.failure is not None and loaded_task.failure.cause is not None
         assert loaded_task.failure.cause.message == "'inner'"
+        assert loaded_task.tries == task.tries
+        assert loaded_task.tries[0]["failure"].cause.message == "'inner'"
+        assert loaded.flows[0].tasks[0].tries == []
 
     def test_save_returns_the_object_with_revisions_bumped(self, conn: Connection) -> None:
         book = make_book(tasks=2)

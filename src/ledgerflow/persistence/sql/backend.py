@@ -257,11 +257,17 @@ class SQLConnection(RecordConnection):
     def _no_schema(self, conn: SAConnection) -> bool:
         if self._backend.schema_seen:
             return False
-        has_tables = migrate.schema_status(conn).has_tables
+        status = migrate.schema_status(conn)
         if conn.in_transaction():  # the check autobegan one: the caller begins its own
             conn.rollback()
-        if not has_tables:
+        if not status.has_tables:
             return True
+        if status.current is not None and status.known and not status.up_to_date:
+            # An older schema lacks columns every statement names: say so, not "no such column".
+            raise self._needs_upgrade(
+                f"is at schema revision {status.current!r}, not {migrate.head()!r}: "
+                "it needs upgrade"
+            )
         self._backend.schema_seen = True
         return False
 
