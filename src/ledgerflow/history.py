@@ -22,7 +22,8 @@ from typing import Any, Generic, TypeVar
 from ledgerflow import states
 from ledgerflow.errors import NotFound
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
-from ledgerflow.persistence.base import Connection, Cursor, mask_password
+from ledgerflow.persistence.base import Connection, mask_password
+from ledgerflow.persistence.listing import Cursor
 from ledgerflow.persistence.records import check_uuid
 
 __all__ = [
