@@ -164,3 +164,17 @@ def test_a_missing_store_is_one_clear_page_and_the_server_goes_on(tmp_path: Path
         assert client.get("/flows/abc").status_code == 404
         assert client.get("/").status_code == 200
     assert not list(tmp_path.glob("absent.db*"))
+
+
+def test_loopback_binding_refuses_other_host_headers(store_uri: str, uuids: dict[str, str]) -> None:
+    from ledgerflow.cli.web import allowed_hosts
+
+    assert allowed_hosts("0.0.0.0") is None
+    app = create_app(store_uri, allowed_hosts=allowed_hosts("127.0.0.1"))
+    for base, status in (
+        ("http://127.0.0.1:8080", 200),
+        ("http://localhost:8080", 200),
+        ("http://evil.example:8080", 400),  # a rebinding page names its own host
+    ):
+        with TestClient(app, base_url=base) as client:
+            assert client.get("/").status_code == status, base
