@@ -17,7 +17,7 @@ import click
 from rich.console import Console
 
 import ledgerflow as lf
-from ledgerflow.persistence.base import mask_password
+from ledgerflow.history import mask_password
 
 DEFAULT_BACKEND = "sqlite:///ledgerflow.db"
 BACKEND_ENV = "LEDGERFLOW_BACKEND"

@@ -31,8 +31,7 @@ from starlette.routing import Route
 from ledgerflow import states
 from ledgerflow.errors import InvalidUUIDError, NotFound, SchemaVersionError, StorageError
 from ledgerflow.history import PAGE_SIZE, History, check_uuid, task_tries
-from ledgerflow.persistence.base import Backend, Connection
-from ledgerflow.persistence.registry import open_backend
+from ledgerflow.persistence import Backend, Connection, open_backend
 from ledgerflow.web import views
 
 __all__ = ["create_app"]
