@@ -79,7 +79,7 @@ class Page(Generic[T]):
     """One page of a listing: its items, how many match in all, and the next cursor."""
 
     items: list[T]
-    total: int
+    total: int | None  # None when the caller asked not to count (count=False)
     next: str | None
     offset: int = 0
 
@@ -281,8 +281,13 @@ class History:
         name: str | None = None,
         prefix: str | None = None,
         newest_first: bool = True,
+        count: bool = True,
     ) -> Page[BookSummary]:
-        """Books newest first (or oldest), with their flow and task state counts."""
+        """Books newest first (or oldest), with their flow and task state counts.
+
+        ``count=False`` leaves ``total`` out (None): a count reads the whole index, which
+        a caller walking every page does not need.
+        """
         cursor = decode_cursor(after) if after else None
         limit, offset = _check_limit(limit), _check_offset(offset)
         state = _check_state(state, states.FLOW_STATES)
@@ -301,7 +306,11 @@ class History:
             uuids = [book.uuid for book in shown]
             flow_counts = conn.flow_state_counts(uuids) if uuids else {}
             task_counts = conn.task_state_counts(uuids) if uuids else {}
-            total = conn.count_logbooks(name=name, state=state, prefix=prefix or None)
+            total = (
+                conn.count_logbooks(name=name, state=state, prefix=prefix or None)
+                if count
+                else None
+            )
         items = [
             BookSummary(book, flow_counts.get(book.uuid, {}), task_counts.get(book.uuid, {}))
             for book in shown
@@ -318,6 +327,7 @@ class History:
         name: str | None = None,
         since: datetime | None = None,
         prefix: str | None = None,
+        count: bool = True,
     ) -> Page[FlowSummary]:
         """Flow runs newest first, with owner and the span of their tasks' times."""
         cursor = decode_cursor(after) if after else None
@@ -337,7 +347,11 @@ class History:
             )
             shown = found[:limit]
             spans = conn.task_time_spans([flow.uuid for _, flow in shown]) if shown else {}
-            total = conn.count_flows(name=name, state=state, since=since, prefix=prefix or None)
+            total = (
+                conn.count_flows(name=name, state=state, since=since, prefix=prefix or None)
+                if count
+                else None
+            )
         items = [
             FlowSummary(book_uuid, flow, *spans.get(flow.uuid, (None, None)), lease_of(flow, now))
             for book_uuid, flow in shown

@@ -115,7 +115,7 @@ def books(
             limit=min(limit or MAX_PAGE, MAX_PAGE), offset=start, **query.filters()
         )
         items = first.items + list(_iter_summaries(history, query, start, limit, first))
-        total = first.total
+        total = first.total or 0
         everything = conn.count_logbooks() if query.filtered and not items else total
     _print_books(app, items, start, total, limit, query, everything)
 
@@ -166,7 +166,11 @@ def _iter_summaries(
     while left is None or left > 0:
         size = MAX_PAGE if left is None else min(left, MAX_PAGE)
         page = history.books(
-            limit=size, after=cursor, offset=0 if cursor else start, **query.filters()
+            limit=size,
+            after=cursor,
+            offset=0 if cursor else start,
+            count=False,
+            **query.filters(),
         )
         yield from page.items
         if left is not None:
