@@ -20,8 +20,8 @@ from ledgerflow import states
 from ledgerflow.cli import render
 from ledgerflow.cli.app import EXIT_USAGE, App, fail, has_records, local_store_missing
 from ledgerflow.cli.render import Text
-from ledgerflow.persistence.base import mask_password
 from ledgerflow.persistence.records import check_uuid
+from ledgerflow.persistence.uri import mask_password
 
 __all__ = ["books", "copy", "load", "show", "upgrade", "view"]
 

@@ -36,6 +36,7 @@ from ledgerflow.errors import ConflictError, NotFound
 from ledgerflow.models import FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence import records
 from ledgerflow.persistence.records import Kind, Row
+from ledgerflow.persistence.uri import mask_password
 
 __all__ = ["Backend", "Connection", "RecordConnection", "RecordRef"]
 
@@ -199,18 +200,6 @@ class Backend(abc.ABC):
     def safe_uri(self) -> str:
         """The URI with any password masked, for messages and logs."""
         return mask_password(self.uri)
-
-
-def mask_password(uri: str) -> str:
-    """Replace the password of ``scheme://user:password@host`` with ``***``."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return uri
-    userinfo, _, hostpart = rest.partition("@")
-    if ":" not in userinfo:
-        return uri
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{hostpart}"
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:

@@ -28,7 +28,13 @@ import sqlalchemy as sa
 from sqlalchemy import Connection as SAConnection
 from sqlalchemy import bindparam, func
 
-from ledgerflow.errors import ConflictError, CorruptRecordError, NotFound, SchemaVersionError
+from ledgerflow.errors import (
+    ConflictError,
+    CorruptRecordError,
+    CorruptStoreError,
+    NotFound,
+    SchemaVersionError,
+)
 from ledgerflow.models import FlowDetail, TaskDetail
 from ledgerflow.persistence import records
 from ledgerflow.persistence.base import Backend, RecordConnection
@@ -127,6 +133,8 @@ class SQLBackend(Backend):
         self.engine = create_engine(self.address)
         #: Set once the tables are known to exist, so later calls skip the check.
         self.schema_seen = False
+        #: Set when SQLite reported the file malformed: every later write is refused.
+        self.corrupt: CorruptStoreError | None = None
         dialect = self.engine.dialect
         self.updates: dict[tuple[Kind, bool], PreparedUpdate] = {
             (kind, checked): PreparedUpdate(_update_statement(kind, checked), dialect)
@@ -219,6 +227,7 @@ class SQLConnection(RecordConnection):
             return
         if self._open_snapshot is not None:
             raise RuntimeError("a write cannot start inside a snapshot read")
+        self._refuse_if_corrupt()
         if self._file_missing():
             raise self._needs_upgrade("has no ledgerflow schema (the file does not exist)")
         with self._connect("write") as conn:
@@ -233,10 +242,25 @@ class SQLConnection(RecordConnection):
             finally:
                 self._local.conn = None
 
+    def _refuse_if_corrupt(self) -> None:
+        corrupt = self._backend.corrupt
+        if corrupt is not None:
+            raise CorruptStoreError(str(corrupt)) from corrupt
+
+    @contextlib.contextmanager
+    def _translating(self, action: str) -> Iterator[None]:
+        """Driver errors become ours; a malformed SQLite file stops all further writes."""
+        try:
+            with _translate(self._address, action):
+                yield
+        except CorruptStoreError as error:
+            self._backend.corrupt = self._backend.corrupt or error
+            raise
+
     @contextlib.contextmanager
     def _connect(self, action: str) -> Iterator[SAConnection]:
         """A pooled connection; driver errors (connecting included) become ours."""
-        with self._guard(), _translate(self._address, action):
+        with self._guard(), self._translating(action):
             conn = self._checkout()
             try:
                 yield conn
@@ -296,6 +320,9 @@ class SQLConnection(RecordConnection):
     def upgrade(self) -> None:
         """Create or migrate the schema to the current version; idempotent."""
         where = self._address.where
+        self._refuse_if_corrupt()
+        if self._up_to_date():  # no write lock, no write: a reader may call this freely
+            return
         if self._address.path is not None:  # the one call that may create the file
             os.makedirs(os.path.dirname(self._address.path), exist_ok=True)
         with self._connect("upgrade") as conn, self._upgrade_lock(conn):
@@ -309,6 +336,15 @@ class SQLConnection(RecordConnection):
                     conn.execute(sa.select(func.pg_advisory_xact_lock(_PG_UPGRADE_LOCK)))
                 migrate.upgrade(conn, where)
         self._backend.schema_seen = True
+
+    def _up_to_date(self) -> bool:
+        """Whether the schema is already this version's (read only; False if unsure)."""
+        if self._file_missing():
+            return False
+        with self._connect("upgrade") as conn:
+            status = migrate.schema_status(conn)
+        status.check_known(self._address.where)
+        return status.current is not None and status.up_to_date and status.has_tables
 
     @contextlib.contextmanager
     def _upgrade_lock(self, conn: SAConnection) -> Iterator[None]:
@@ -462,7 +498,8 @@ class SQLConnection(RecordConnection):
         # committed on the driver connection, each UPDATE is a compare-and-set on its
         # revision, and any surprise (a row missing or moved on) rolls back and is
         # replayed by the general path, which tells NotFound from ConflictError.
-        with _translate(self._address, "write"):
+        self._refuse_if_corrupt()
+        with self._translating("write"):
             driver: sqlite3.Connection = self._checkout().connection.driver_connection  # type: ignore[assignment]
             driver.execute("BEGIN IMMEDIATE")
             try:
