@@ -20,9 +20,9 @@ from ledgerflow.testing.conformance import make_book
 
 
 def _fails(uri: str) -> str:
-    with lf.open_backend(uri) as backend, backend.connect() as conn:
-        with pytest.raises(lf.StorageError) as caught:
-            conn.count_logbooks()
+    backend = lf.open_backend(uri)
+    with backend, backend.connect() as conn, pytest.raises(lf.StorageError) as caught:
+        conn.count_logbooks()
     return str(caught.value)
 
 
@@ -95,9 +95,9 @@ def _tiny_disk(tmp_path: Path) -> Iterator[Path]:
 def test_a_full_disk_while_opening_says_the_disk_is_full(tmp_path: Path) -> None:
     with _tiny_disk(tmp_path) as disk:
         (disk / "filler").write_bytes(b"x" * (60 * 1024))
-        with lf.open_backend(f"sqlite:///{disk / 'runs.db'}") as backend, backend.connect() as c:
-            with pytest.raises(lf.StorageError) as caught:
-                c.upgrade()
+        backend = lf.open_backend(f"sqlite:///{disk / 'runs.db'}")
+        with backend, backend.connect() as conn, pytest.raises(lf.StorageError) as caught:
+            conn.upgrade()
     message = str(caught.value)
     assert "is full" in message and "runs.db" in message
     assert "cannot open" not in message
@@ -129,10 +129,9 @@ def test_only_a_uniqueness_violation_is_a_conflict(tmp_path: Path) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (k TEXT UNIQUE, v TEXT NOT NULL)")
         conn.exec_driver_sql("INSERT INTO t VALUES ('a', 'x')")
-    with engine.begin() as conn, pytest.raises(lf.ConflictError):
-        with translate_errors(address, "write"):
-            conn.exec_driver_sql("INSERT INTO t VALUES ('a', 'y')")
-    with engine.begin() as conn, pytest.raises(lf.StorageError) as caught:
+    with engine.begin() as conn, pytest.raises(lf.ConflictError), translate_errors(address, "w"):
+        conn.exec_driver_sql("INSERT INTO t VALUES ('a', 'y')")
+    with engine.begin() as conn, pytest.raises(lf.StorageError) as caught:  # noqa: SIM117
         with translate_errors(address, "write"):
             conn.exec_driver_sql("INSERT INTO t VALUES ('b', NULL)")
     assert not isinstance(caught.value, lf.ConflictError)
