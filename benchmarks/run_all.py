@@ -13,6 +13,7 @@ SCRIPTS = [
     "engine_bench.py",
     "sqlite_anatomy.py",
     "cli_bench.py",
+    "field_checks.py",
 ]
 
 
