@@ -22,6 +22,7 @@ from ledgerflow.errors import (
 from ledgerflow.flow import Flow, GraphFlow, LinearFlow, UnorderedFlow
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence import Backend, Connection, available_schemes, open_backend
+from ledgerflow.persistence.care import Damage, purge
 from ledgerflow.storage import StateChange, Storage
 from ledgerflow.task import Retry, Task, task
 
@@ -34,6 +35,7 @@ __all__ = [
     "Connection",
     "CorruptRecordError",
     "CorruptStoreError",
+    "Damage",
     "Engine",
     "Failure",
     "Flow",
@@ -63,6 +65,7 @@ __all__ = [
     "current_task",
     "load",
     "open_backend",
+    "purge",
     "resume",
     "run",
     "states",

@@ -36,9 +36,11 @@ from ledgerflow.errors import (
     SchemaVersionError,
 )
 from ledgerflow.models import FlowDetail, TaskDetail
-from ledgerflow.persistence import records
+from ledgerflow.persistence import care, records
 from ledgerflow.persistence.base import Backend, RecordConnection
+from ledgerflow.persistence.care import Damage, PurgePolicy
 from ledgerflow.persistence.records import Kind, Row
+from ledgerflow.persistence.sql import care as sql_care
 from ledgerflow.persistence.sql import migrate
 from ledgerflow.persistence.sql.engines import (
     SQLITE_WAL,
@@ -528,6 +530,18 @@ class SQLConnection(RecordConnection):
             and self._open_snapshot is None
             and all(detail.revision for detail in details)  # revision 0: a blind write
         )
+
+    def _scan(self, kind: Kind) -> Iterator[care.ScanItem]:
+        """Every row of ``kind`` by table and id, decoded one at a time (see ``sql.care``)."""
+        return sql_care.scan(self, kind)
+
+    def _check_store(self) -> Iterator[Damage]:
+        """SQLite's ``PRAGMA integrity_check`` of the file (servers check themselves)."""
+        return sql_care.integrity_problems(self)
+
+    def purge_logbooks(self, policy: PurgePolicy, progress: care.Progress | None = None) -> int:
+        """Remove the books ``policy`` allows with one DELETE per batch; return how many."""
+        return sql_care.purge(self, policy, progress)
 
     def _delete_book(self, uuid: str) -> bool:
         with self._transaction():
