@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 
 from ledgerflow.cli.app import BACKEND_ENV, DEFAULT_BACKEND, App, LedgerflowGroup
+from ledgerflow.cli.care import check, purge
 from ledgerflow.cli.commands import books, copy, show, upgrade
 from ledgerflow.cli.demo import demo, demo_child
 from ledgerflow.cli.run import resume
@@ -46,7 +47,7 @@ def cli(ctx: click.Context, backend_uri: str, debug: bool) -> None:
     )
 
 
-for _command in (books, show, resume, upgrade, copy, demo, demo_child):
+for _command in (books, show, resume, upgrade, copy, demo, demo_child, check, purge):
     cli.add_command(_command)
 
 

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import ledgerflow as lf
 from ledgerflow import states
-from ledgerflow.cli import render
+from ledgerflow.cli import listing, render
 from ledgerflow.cli.app import EXIT_USAGE, App, fail, has_records, local_store_missing
 from ledgerflow.cli.render import Text
 from ledgerflow.persistence.records import check_uuid
@@ -80,15 +80,41 @@ def books(
         if not has_records(conn):
             _print_no_books(app, as_json, "holds no logbooks")
             return
-        page_books = conn.list_logbooks(
-            limit=limit, offset=start, name=name, state=state, newest_first=newest_first
-        )
-        if as_json:
-            _echo_json([conn.get_logbook(book.uuid).to_dict() for book in page_books])
-            return
-        counts = conn.task_state_counts([book.uuid for book in page_books])
         total = conn.count_logbooks(name=name, state=state)
+
+        def fetch(offset: int, count: int | None) -> list[lf.LogBook]:
+            return conn.list_logbooks(
+                limit=count, offset=offset, name=name, state=state, newest_first=newest_first
+            )
+
+        page_books = listing.robust_page(fetch, start, limit, total)
+        if as_json:
+            entries = [_book_json(conn, book) for book in page_books]
+            _echo_json(entries)
+            _fail_if_corrupt(sum("corrupt" in entry for entry in entries))
+            return
+        uuids = [book.uuid for book in page_books if isinstance(book, lf.LogBook)]
+        counts = listing.per_item(conn.task_state_counts, uuids)
     _print_books(app, page_books, counts, start, total, limit)
+    _fail_if_corrupt(
+        sum(isinstance(item, lf.CorruptRecordError) for item in (*page_books, *counts.values()))
+    )
+
+
+def _book_json(conn: lf.Connection, book: lf.LogBook | lf.CorruptRecordError) -> dict[str, Any]:
+    """A book's to_dict(), or what is known of it and why it is corrupt."""
+    if isinstance(book, lf.CorruptRecordError):
+        return {"corrupt": str(book)}
+    try:
+        return conn.get_logbook(book.uuid).to_dict()
+    except lf.CorruptRecordError as exc:
+        return {"uuid": book.uuid, "name": book.name, "corrupt": str(exc)}
+
+
+def _fail_if_corrupt(count: int) -> None:
+    if count:
+        noun = "record is" if count == 1 else "records are"
+        fail(f"{count} listed {noun} corrupt; run `ledgerflow check` for details")
 
 
 def _print_no_books(app: App, as_json: bool, why: str) -> None:
@@ -106,8 +132,8 @@ def _at_a_terminal(app: App) -> bool:
 
 def _print_books(
     app: App,
-    page_books: list[lf.LogBook],
-    counts: dict[str, dict[str, int]],
+    page_books: list[lf.LogBook | lf.CorruptRecordError],
+    counts: dict[str, dict[str, int] | lf.CorruptRecordError],
     start: int,
     total: int,
     limit: int | None,
@@ -122,12 +148,19 @@ def _print_books(
     if interactive:
         lines.append(Text(f"{'UUID':36}  {'CREATED (UTC)':19}  NAME  TASKS", style="bold"))
     for book in page_books:
+        if isinstance(book, lf.CorruptRecordError):
+            lines.append(Text(f"CORRUPT  {book}", style="bold red"))
+            continue
         line = Text(f"{book.uuid:36}  ")
         line.append(book.created_at.strftime("%Y-%m-%d %H:%M:%S"), style="dim")
         line.append("  ")
         line.append(book.name, style="cyan")
         line.append("  ")
-        line.append_text(render.state_counts_text(counts.get(book.uuid, {})))
+        book_counts = counts.get(book.uuid, {})
+        if isinstance(book_counts, lf.CorruptRecordError):
+            line.append(f"CORRUPT  {book_counts}", style="bold red")
+        else:
+            line.append_text(render.state_counts_text(book_counts))
         lines.append(line)
     shown = start + len(page_books)
     if interactive:
