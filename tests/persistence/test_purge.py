@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from tests.persistence.conftest import private_database
 
 import ledgerflow as lf
 from ledgerflow import states
 from ledgerflow.models import utcnow
 from ledgerflow.persistence import care
-from tests.persistence.conftest import private_database
 
 OLD = timedelta(days=40)
 

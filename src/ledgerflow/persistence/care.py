@@ -227,12 +227,16 @@ def check_rows(conn: RecordConnection) -> Iterator[Damage]:
     """``check`` over row primitives: the store's own check, then every row decoded."""
     yield from conn._check_store()
     for kind in KINDS:
-        for where, row, problem in conn._scan(kind):
-            if row is not None and problem is None:
-                problem = decode_problem(kind, row)
-            if problem is not None:
-                uuid = row.get("uuid") if row is not None else None
-                yield Damage(kind, uuid if isinstance(uuid, str) else None, where, problem)
+        where = f"the {records.NAMES[kind]}s"
+        try:
+            for where, row, problem in conn._scan(kind):
+                if row is not None and problem is None:
+                    problem = decode_problem(kind, row)
+                if problem is not None:
+                    uuid = row.get("uuid") if row is not None else None
+                    yield Damage(kind, uuid if isinstance(uuid, str) else None, where, problem)
+        except LedgerflowError as exc:  # the rest of this kind cannot be read: say so, go on
+            yield Damage(kind, None, f"after {where}", str(exc))
 
 
 def scan_by_parents(conn: RecordConnection, kind: Kind) -> Iterator[ScanItem]:
