@@ -50,6 +50,7 @@ from ledgerflow.persistence.sql.engines import (
 )
 from ledgerflow.persistence.sql.engines import translate_errors as _translate
 from ledgerflow.persistence.sql.fastpath import PreparedSelect, PreparedUpdate
+from ledgerflow.persistence.sql.packets import PacketLimit
 from ledgerflow.persistence.sql.tables import BOOKS, FLOWS, FORMAT_DEFAULT, TABLES, TASKS
 
 __all__ = ["SQLBackend", "SQLConnection"]
@@ -137,6 +138,10 @@ class SQLBackend(Backend):
         self.schema_seen = False
         #: Set when SQLite reported the file malformed: every later write is refused.
         self.corrupt: CorruptStoreError | None = None
+        #: MySQL/MariaDB: the server's max_allowed_packet, checked before each row is sent.
+        self.packets: PacketLimit | None = None
+        if self.address.backend_name in ("mysql", "mariadb"):
+            self.packets = PacketLimit(self.engine, self.address.where)
         dialect = self.engine.dialect
         self.updates: dict[tuple[Kind, bool], PreparedUpdate] = {
             (kind, checked): PreparedUpdate(_update_statement(kind, checked), dialect)
@@ -464,7 +469,15 @@ class SQLConnection(RecordConnection):
     # ---- writes ---------------------------------------------------------------------
     def _insert(self, kind: Kind, rows: Sequence[Row]) -> None:
         with self._transaction():
+            self._check_packets(kind, rows)
             self._writer().execute(_INSERT[kind], list(rows))
+
+    def _check_packets(self, kind: Kind, rows: Sequence[Row]) -> None:
+        """MySQL: refuse a row its server would refuse, before it is sent (see ``packets``)."""
+        packets = self._backend.packets
+        if packets is not None:
+            for row in rows:
+                packets.check(_NAMES[kind], row["uuid"], row)
 
     def _update(self, kind: Kind, row: Row, expected_revision: int | None) -> int:
         conn = self._current
@@ -472,6 +485,8 @@ class SQLConnection(RecordConnection):
             with self._transaction():
                 return self._update(kind, row, expected_revision)
         # Inside the caller's transaction from here (the engine's hot path).
+        if self._backend.packets is not None:
+            self._check_packets(kind, [row])
         params = {name: row[name] for name in _SETTABLE[kind]}
         params["w_uuid"] = uuid = row["uuid"]
         updates = self._backend.updates
