@@ -121,3 +121,17 @@ def test_purge_bad_input_and_missing_store(cli: Runner, tmp_path: Path) -> None:
         cli("--backend", missing, "purge", "--older-than", "1d", "--state", "RUNNING"), 2, "RUNNING"
     )
     assert_one_line_error(cli("--backend", missing, "purge"), 2, "--older-than")
+
+
+def test_show_prints_a_record_with_an_unknown_state_and_says_so(
+    cli: Runner, sqlite_uri: str, store: lf.LogBook
+) -> None:
+    task = store.flows[0].tasks[0]
+    with sqlite3.connect(_sqlite_file(sqlite_uri)) as raw:
+        raw.execute(
+            "UPDATE ledgerflow_task_details SET state = 'BOGUS' WHERE uuid = ?", (task.uuid,)
+        )
+    for args in ((), ("--json",)):
+        outcome = cli("--backend", sqlite_uri, "show", store.uuid, *args)
+        assert_one_line_error(outcome, 1, f"task detail {task.uuid}", "'BOGUS'", "ledgerflow check")
+        assert task.name in outcome.stdout

@@ -20,6 +20,7 @@ from ledgerflow import states
 from ledgerflow.cli import listing, render
 from ledgerflow.cli.app import EXIT_USAGE, App, fail, has_records, local_store_missing
 from ledgerflow.cli.render import Text
+from ledgerflow.persistence.care import record_problems
 from ledgerflow.persistence.records import check_uuid
 from ledgerflow.persistence.uri import mask_password
 
@@ -185,10 +186,15 @@ def show(app: App, uuid: str, verbose: bool, as_json: bool) -> None:
         if not has_records(conn):
             fail(f"no logbook, flow or task with uuid {uuid!r}: {app.safe_uri} is empty")
         if as_json:
-            _echo_json(load(conn, uuid).to_dict())
-            return
-        _, lines = view(conn, uuid, verbose, app.out.width)
-    render.emit(app.out, lines)
+            record = load(conn, uuid)
+            _echo_json(record.to_dict())
+        else:
+            record, lines = view(conn, uuid, verbose, app.out.width)
+            render.emit(app.out, lines)
+    problems = record_problems(record)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        fail(f"{problems[0]}{more}; run `ledgerflow check`")
 
 
 def load(conn: lf.Connection, uuid: str) -> lf.LogBook | lf.FlowDetail | lf.TaskDetail:

@@ -92,6 +92,22 @@ def decode_problem(kind: Kind, row: Row) -> str | None:
     return None
 
 
+def record_problems(record: LogBook | FlowDetail | TaskDetail) -> list[str]:
+    """What is wrong with a loaded record and its nested details (an unknown state, say)."""
+    kinds: dict[type, Kind] = {LogBook: "book", FlowDetail: "flow", TaskDetail: "task"}
+    problems: list[str] = []
+    pending: list[Any] = [record]
+    while pending:
+        current = pending.pop(0)
+        try:
+            records.check_fields(kinds[type(current)], current)
+        except ValueError as exc:
+            problems.append(str(exc))
+        if not isinstance(current, TaskDetail):
+            pending.extend(current)
+    return problems
+
+
 @dataclass(frozen=True)
 class PurgePolicy:
     """Which books a purge removes: see the module docstring."""
