@@ -10,6 +10,8 @@
     ├── StateTransitionError      an illegal flow or task state change
     ├── SerializationError        (also ValueError) a value JSON cannot encode
     ├── VersionMismatchError      stored task major version differs from the code's
+    ├── FactoryImportError        (also ImportError) a stored flow factory cannot be imported
+    ├── ProcessDied               (recorded, not raised) a try's process died inside it
     ├── ConflictError             a write based on a stale copy of a record
     ├── StorageError              the store failed; the driver's exception is __cause__
     │   ├── MissingDriverError    a driver's extra is not installed
@@ -32,12 +34,14 @@ __all__ = [
     "ConflictError",
     "CorruptRecordError",
     "CorruptStoreError",
+    "FactoryImportError",
     "FlowFailed",
     "InvalidUUIDError",
     "LedgerflowError",
     "MissingDriverError",
     "MissingInputsError",
     "NotFound",
+    "ProcessDied",
     "SchemaVersionError",
     "SerializationError",
     "StateTransitionError",
@@ -83,6 +87,14 @@ class SerializationError(LedgerflowError, ValueError):
 
 class VersionMismatchError(LedgerflowError):
     """A stored task was written by code of another major version."""
+
+
+class FactoryImportError(LedgerflowError, ImportError):
+    """A flow factory path cannot be imported; the message names it and where it looked."""
+
+
+class ProcessDied(LedgerflowError):
+    """The failure of a try found RUNNING on resume: its process died before it ended."""
 
 
 class ConflictError(LedgerflowError):

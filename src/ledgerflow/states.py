@@ -21,6 +21,8 @@ REVERTED: Final = "REVERTED"
 REVERT_FAILURE: Final = "REVERT_FAILURE"
 SUSPENDING: Final = "SUSPENDING"
 SUSPENDED: Final = "SUSPENDED"
+#: A try (``td.tries``) stopped by ``lf.Interrupted``: not a failure, spends no Retry attempt.
+INTERRUPTED: Final = "INTERRUPTED"
 
 FLOW_STATES: Final = frozenset(
     {PENDING, RUNNING, SUCCESS, FAILURE, REVERTING, REVERTED, SUSPENDING, SUSPENDED}
@@ -28,6 +30,9 @@ FLOW_STATES: Final = frozenset(
 TASK_STATES: Final = frozenset(
     {PENDING, RUNNING, SUCCESS, FAILURE, RETRYING, REVERTING, REVERTED, REVERT_FAILURE}
 )
+
+#: States of one try in ``td.tries``: RUNNING while in flight, then how it ended.
+TRY_STATES: Final = frozenset({RUNNING, SUCCESS, FAILURE, INTERRUPTED})
 
 FLOW_TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     PENDING: frozenset({RUNNING, SUSPENDED}),

@@ -56,7 +56,7 @@ def test_books_lists_the_others_beside_a_corrupt_book(
     with sqlite3.connect(_sqlite_file(sqlite_uri)) as raw:
         raw.execute(f"UPDATE {BOOKS.name} SET meta = '{{oops' WHERE uuid = ?", (store.uuid,))
     outcome = cli("--backend", sqlite_uri, "books")
-    assert_one_line_error(outcome, 1, "1 listed record is corrupt", "ledgerflow check")
+    assert_one_line_error(outcome, 1, "1 corrupt record is listed", "ledgerflow check")
     lines = outcome.stdout.strip().splitlines()
     assert len(lines) == 2
     assert any("weekly-report" in line for line in lines)

@@ -7,12 +7,22 @@ not a listing.  Each corrupt entry is the ``CorruptRecordError`` naming it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
 
 import ledgerflow as lf
+from ledgerflow.cli import render
+from ledgerflow.cli.render import Text
+from ledgerflow.history import BookSummary
 
-__all__ = ["per_item", "robust_page"]
+if TYPE_CHECKING:
+    from ledgerflow.cli.app import App
+
+__all__ = ["BookFilter", "per_item", "print_books_around_corruption", "robust_page"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -60,3 +70,70 @@ def per_item(
             except lf.CorruptRecordError as exc:
                 out[key] = exc
         return out
+
+
+@dataclass(frozen=True)
+class BookFilter:
+    """What a ``books`` listing selects, in its order."""
+
+    name: str | None
+    state: str | None
+    newest_first: bool
+
+
+def print_books_around_corruption(
+    app: App, conn: lf.Connection, query: BookFilter, start: int, limit: int | None, as_json: bool
+) -> str:
+    """Print the books from ``start`` with each corrupt record shown as such; say how many."""
+    total = conn.count_logbooks(name=query.name, state=query.state)
+
+    def fetch(offset: int, count: int | None) -> list[lf.LogBook]:
+        return conn.list_logbooks(
+            limit=count,
+            offset=offset,
+            name=query.name,
+            state=query.state,
+            newest_first=query.newest_first,
+        )
+
+    entries = robust_page(fetch, start, limit, total)
+    good = [entry.uuid for entry in entries if isinstance(entry, lf.LogBook)]
+    if as_json:
+        items = [_book_json(conn, entry) for entry in entries]
+        click.echo(json.dumps(items, indent=2, ensure_ascii=False))
+        corrupt = sum("corrupt" in item for item in items)
+    else:
+        flows = per_item(conn.flow_state_counts, good)
+        tasks = per_item(conn.task_state_counts, good)
+        lines = [_line(entry, flows, tasks) for entry in entries]
+        render.emit(app.out, lines)
+        corrupt = sum("CORRUPT" in line.plain for line in lines)
+    return f"{corrupt} corrupt record" + (" is" if corrupt == 1 else "s are")
+
+
+def _line(
+    entry: lf.LogBook | lf.CorruptRecordError,
+    flows: dict[str, dict[str, int] | lf.CorruptRecordError],
+    tasks: dict[str, dict[str, int] | lf.CorruptRecordError],
+) -> Text:
+    if isinstance(entry, lf.CorruptRecordError):
+        return Text(f"CORRUPT  {entry}", style="bold red")
+    flow_states, task_states = flows.get(entry.uuid, {}), tasks.get(entry.uuid, {})
+    for counts in (flow_states, task_states):
+        if isinstance(counts, lf.CorruptRecordError):
+            line = Text(f"{entry.uuid:36}  ")
+            line.append(entry.name, style="cyan")
+            line.append(f"  CORRUPT  {counts}", style="bold red")
+            return line
+    assert not isinstance(flow_states, Exception) and not isinstance(task_states, Exception)
+    return render.book_line(BookSummary(entry, flow_states, task_states))
+
+
+def _book_json(conn: lf.Connection, entry: lf.LogBook | lf.CorruptRecordError) -> dict[str, Any]:
+    """A book's to_dict(), or what is known of it and why it is corrupt."""
+    if isinstance(entry, lf.CorruptRecordError):
+        return {"corrupt": str(entry)}
+    try:
+        return conn.get_logbook(entry.uuid).to_dict()
+    except lf.CorruptRecordError as exc:
+        return {"uuid": entry.uuid, "name": entry.name, "corrupt": str(exc)}
