@@ -135,3 +135,19 @@ def test_show_prints_a_record_with_an_unknown_state_and_says_so(
         outcome = cli("--backend", sqlite_uri, "show", store.uuid, *args)
         assert_one_line_error(outcome, 1, f"task detail {task.uuid}", "'BOGUS'", "ledgerflow check")
         assert task.name in outcome.stdout
+
+
+def test_flows_lists_the_others_beside_a_corrupt_flow(
+    cli: Runner, sqlite_uri: str, store: lf.LogBook
+) -> None:
+    flow = store.flows[0]
+    with sqlite3.connect(_sqlite_file(sqlite_uri)) as raw:
+        raw.execute(f"UPDATE {FLOWS.name} SET meta = '{{oops' WHERE uuid = ?", (flow.uuid,))
+    outcome = cli("--backend", sqlite_uri, "flows")
+    assert_one_line_error(outcome, 1, "1 corrupt record is listed")
+    lines = outcome.stdout.strip().splitlines()
+    assert len(lines) == 2
+    assert any(line.startswith("CORRUPT") and flow.uuid in line for line in lines)
+    outcome = cli("--backend", sqlite_uri, "flows", "--json")
+    assert outcome.exit_code == 1
+    assert sorted("corrupt" in entry for entry in json.loads(outcome.stdout)) == [False, True]

@@ -14,7 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import ledgerflow as lf
 from ledgerflow.cli.app import EXIT_FAILURE, App, fail, has_records, local_store_missing
-from ledgerflow.persistence.care import DEFAULT_PURGE_STATES, FINISHED_STATES, parse_duration
+from ledgerflow.cli.flows import DurationType
+from ledgerflow.persistence.care import DEFAULT_PURGE_STATES, FINISHED_STATES
 
 __all__ = ["check", "purge"]
 
@@ -58,19 +59,11 @@ def _damages(conn: lf.Connection) -> list[lf.Damage]:
         return [lf.Damage(None, None, "the store", str(exc))]
 
 
-def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 @click.command()
 @click.option(
     "--older-than",
     required=True,
-    callback=_duration,
-    metavar="DURATION",
+    type=DurationType(),
     help="Only books whose flows all ended longer ago than this (e.g. 30d, 12h, 15m, 90s).",
 )
 @click.option(

@@ -17,12 +17,22 @@ import click
 import ledgerflow as lf
 from ledgerflow.cli import render
 from ledgerflow.cli.render import Text
-from ledgerflow.history import BookSummary
+from ledgerflow.history import MAX_PAGE, BookSummary, FlowSummary, History
 
 if TYPE_CHECKING:
     from ledgerflow.cli.app import App
 
-__all__ = ["BookFilter", "per_item", "print_books_around_corruption", "robust_page"]
+__all__ = [
+    "BookFilter",
+    "corrupt_line",
+    "entry_json",
+    "entry_line",
+    "fail_if_corrupt",
+    "flows_around_corruption",
+    "per_item",
+    "print_books_around_corruption",
+    "robust_page",
+]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -117,7 +127,7 @@ def _line(
     tasks: dict[str, dict[str, int] | lf.CorruptRecordError],
 ) -> Text:
     if isinstance(entry, lf.CorruptRecordError):
-        return Text(f"CORRUPT  {entry}", style="bold red")
+        return corrupt_line(entry)
     flow_states, task_states = flows.get(entry.uuid, {}), tasks.get(entry.uuid, {})
     for counts in (flow_states, task_states):
         if isinstance(counts, lf.CorruptRecordError):
@@ -137,3 +147,42 @@ def _book_json(conn: lf.Connection, entry: lf.LogBook | lf.CorruptRecordError) -
         return conn.get_logbook(entry.uuid).to_dict()
     except lf.CorruptRecordError as exc:
         return {"uuid": entry.uuid, "name": entry.name, "corrupt": str(exc)}
+
+
+def flows_around_corruption(
+    history: History, total: int, limit: int | None, filters: dict[str, Any]
+) -> list[FlowSummary | lf.CorruptRecordError]:
+    """The flows ``ledgerflow flows`` lists, newest first, each corrupt one as its error."""
+    wanted = total if limit is None else min(limit, total)
+
+    def fetch(offset: int, count: int | None) -> list[FlowSummary]:
+        return history.flows(limit=count or MAX_PAGE, offset=offset, **filters).items
+
+    found: list[FlowSummary | lf.CorruptRecordError] = []
+    for start in range(0, wanted, MAX_PAGE):
+        found.extend(robust_page(fetch, start, min(MAX_PAGE, wanted - start), total))
+    return found
+
+
+def entry_json(item: FlowSummary | lf.CorruptRecordError) -> dict[str, Any]:
+    """A listed flow's JSON, or why it is corrupt."""
+    return {"corrupt": str(item)} if isinstance(item, lf.CorruptRecordError) else item.to_dict()
+
+
+def entry_line(item: T | lf.CorruptRecordError, line: Callable[[T], Text]) -> Text:
+    """``line(item)``, or the corrupt line for a record that does not load."""
+    return corrupt_line(item) if isinstance(item, lf.CorruptRecordError) else line(item)
+
+
+def corrupt_line(error: lf.CorruptRecordError) -> Text:
+    """A listing's line for a record that does not load."""
+    return Text(f"CORRUPT  {error}", style="bold red")
+
+
+def fail_if_corrupt(count: int) -> None:
+    """Exit 1 with one line when a listing showed corrupt records."""
+    if count:
+        from ledgerflow.cli.app import fail
+
+        noun = "corrupt record is" if count == 1 else "corrupt records are"
+        fail(f"{count} {noun} listed; run `ledgerflow check` for details")

@@ -14,7 +14,6 @@ DELETE per batch.  What makes a book purgeable is decided here once:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,7 +33,6 @@ __all__ = [
     "Damage",
     "PurgePolicy",
     "decode_problem",
-    "parse_duration",
     "purge",
 ]
 
@@ -164,10 +162,6 @@ def guarded(conn: Connection, book_uuids: Sequence[str]) -> set[str]:
     for guard in BOOK_GUARDS:
         kept.update(guard(conn, book_uuids))
     return kept
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def purge(
@@ -315,11 +309,3 @@ def _doomed(conn: RecordConnection, policy: PurgePolicy, uuids: Sequence[str]) -
     doomed = [uuid for uuid in uuids if policy.purgeable(flows[uuid])]
     kept = guarded(conn, doomed) if doomed else set()
     return [uuid for uuid in doomed if uuid not in kept]
-
-
-def parse_duration(text: str) -> timedelta:
-    """``30d``, ``12h``, ``15m``, ``90s`` -> a timedelta; ValueError names the bad text."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(f"not a duration: {text!r} (expected a number and s, m, h or d: 30d)")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
