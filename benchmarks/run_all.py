@@ -14,6 +14,7 @@ SCRIPTS = [
     "sqlite_anatomy.py",
     "cli_bench.py",
     "field_checks.py",
+    "care_bench.py",
 ]
 
 
