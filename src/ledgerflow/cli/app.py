@@ -189,4 +189,8 @@ class LedgerflowGroup(click.Group):
         except Exception as exc:
             if ctx.params.get("debug"):
                 raise
-            raise translate(exc) from exc
+            error = translate(exc)
+            uri = ctx.params.get("backend_uri")
+            if isinstance(uri, str):  # a driver's own text may quote the connection string
+                error.message = redact(error.message, uri)
+            raise error from exc
