@@ -192,5 +192,5 @@ class LedgerflowGroup(click.Group):
             error = translate(exc)
             uri = ctx.params.get("backend_uri")
             if isinstance(uri, str):  # a driver's own text may quote the connection string
-                error.message = redact(error.message, uri)
+                error = cli_error(redact(error.message, uri), error.exit_code)
             raise error from exc
