@@ -150,6 +150,8 @@ def check_fields(kind: Kind, record: LogBook | FlowDetail | TaskDetail) -> None:
     one store would refuse (or mangle) is refused by all of them alike.
     """
     check_uuid(record.uuid, f"{NAMES[kind]} uuid")
+    if _FITS[kind](record):  # the common case in one expression; the rules say what is wrong
+        return
     for field, test, expected in FIELD_RULES[kind]:
         value = getattr(record, field)
         if not test(value):
@@ -163,6 +165,33 @@ def _bad_field(what: str, field: str, value: object, expected: str) -> str:
         text = repr(value)
         shown = f"{type(value).__name__} {text if len(text) <= 80 else text[:77] + '...'}"
     return f"{field} of {what} must be {expected}, not {shown}"
+
+
+def _common_fit(record: LogBook | FlowDetail | TaskDetail) -> bool:
+    name, revision = record.name, record.revision
+    return (
+        type(name) is str
+        and len(name) <= MAX_KEY_LENGTH
+        and type(revision) is int
+        and 0 <= revision <= MAX_COUNT
+        and type(record.created_at) is datetime
+        and type(record.updated_at) is datetime
+        and type(record.meta) is dict
+    )
+
+
+def _book_fits(book: Any) -> bool:
+    return _common_fit(book)
+
+
+def _flow_fits(flow: Any) -> bool:
+    kind, state = flow.type, flow.state
+    return (
+        _common_fit(flow)
+        and (kind is None or (type(kind) is str and len(kind) <= MAX_KEY_LENGTH))
+        and type(state) is str
+        and state in states.FLOW_STATES
+    )
 
 
 def _task_fits(task: TaskDetail) -> bool:
@@ -190,6 +219,13 @@ def _task_fits(task: TaskDetail) -> bool:
         and (task.revert_failure is None or type(task.revert_failure) is Failure)
         and type(task.meta) is dict
     )
+
+
+_FITS: Final[dict[Kind, Callable[[Any], bool]]] = {
+    "book": _book_fits,
+    "flow": _flow_fits,
+    "task": _task_fits,
+}
 
 
 def book_to_row(book: LogBook) -> Row:
