@@ -15,6 +15,8 @@ SCRIPTS = [
     "cli_bench.py",
     "web_bench.py",
     "observe_bench.py",
+    "field_checks.py",
+    "care_bench.py",
 ]
 
 

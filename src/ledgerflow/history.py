@@ -22,9 +22,10 @@ from typing import Any, Generic, TypeVar
 from ledgerflow import states
 from ledgerflow.errors import NotFound
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
-from ledgerflow.persistence.base import Connection, RecordRef, mask_password
+from ledgerflow.persistence.base import Connection, RecordRef
 from ledgerflow.persistence.listing import Cursor
 from ledgerflow.persistence.records import check_uuid
+from ledgerflow.persistence.uri import mask_password
 from ledgerflow.timelines import Bar, Timeline, count_states, task_tries, timeline
 
 __all__ = [

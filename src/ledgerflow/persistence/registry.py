@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ledgerflow.errors import BackendNotFound
 from ledgerflow.persistence.base import Backend
+from ledgerflow.persistence.uri import base_scheme, mask_password
 
 if TYPE_CHECKING:
     from importlib import metadata
@@ -56,12 +57,14 @@ def available_schemes() -> list[str]:
 
 def scheme_of(uri: str) -> str:
     """Return the base scheme of ``uri`` (``postgresql+psycopg2://`` -> ``postgresql``)."""
-    if not isinstance(uri, str) or "://" not in uri:
+    scheme = base_scheme(uri) if isinstance(uri, str) else None
+    if scheme is None:
+        shown = mask_password(uri) if isinstance(uri, str) else uri
         raise BackendNotFound(
-            f"not a backend URI: {uri!r} (expected scheme://..., one of: "
+            f"not a backend URI: {shown!r} (expected scheme://..., one of: "
             f"{', '.join(available_schemes())})"
         )
-    return uri.split("://", 1)[0].split("+", 1)[0].lower()
+    return scheme
 
 
 def backend_class(scheme: str) -> type[Backend]:
