@@ -134,3 +134,15 @@ def test_a_malformed_file_stops_every_write_at_once(tmp_path: Path) -> None:
             with pytest.raises(lf.CorruptStoreError, match="ledgerflow check"):
                 write()
     assert _sha(path) == before
+
+
+def test_file_check_names_a_corrupt_child_list(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    with lf.open_backend(f"file://{root}") as backend, backend.connect() as conn:
+        conn.upgrade()
+        book = conn.save_logbook(make_book(flows=1, tasks=2))
+        path = root / documents.children_path("task", book.flows[0].uuid)
+        path.write_text("[1, 2")
+        damages = list(conn.check())
+    assert [d.where for d in damages] == [f"file {path}"]
+    assert "list of task details" in damages[0].problem
