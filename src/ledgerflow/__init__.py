@@ -25,6 +25,7 @@ from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence import Backend, Connection, available_schemes, open_backend
 from ledgerflow.storage import StateChange, Storage
 from ledgerflow.task import Retry, Task, task
+from ledgerflow.values import UnresolvedValue, register_type
 
 __version__ = "0.1.0"
 
@@ -60,11 +61,13 @@ __all__ = [
     "TaskContext",
     "TaskDetail",
     "UnorderedFlow",
+    "UnresolvedValue",
     "VersionMismatchError",
     "available_schemes",
     "current_task",
     "load",
     "open_backend",
+    "register_type",
     "resume",
     "run",
     "states",

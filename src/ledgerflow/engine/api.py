@@ -214,6 +214,16 @@ def _resume_engine(
     store: Mapping[str, Any] | None,
     owned: bool,
 ) -> Engine:
+    if flow is None:
+        factory = conn.get_flow_details(flow_uuid, lazy=True).meta.get("factory")
+        if not factory:
+            raise ValueError(
+                f"flow detail {flow_uuid} was run from a flow object, not a factory: "
+                "pass flow= to resume it"
+            )
+        flow, _ = _materialize(factory)
+    # Read after the factory's import: stored Enums and dataclasses of its modules decode
+    # to their classes (decoding itself never imports).
     flow_detail = conn.get_flow_details(flow_uuid)
     ref = conn.locate(flow_uuid)
     book = (
@@ -221,14 +231,6 @@ def _resume_engine(
     )
     book.add(flow_detail)
     meta = flow_detail.meta
-    if flow is None:
-        factory = meta.get("factory")
-        if not factory:
-            raise ValueError(
-                f"flow detail {flow_uuid} was run from a flow object, not a factory: "
-                "pass flow= to resume it"
-            )
-        flow, _ = _materialize(factory)
     store_values = {**(meta.get("store") or {}), **(store or {})}
     serialization.check(store_values, "store")
     compiled = compile_flow(flow, store_values)

@@ -8,9 +8,10 @@ raises SerializationError and leaves the store untouched.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Final, Literal
 
-from ledgerflow import serialization
+from ledgerflow import serialization, states
 from ledgerflow.errors import CorruptRecordError, InvalidUUIDError
 from ledgerflow.models import (
     Failure,
@@ -123,6 +124,10 @@ def _dump(value: Any, field: str, task: TaskDetail) -> str:
         return "null"
     if type(value) is dict and not value:
         return "{}"
+    # The engine encoded a result or checkpoint once already to check it: reuse that text.
+    text = task.encoding_of(field, value)
+    if text is not None:
+        return text
     return dumps(value, lambda: f"{field} of task detail {task.name!r} ({task.uuid})")
 
 
@@ -169,11 +174,38 @@ def task_to_row(task: TaskDetail, flow_uuid: str | None) -> Row:
     }
 
 
+#: One try as stored; filled in directly, because every state change of a task writes it.
+_TRY_TEXT: Final = '{"attempt":%d,"started_at":"%s","finished_at":%s,"state":"%s","failure":%s}'
+_TRY_STATE_TEXT: Final = {state: state for state in states.TRY_STATES}
+
+
+def _try_text(entry: dict[str, Any]) -> str | None:
+    """The stored text of one try in its usual shape, else None (the general path)."""
+    attempt, started, finished = entry["attempt"], entry["started_at"], entry["finished_at"]
+    state, failure = _TRY_STATE_TEXT.get(entry["state"]), entry["failure"]
+    if type(attempt) is not int or state is None or type(started) is not datetime:
+        return None
+    if finished is not None and type(finished) is not datetime:
+        return None
+    if failure is not None and not isinstance(failure, Failure):
+        return None
+    return _TRY_TEXT % (
+        attempt,
+        started.isoformat(),
+        "null" if finished is None else f'"{finished.isoformat()}"',
+        state,
+        "null" if failure is None else serialization.dumps(failure.to_dict(), "a failure"),
+    )
+
+
 def _dump_tries(task: TaskDetail) -> str | None:
     tries = task.tries
     if not tries:
         return None
     try:
+        texts = [_try_text(entry) for entry in tries]
+        if None not in texts:
+            return f"[{','.join(texts)}]"  # type: ignore[arg-type]
         data = tries_to_json(tries)
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(
