@@ -161,6 +161,11 @@ class Storage:
         """Call ``callback(event)`` on every flow and task state change."""
         self._listeners.append(callback)
 
+    def remove_listener(self, callback: Callable[[StateChange], Any]) -> None:
+        """Stop calling ``callback`` (no error if it was not registered)."""
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
     def _emit(self, kind: str, name: str, state: str, task_uuid: str | None) -> None:
         if not self._listeners:
             return
@@ -232,6 +237,13 @@ class Storage:
             flow = self.flow_detail
             flow.meta = {**flow.meta, RETRY_RUNS_KEY: dict(runs)}
             flow.updated_at = utcnow()
+            self._dirty[flow.uuid] = flow
+
+    def set_flow_meta(self, key: str, value: Any) -> None:
+        """Record ``value`` under ``key`` in the flow's meta (committed with the next sync)."""
+        with self._lock:
+            flow = self.flow_detail
+            flow.meta = {**flow.meta, key: value}
             self._dirty[flow.uuid] = flow
 
     def task_succeeded(self, name: str, result: Any) -> None:

@@ -8,6 +8,7 @@ rendering of 10,000 ``Text`` lines takes over a second, this a few milliseconds.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,8 @@ from rich.console import Console
 from rich.style import Style
 
 import ledgerflow as lf
-from ledgerflow import states
+from ledgerflow import history, states
+from ledgerflow.history import BookSummary
 
 STATE_STYLES: dict[str, str] = {
     states.PENDING: "dim",
@@ -86,6 +88,12 @@ class Text:
     def plain(self) -> str:
         """The text without styles."""
         return "".join(text for text, _ in self.pieces)
+
+
+def at_a_terminal(console: Console) -> bool:
+    """Whether the console writes to a terminal; FORCE_COLOR (colour in CI logs) does not count."""
+    isatty = getattr(console.file, "isatty", None)
+    return bool(isatty and isatty()) or os.environ.get("TTY_COMPATIBLE") == "1"
 
 
 def emit(console: Console, lines: Iterable[Text]) -> None:
@@ -179,6 +187,30 @@ def state_counts_text(counts: Mapping[str, int]) -> Text:
         text.append(f"{count} ")
         text.append(state, style=STATE_STYLES.get(state, ""))
     return text if counts else Text("no tasks", style="dim")
+
+
+BOOK_HEADER = f"{'UUID':36}  {'CREATED (UTC)':19}  NAME  FLOWS  TASKS"
+
+
+def book_line(item: BookSummary) -> Text:
+    """One line for a book in a listing: uuid, created, name, flow states, task states."""
+    book = item.book
+    line = Text(f"{book.uuid:36}  ")
+    line.append(book.created_at.strftime("%Y-%m-%d %H:%M:%S"), style="dim")
+    line.append("  ")
+    line.append(book.name, style="cyan")
+    line.append("  ")
+    flows = item.flow_states
+    if len(flows) == 1 and sum(flows.values()) == 1:
+        line.append_text(state_text(next(iter(flows))))
+    elif flows:
+        line.append_text(state_counts_text(flows))
+        line.append(" flows")
+    else:
+        line.append("no flows", style="dim")
+    line.append("  ")
+    line.append_text(state_counts_text(item.task_states))
+    return line
 
 
 def book_header(book: lf.LogBook) -> Text:
@@ -304,42 +336,23 @@ def timeline(tasks: list[lf.TaskDetail], width: int, now: datetime) -> list[Text
 
     Tasks never started are left out; a task still RUNNING (or whose process died)
     draws to the end of the axis.  Past ``TIMELINE_ROWS`` tasks only the longest
-    are drawn, in start order.
+    are drawn, in start order (``history.timeline`` decides what is drawn).
     """
-    timed = [t for t in tasks if t.started_at is not None]
-    if not timed:
+    drawn = history.timeline(tasks, now, TIMELINE_ROWS)
+    if drawn is None:
         return []
-    running = [t for t in timed if t.finished_at is None]
-    ends = [t.finished_at for t in timed if t.finished_at is not None]
-    starts = [t.started_at for t in timed if t.started_at is not None]
-    start, end = min(starts), max([*ends, *starts])
-    if running and any(t.state == states.RUNNING for t in running):
-        end = max(end, now)
-    span = max((end - start).total_seconds(), 1e-6)
-
-    def stop(task: lf.TaskDetail) -> datetime:
-        return task.finished_at or end
-
-    def length(task: lf.TaskDetail) -> float:
-        assert task.started_at is not None
-        return (stop(task) - task.started_at).total_seconds()
-
-    shown = timed
-    if len(timed) > TIMELINE_ROWS:
-        shown = sorted(timed, key=length, reverse=True)[:TIMELINE_ROWS]
-        shown.sort(key=lambda t: (t.started_at, t.name))
-    name_width = min(24, max(len(t.name) for t in shown))
+    span = drawn.span
+    name_width = min(24, max(len(bar.task.name) for bar in drawn.bars))
     bar_width = max(20, width - name_width - 12)
     title = Text("timeline", style="bold")
-    title.append(f"  {format_time(start)} → +{format_duration(span)}", style="dim")
-    if len(shown) < len(timed):
-        title.append(f"  ({len(shown)} longest of {len(timed)} tasks)", style="dim")
+    title.append(f"  {format_time(drawn.start)} → +{format_duration(span)}", style="dim")
+    if len(drawn.bars) < drawn.total:
+        title.append(f"  ({len(drawn.bars)} longest of {drawn.total} tasks)", style="dim")
     lines = [title]
-    for task in shown:
-        assert task.started_at is not None
-        first = int((task.started_at - start).total_seconds() / span * bar_width)
-        last = int((stop(task) - start).total_seconds() / span * bar_width)
-        first = min(first, bar_width - 1)
+    for bar in drawn.bars:
+        task = bar.task
+        first = min(int(bar.offset / span * bar_width), bar_width - 1)
+        last = int((bar.offset + bar.length) / span * bar_width)
         cells = max(1, last - first)
         label = task.name if len(task.name) <= name_width else task.name[: name_width - 1] + "…"
         line = Text(label.ljust(name_width) + " ")
@@ -347,6 +360,6 @@ def timeline(tasks: list[lf.TaskDetail], width: int, now: datetime) -> list[Text
         line.append("█" * cells, style=STATE_STYLES.get(task.state, ""))
         line.append(" " * max(0, bar_width - first - cells) + " ")
         open_ended = "…" if task.finished_at is None else ""
-        line.append(format_duration(length(task)) + open_ended)
+        line.append(format_duration(bar.length) + open_ended)
         lines.append(line)
     return lines

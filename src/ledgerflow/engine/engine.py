@@ -8,6 +8,7 @@ from concurrent import futures
 from typing import Any
 
 from ledgerflow import states
+from ledgerflow.engine import observe
 from ledgerflow.engine.compile import Compiled
 from ledgerflow.engine.runner import Runner
 from ledgerflow.models import FlowDetail, LogBook
@@ -81,7 +82,8 @@ class Engine:
             suspend_event=self._suspend,
         )
         try:
-            return self._run(runner)
+            with observe.watching(self.storage):
+                return self._run(runner)
         finally:
             self._suspend.clear()
             if own_executor is not None:
