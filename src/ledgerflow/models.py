@@ -366,6 +366,10 @@ class FlowDetail(_Record):
         """Return the task detail with ``uuid``, or None."""
         return self._tasks.get(uuid)
 
+    def remove(self, uuid: str) -> TaskDetail | None:
+        """Take the task detail with ``uuid`` out (the store is not touched); None if absent."""
+        return self._tasks.pop(uuid, None)
+
     def find_by_name(self, name: str) -> TaskDetail | None:
         """Return the first task detail named ``name``, or None."""
         return next((td for td in self._tasks.values() if td.name == name), None)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from concurrent import futures
 from typing import Any
 
 from ledgerflow import serialization
+from ledgerflow.engine import resumable
 from ledgerflow.engine.compile import Compiled, compile_flow
 from ledgerflow.engine.engine import ENGINES, Engine
 from ledgerflow.errors import VersionMismatchError
@@ -30,33 +32,30 @@ def _import_factory(path: str) -> Callable[[], Flow]:
     return obj  # type: ignore[no-any-return]
 
 
-def _factory_path(factory: Callable[..., Any]) -> str | None:
-    """The import path of ``factory`` if importing it gives it back, else None."""
-    module = getattr(factory, "__module__", None)
-    qualname = getattr(factory, "__qualname__", None)
-    if not module or not qualname or "<" in qualname or module == "__main__":
-        return None
-    path = f"{module}:{qualname}"
-    try:
-        return path if _import_factory(path) is factory else None
-    except (ImportError, AttributeError, ValueError):
-        return None
-
-
-def _materialize(source: FlowSource) -> tuple[Flow, str | None]:
+def _materialize(source: FlowSource) -> tuple[Flow, str | None, str | None]:
+    """(the flow, its factory path or None, why there is no path or None)."""
     if isinstance(source, Flow):
-        return source, None
+        return source, None, resumable.FLOW_OBJECT
     if isinstance(source, str):
         factory = _import_factory(source)
         path: str | None = source
+        reason: str | None = None
     elif callable(source):
-        factory, path = source, _factory_path(source)
+        factory = source
+        path, reason = resumable.factory_path(source)
     else:
         raise TypeError(f"expected a flow, a factory or 'module:function', not {source!r}")
     flow = factory()
     if not isinstance(flow, Flow):
         raise TypeError(f"flow factory {source!r} returned {type(flow).__name__}, not a flow")
-    return flow, path
+    return flow, path, reason
+
+
+def _outlives_process(backend: Backend | str | None) -> bool:
+    """Whether ``backend`` is a store another process could resume a flow from."""
+    if isinstance(backend, str):
+        return not backend.startswith("memory:")
+    return backend is not None and not isinstance(backend, MemoryBackend)
 
 
 def _open(backend: Backend | str | None) -> tuple[Backend, bool]:
@@ -96,11 +95,11 @@ def load(
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if save not in SAVE_POLICIES:
         raise ValueError(f"save must be one of {', '.join(SAVE_POLICIES)}, not {save!r}")
-    flow, factory = _materialize(flow_or_factory)
+    flow, factory, reason = _materialize(flow_or_factory)
     store_values = dict(store or {})
     serialization.check(store_values, "store")
     compiled = compile_flow(flow, store_values)
-    meta = {
+    meta: dict[str, Any] = {
         "factory": factory,
         "store": store_values,
         "engine": engine,
@@ -109,6 +108,10 @@ def load(
     }
     if book is not None and not isinstance(book, LogBook | str):
         raise TypeError(f"book must be a LogBook, a name or None, not {type(book).__name__}")
+    if reason is not None:
+        meta[resumable.REASON_KEY] = reason
+        if _outlives_process(backend):
+            resumable.warn(flow.name, reason)
     the_book = book if isinstance(book, LogBook) else LogBook(book or flow.name)
     flow_detail = FlowDetail(flow.name, type=type(flow).__name__, meta=meta)
     for node in compiled.nodes:
@@ -215,13 +218,10 @@ def _resume_engine(
     owned: bool,
 ) -> Engine:
     if flow is None:
-        factory = conn.get_flow_details(flow_uuid, lazy=True).meta.get("factory")
-        if not factory:
-            raise ValueError(
-                f"flow detail {flow_uuid} was run from a flow object, not a factory: "
-                "pass flow= to resume it"
-            )
-        flow, _ = _materialize(factory)
+        stored_meta = conn.get_flow_details(flow_uuid, lazy=True).meta
+        if not stored_meta.get("factory"):
+            raise resumable.refusal(flow_uuid, stored_meta)
+        flow, _, _ = _materialize(stored_meta["factory"])
     # Read after the factory's import: stored Enums and dataclasses of its modules decode
     # to their classes (decoding itself never imports).
     flow_detail = conn.get_flow_details(flow_uuid)
@@ -235,6 +235,12 @@ def _resume_engine(
     serialization.check(store_values, "store")
     compiled = compile_flow(flow, store_values)
     _check_versions(compiled, flow_detail)
+    never_ran = resumable.vanished_tasks(compiled, flow_detail)
+    if never_ran:  # gone from the code before they ever started: drop them
+        with contextlib.suppress(NotImplementedError):
+            conn.destroy_task_details(flow_uuid, [td.uuid for td in never_ran])
+            for td in never_ran:
+                flow_detail.remove(td.uuid)
     if store:
         flow_detail.meta = {**meta, "store": store_values}
     storage = Storage(backend, book, flow_detail, save=meta.get("save", "always"), connection=conn)

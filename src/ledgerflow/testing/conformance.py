@@ -559,6 +559,26 @@ class BackendConformance(CopyChecks, EncodingChecks, ListingChecks):
         assert conn.get_logbook(keep.uuid).to_dict() == keep.to_dict()
         assert conn.task_state_counts([gone.uuid]) == {gone.uuid: {}}
 
+    def test_destroy_task_details_removes_only_those_tasks(self, conn: Connection) -> None:
+        book = conn.save_logbook(make_book(flows=2, tasks=3))
+        flow, other = book.flows
+        first, gone, last = flow.tasks
+        conn.destroy_task_details(flow.uuid, [gone.uuid])
+        assert [t.uuid for t in conn.get_flow_details(flow.uuid)] == [first.uuid, last.uuid]
+        with pytest.raises(NotFound):
+            conn.get_task_details(gone.uuid)
+        with pytest.raises(NotFound):  # all or nothing: one unknown uuid removes none
+            conn.destroy_task_details(flow.uuid, [first.uuid, gone.uuid])
+        with pytest.raises(NotFound):  # a task of another flow is not this flow's to delete
+            conn.destroy_task_details(flow.uuid, [other.tasks[0].uuid])
+        assert len(conn.get_flow_details(flow.uuid)) == 2
+        assert len(conn.get_flow_details(other.uuid)) == 3
+        added = TaskDetail("added")
+        flow_now = conn.get_flow_details(flow.uuid)
+        flow_now.add(added)
+        conn.update_flow_details(flow_now)
+        assert [t.name for t in conn.get_flow_details(flow.uuid)][-1] == "added"
+
     def test_clear_all(self, conn: Connection) -> None:
         book = conn.save_logbook(make_book())
         conn.clear_all()

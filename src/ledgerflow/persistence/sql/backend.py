@@ -91,6 +91,9 @@ _REVISION: Final = {
 }
 _INSERT: Final = {kind: table.insert() for kind, table in TABLES.items()}
 _DELETE_BOOK: Final = BOOKS.delete().where(BOOKS.c.uuid == bindparam("w_uuid"))
+_DELETE_TASKS: Final = TASKS.delete().where(
+    TASKS.c.uuid.in_(_keys()), TASKS.c.flow_uuid == bindparam("w_flow")
+)
 _STATE_COUNTS: Final = (
     sa.select(FLOWS.c.book_uuid, TASKS.c.state, func.count())
     .select_from(TASKS.join(FLOWS, TASKS.c.flow_uuid == FLOWS.c.uuid))
@@ -601,6 +604,12 @@ class SQLConnection(RecordConnection):
         with self._transaction():
             # ON DELETE CASCADE removes the flows and tasks in the same statement.
             return bool(self._writer().execute(_DELETE_BOOK, {"w_uuid": uuid}).rowcount)
+
+    def _delete_tasks(self, flow_uuid: str, uuids: Sequence[str]) -> None:
+        with self._transaction():
+            for start in range(0, len(uuids), self.fetch_chunk):
+                keys = list(uuids[start : start + self.fetch_chunk])
+                self._writer().execute(_DELETE_TASKS, {"keys": keys, "w_flow": flow_uuid})
 
     def _clear(self) -> None:
         conn = self._writer()
