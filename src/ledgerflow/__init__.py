@@ -1,7 +1,16 @@
 """ledgerflow: durable, resumable workflows whose state lives in a logbook."""
 
 from ledgerflow import states
-from ledgerflow.engine import Engine, TaskContext, current_task, load, resume, run
+from ledgerflow.engine import (
+    Engine,
+    TaskContext,
+    aresume,
+    arun,
+    current_task,
+    load,
+    resume,
+    run,
+)
 from ledgerflow.errors import (
     BackendNotFound,
     ConflictError,
@@ -67,6 +76,8 @@ __all__ = [
     "UnorderedFlow",
     "UnresolvedValue",
     "VersionMismatchError",
+    "aresume",
+    "arun",
     "available_schemes",
     "current_task",
     "load",

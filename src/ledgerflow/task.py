@@ -103,7 +103,10 @@ class Task:
             if isinstance(provides, Sequence) and not isinstance(provides, str)
             else None
         )
-        self._bind(self._execute_callable(), rebind, requires)
+        execute = self._execute_callable()
+        #: execute() is ``async def``: the engine awaits it on an event loop.
+        self.is_async = inspect.iscoroutinefunction(execute)
+        self._bind(execute, rebind, requires)
 
     # ---- what a subclass writes ------------------------------------------------
     def execute(self, **inputs: Any) -> Any:
@@ -202,9 +205,9 @@ class Task:
         """Run ``execute`` with ``inputs`` (parameter name -> value)."""
         return self.execute(**inputs)
 
-    def call_revert(self, inputs: Mapping[str, Any], result: Any, flow_failures: Any) -> None:
-        """Run ``revert`` with the execute inputs it accepts, the result and the failures."""
-        _invoke_revert(self.revert, inputs, result, flow_failures)
+    def call_revert(self, inputs: Mapping[str, Any], result: Any, flow_failures: Any) -> Any:
+        """Run ``revert`` with the inputs it accepts; an async revert's coroutine is returned."""
+        return _invoke_revert(self.revert, inputs, result, flow_failures)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} v{self.version}>"
@@ -250,10 +253,11 @@ class FunctionTask(Task):
         self.revert_func = func
         return func
 
-    def call_revert(self, inputs: Mapping[str, Any], result: Any, flow_failures: Any) -> None:
-        """Run the registered revert function, if any, with what it accepts."""
-        if self.revert_func is not None:
-            _invoke_revert(self.revert_func, inputs, result, flow_failures)
+    def call_revert(self, inputs: Mapping[str, Any], result: Any, flow_failures: Any) -> Any:
+        """Run the registered revert function, if any; an async one's coroutine is returned."""
+        if self.revert_func is None:
+            return None
+        return _invoke_revert(self.revert_func, inputs, result, flow_failures)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickle by reference: the module attribute *is* this task, so a worker
@@ -263,12 +267,12 @@ class FunctionTask(Task):
 
 def _invoke_revert(
     func: Callable[..., Any], inputs: Mapping[str, Any], result: Any, flow_failures: Any
-) -> None:
-    """Call a revert with the execute inputs its signature accepts."""
+) -> Any:
+    """Call a revert with the execute inputs its signature accepts; return what it returns."""
     required, optional, var_kw = _parameters(func)
     accepted = set(required) | set(optional)
     args = inputs if var_kw else {k: v for k, v in inputs.items() if k in accepted}
-    func(result=result, flow_failures=flow_failures, **args)
+    return func(result=result, flow_failures=flow_failures, **args)
 
 
 def _import_task(module: str, qualname: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
 from concurrent import futures
@@ -20,7 +21,7 @@ from ledgerflow.persistence.memory import MemoryBackend
 from ledgerflow.persistence.registry import open_backend
 from ledgerflow.storage import SAVE_POLICIES, StateChange, Storage
 
-__all__ = ["load", "resume", "run"]
+__all__ = ["aresume", "arun", "load", "resume", "run"]
 
 FlowSource = Flow | Callable[[], Flow] | str
 
@@ -193,6 +194,40 @@ def resume(
     ``on_change`` (an extension of the contract) is registered as with
     ``engine.on_change`` before anything runs, so it hears every state change.
     """
+    return _resumed(backend, flow_uuid, flow, store, on_change).run()
+
+
+async def arun(flow_or_factory: FlowSource, **kwargs: Any) -> dict[str, Any]:
+    """``lf.run`` from inside a running event loop, without blocking it (same arguments).
+
+    Loading and the engine's writes happen in a thread; ``async def`` tasks run on this
+    loop (``Engine.arun``).
+    """
+    engine = await asyncio.to_thread(load, flow_or_factory, **kwargs)
+    return await engine.arun()
+
+
+async def aresume(
+    backend: Backend | str,
+    flow_uuid: str,
+    *,
+    flow: Flow | None = None,
+    store: Mapping[str, Any] | None = None,
+    on_change: Callable[[StateChange], Any] | None = None,
+) -> dict[str, Any]:
+    """``lf.resume`` from inside a running event loop, without blocking it."""
+    engine = await asyncio.to_thread(_resumed, backend, flow_uuid, flow, store, on_change)
+    return await engine.arun()
+
+
+def _resumed(
+    backend: Backend | str,
+    flow_uuid: str,
+    flow: Flow | None,
+    store: Mapping[str, Any] | None,
+    on_change: Callable[[StateChange], Any] | None,
+) -> Engine:
+    """The engine that continues stored flow detail ``flow_uuid`` (not run yet)."""
     the_backend, owned = _open(backend)
     conn: Connection | None = None
     try:
@@ -206,7 +241,7 @@ def resume(
         raise
     if on_change is not None:
         engine.on_change(on_change)
-    return engine.run()
+    return engine
 
 
 def _resume_engine(
