@@ -12,11 +12,15 @@ import importlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 __all__ = ["FunctionTask", "Retry", "Task", "task"]
 
 _REVERT_RESERVED = frozenset({"result", "flow_failures"})
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -109,12 +113,17 @@ class Task:
         self._bind(execute, rebind, requires)
 
     # ---- what a subclass writes ------------------------------------------------
-    def execute(self, **inputs: Any) -> Any:
-        """Do the work; the return value is the task's result."""
+    # ``*args: Any, **kwargs: Any``: a subclass declares the parameters it needs
+    # (``def execute(self, image: str) -> str``) and still type-checks as an override.
+    def execute(self, *args: Any, **inputs: Any) -> Any:
+        """Do the work; the return value is the task's result (``async def`` works too)."""
         raise NotImplementedError(f"task {self.name!r} defines no execute()")
 
-    def revert(self, *, result: Any, flow_failures: Mapping[str, Any], **inputs: Any) -> None:
-        """Undo ``execute``; the default does nothing."""
+    def revert(self, *args: Any, **inputs: Any) -> Any:
+        """Undo ``execute``: called with ``result=``, ``flow_failures=`` and the inputs it names.
+
+        The default does nothing; ``async def`` works too.
+        """
 
     # ---- engine-facing ---------------------------------------------------------
     @property
@@ -213,12 +222,16 @@ class Task:
         return f"<{type(self).__name__} {self.name!r} v{self.version}>"
 
 
-class FunctionTask(Task):
-    """A task made from a function by ``@task``; calling it calls the function."""
+class FunctionTask(Task, Generic[P, R]):
+    """A task made from a function by ``@task``; calling it calls the function.
+
+    Generic in the function's parameters and result, so a direct call type-checks
+    against the function's own signature.
+    """
 
     def __init__(
         self,
-        func: Callable[..., Any],
+        func: Callable[P, R],
         name: str | None = None,
         provides: str | Sequence[str] | Mapping[str, Any] | None = None,
         requires: Iterable[str] | None = None,
@@ -239,16 +252,17 @@ class FunctionTask(Task):
         """Qualified name of the decorated function (stored as the task detail's type)."""
         return f"{self.func.__module__}.{self.func.__qualname__}"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
     def call_execute(self, inputs: Mapping[str, Any]) -> Any:
         """Run the function with ``inputs``."""
-        return self.func(**inputs)
+        func: Callable[..., Any] = self.func
+        return func(**inputs)
 
-    def revert(self, func: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+    def revert(self, func: _F | None = None, /, **kwargs: Any) -> _F:
         """Register ``func`` as this task's revert (``@my_task.revert``); returns it."""
-        if func is None or kwargs:
+        if func is None or kwargs or not callable(func):
             raise TypeError(f"use @{self.name}.revert as a decorator of a function")
         self.revert_func = func
         return func
@@ -283,7 +297,7 @@ def _import_task(module: str, qualname: str) -> Any:
 
 
 @overload
-def task(name: Callable[..., Any], /) -> FunctionTask: ...
+def task(name: Callable[P, R], /) -> FunctionTask[P, R]: ...
 
 
 @overload
@@ -295,7 +309,7 @@ def task(
     retry: Retry | None = None,
     *,
     requires: Iterable[str] | None = None,
-) -> Callable[[Callable[..., Any]], FunctionTask]: ...
+) -> Callable[[Callable[P, R]], FunctionTask[P, R]]: ...
 
 
 def task(
@@ -306,7 +320,7 @@ def task(
     retry: Retry | None = None,
     *,
     requires: Iterable[str] | None = None,
-) -> FunctionTask | Callable[[Callable[..., Any]], FunctionTask]:
+) -> FunctionTask[..., Any] | Callable[[Callable[..., Any]], FunctionTask[..., Any]]:
     """Turn a function into a Task: bare ``@task``, ``@task("name")``, ``@task(provides=...)``."""
     if callable(name):
         return FunctionTask(name, None, provides, requires, rebind, version, retry)
@@ -314,7 +328,7 @@ def task(
         raise TypeError(f"task name must be a string, not {type(name).__name__}: {name!r}")
     task_name = name
 
-    def wrap(f: Callable[..., Any]) -> FunctionTask:
+    def wrap(f: Callable[..., Any]) -> FunctionTask[..., Any]:
         return FunctionTask(f, task_name, provides, requires, rebind, version, retry)
 
     return wrap
