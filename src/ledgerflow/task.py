@@ -75,14 +75,34 @@ def _normalize_provides(provides: Any, owner: str) -> dict[str, Any]:
     if provides is None:
         return {}
     if isinstance(provides, str):
-        return {provides: None}
-    if isinstance(provides, Mapping):
-        return {str(symbol): key for symbol, key in provides.items()}
-    if isinstance(provides, Sequence):
-        if not all(isinstance(symbol, str) for symbol in provides):
-            raise TypeError(f"task {owner!r}: provides must name symbols with strings")
-        return {symbol: index for index, symbol in enumerate(provides)}
-    raise TypeError(f"task {owner!r}: provides must be None, a str, a tuple or a dict")
+        pairs: list[tuple[Any, Any]] = [(provides, None)]
+    elif isinstance(provides, Mapping):
+        pairs = list(provides.items())
+    elif isinstance(provides, Sequence):
+        pairs = [(symbol, index) for index, symbol in enumerate(provides)]
+    else:
+        raise TypeError(f"task {owner!r}: provides must be None, a str, a tuple or a dict")
+    out: dict[str, Any] = {}
+    for symbol, key in pairs:
+        if not isinstance(symbol, str):
+            raise TypeError(
+                f"task {owner!r}: provides must name symbols with strings, not {symbol!r}"
+            )
+        if not symbol.strip():
+            raise ValueError(f"task {owner!r}: provides names an empty symbol {symbol!r}")
+        if symbol in out:
+            raise ValueError(f"task {owner!r}: provides names the symbol {symbol!r} twice")
+        out[symbol] = key
+    return out
+
+
+def _checked_name(name: Any) -> str:
+    """``name`` if it is a usable task name; TypeError/ValueError naming the argument."""
+    if not isinstance(name, str):
+        raise TypeError(f"task name must be a string, not {type(name).__name__}: {name!r}")
+    if not name.strip():
+        raise ValueError(f"task name must not be empty or blank, got {name!r}")
+    return name
 
 
 class Task:
@@ -97,7 +117,7 @@ class Task:
         version: str | None = None,
         retry: Retry | None = None,
     ) -> None:
-        self.name = name or type(self).__qualname__
+        self.name = type(self).__qualname__ if name is None else _checked_name(name)
         self.version = str(version) if version is not None else "1.0"
         self.retry = retry
         self.provides_map = _normalize_provides(provides, self.name)
@@ -242,7 +262,9 @@ class FunctionTask(Task, Generic[P, R]):
         self.func = func
         self.revert_func: Callable[..., Any] | None = None
         functools.update_wrapper(self, func)
-        super().__init__(name or func.__name__, provides, requires, rebind, version, retry)
+        super().__init__(
+            func.__name__ if name is None else name, provides, requires, rebind, version, retry
+        )
 
     def _execute_callable(self) -> Callable[..., Any]:
         return self.func

@@ -52,6 +52,20 @@ def _materialize(source: FlowSource) -> tuple[Flow, str | None, str | None]:
     return flow, path, reason
 
 
+def _store(store: Any) -> dict[str, Any]:
+    """A copy of ``store=``; TypeError unless it is a mapping with string keys."""
+    if store is None:
+        return {}
+    if not isinstance(store, Mapping):
+        raise TypeError(
+            f"store must be a mapping of symbol names to values, not {type(store).__name__}"
+        )
+    bad = [key for key in store if not isinstance(key, str)]
+    if bad:
+        raise TypeError(f"store keys are symbol names and must be strings, not {bad[0]!r}")
+    return dict(store)
+
+
 def _outlives_process(backend: Backend | str | None) -> bool:
     """Whether ``backend`` is a store another process could resume a flow from."""
     if isinstance(backend, str):
@@ -96,8 +110,8 @@ def load(
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if save not in SAVE_POLICIES:
         raise ValueError(f"save must be one of {', '.join(SAVE_POLICIES)}, not {save!r}")
+    store_values = _store(store)
     flow, factory, reason = _materialize(flow_or_factory)
-    store_values = dict(store or {})
     serialization.check(store_values, "store")
     compiled = compile_flow(flow, store_values)
     meta: dict[str, Any] = {
@@ -266,7 +280,7 @@ def _resume_engine(
     )
     book.add(flow_detail)
     meta = flow_detail.meta
-    store_values = {**(meta.get("store") or {}), **(store or {})}
+    store_values = {**(meta.get("store") or {}), **_store(store)}
     serialization.check(store_values, "store")
     compiled = compile_flow(flow, store_values)
     _check_versions(compiled, flow_detail)
