@@ -144,6 +144,53 @@ def engine_us(src: str, runs: int) -> float:
     return float(out.strip().splitlines()[-1])
 
 
+ROW_SNIPPET = """
+import gc, sys, time
+sys.path.insert(0, sys.argv[1])
+from ledgerflow import states
+from ledgerflow.models import TaskDetail, utcnow
+from ledgerflow.persistence import records
+
+task = TaskDetail("t", state=states.SUCCESS, result=None, attempts=1)
+task.started_at = task.finished_at = utcnow()
+if hasattr(task, "tries"):
+    task.tries = [{"attempt": 1, "started_at": task.started_at,
+                   "finished_at": task.finished_at, "state": "SUCCESS", "failure": None}]
+best = None
+for _ in range(7):
+    gc.collect()
+    start = time.perf_counter()
+    for _ in range(20000):
+        records.task_to_row(task, "flow")
+    took = (time.perf_counter() - start) / 20000 * 1e6
+    best = took if best is None else min(best, took)
+print(best)
+"""
+
+
+def row_us(src: str) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", ROW_SNIPPET, src], capture_output=True, text=True, check=True
+    ).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def bench_rows(baseline: str | None) -> None:
+    print("(c) encoding one finished no-op task detail as a row (the write per state change)")
+    here = [row_us(str(ROOT / "src")) for _ in range(3)]
+    if not baseline:
+        print(f"    this tree {min(here):5.2f} us (set BENCH_BASELINE_SRC to compare)")
+        return
+    there = []
+    for _ in range(3):
+        there.append(row_us(baseline))
+        here.append(row_us(str(ROOT / "src")))
+    print(
+        f"    this tree {min(here):5.2f} us   baseline {min(there):5.2f} us   "
+        f"ratio {min(here) / min(there):.3f}x"
+    )
+
+
 def bench_engine() -> None:
     baseline = os.environ.get("BENCH_BASELINE_SRC")
     print("(b) 1,000 no-op tasks on memory://, microseconds per task (best of 5 runs)")
@@ -163,6 +210,7 @@ def bench_engine() -> None:
 def main() -> None:
     bench_values()
     bench_engine()
+    bench_rows(os.environ.get("BENCH_BASELINE_SRC"))
 
 
 if __name__ == "__main__":
