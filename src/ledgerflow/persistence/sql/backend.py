@@ -2,8 +2,10 @@
 
 Statements are built once, at import, with bound parameters; the two hottest (the
 compare-and-set UPDATE the engine runs per state change, and the bulk read of details)
-are compiled once per engine as well (see ``fastpath``); on SQLite the engine's commit
-goes straight to the driver (``update_details``).  Each thread keeps one pooled
+are compiled once per engine as well (see ``fastpath``).  Every write runs inside
+``_transaction`` (the one write path: fencing, retries and tracing hook in there); on
+SQLite, once the schema was seen, it opens and commits on the driver connection, the
+engine's hot path.  Each thread keeps one pooled
 connection per ``SQLConnection`` (``close()`` returns them), and no call leaves a
 transaction open.  Reads of a book or flow with its details run in one read
 transaction (REPEATABLE READ; on SQLite one WAL snapshot), so a concurrent write is
@@ -29,7 +31,6 @@ from sqlalchemy import Connection as SAConnection
 from sqlalchemy import bindparam, func
 
 from ledgerflow.errors import ConflictError, CorruptRecordError, NotFound, SchemaVersionError
-from ledgerflow.models import FlowDetail, TaskDetail
 from ledgerflow.persistence import records
 from ledgerflow.persistence.base import Backend, RecordConnection
 from ledgerflow.persistence.records import Kind, Row
@@ -219,6 +220,27 @@ class SQLConnection(RecordConnection):
             return
         if self._open_snapshot is not None:
             raise RuntimeError("a write cannot start inside a snapshot read")
+        if self._sqlite and self._backend.schema_seen and self._address.lock is None:
+            # SQLite's hot path, one commit per engine step: BEGIN IMMEDIATE and COMMIT
+            # go straight to the sqlite3 connection, without SQLAlchemy's transaction
+            # objects (most of the cost of a commit that does not fsync).  A statement
+            # sent through SQLAlchemy inside (an INSERT) makes it open its own
+            # transaction object, which then commits or rolls back this same one.
+            with _translate(self._address, "write"):
+                conn = self._checkout()
+                driver: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+                driver.execute("BEGIN IMMEDIATE")
+                local = self._local
+                local.conn, local.driver = conn, driver
+                try:
+                    yield
+                except BaseException:
+                    local.conn = local.driver = None
+                    (conn.rollback if conn.in_transaction() else driver.rollback)()
+                    raise
+                local.conn = local.driver = None
+                (conn.commit if conn.in_transaction() else driver.commit)()
+            return
         if self._file_missing():
             raise self._needs_upgrade("has no ledgerflow schema (the file does not exist)")
         with self._connect("write") as conn:
@@ -434,14 +456,21 @@ class SQLConnection(RecordConnection):
             with self._transaction():
                 return self._update(kind, row, expected_revision)
         # Inside the caller's transaction from here (the engine's hot path).
-        params = {name: row[name] for name in _SETTABLE[kind]}
-        params["w_uuid"] = uuid = row["uuid"]
-        updates = self._backend.updates
-        if expected_revision is not None:
-            params["w_revision"] = expected_revision
-            if updates[kind, True].run(conn, params) == 1:
+        prepared = self._backend.updates[kind, expected_revision is not None]
+        driver: sqlite3.Connection | None = getattr(self._local, "driver", None)
+        uuid = row["uuid"]
+        if driver is not None:  # SQLite: the row itself carries the bind values
+            row["w_uuid"], row["w_revision"] = uuid, expected_revision
+            count = prepared.run_sqlite(driver, row)
+        else:
+            params = {name: row[name] for name in _SETTABLE[kind]}
+            params["w_uuid"] = uuid
+            if expected_revision is not None:
+                params["w_revision"] = expected_revision
+            count = prepared.run(conn, params)
+        if count == 1:
+            if expected_revision is not None:
                 return expected_revision + 1
-        elif updates[kind, False].run(conn, params) == 1:
             return int(conn.execute(_REVISION[kind], {"w_uuid": uuid}).scalar_one())
         stored = conn.execute(_REVISION[kind], {"w_uuid": uuid}).scalar_one_or_none()
         if stored is None:
@@ -449,47 +478,6 @@ class SQLConnection(RecordConnection):
         raise ConflictError(
             f"{_NAMES[kind]} {uuid} is at revision {stored}, "
             f"the write was based on revision {expected_revision}"
-        )
-
-    def update_details(self, *details: FlowDetail | TaskDetail) -> None:
-        """Write several stored flow/task records in one transaction (all or nothing)."""
-        if not self._lean_writes(details):
-            super().update_details(*details)
-            return
-        rows = self._detail_rows(details)
-        updates = self._backend.updates
-        # SQLite's hot path, one commit per engine step: the transaction is opened and
-        # committed on the driver connection, each UPDATE is a compare-and-set on its
-        # revision, and any surprise (a row missing or moved on) rolls back and is
-        # replayed by the general path, which tells NotFound from ConflictError.
-        with _translate(self._address, "write"):
-            driver: sqlite3.Connection = self._checkout().connection.driver_connection  # type: ignore[assignment]
-            driver.execute("BEGIN IMMEDIATE")
-            try:
-                for kind, row in rows:
-                    row["w_uuid"], row["w_revision"] = row["uuid"], row["revision"]
-                    if updates[kind, True].run_sqlite(driver, row) != 1:
-                        break
-                else:
-                    driver.commit()
-                    for detail in details:
-                        detail.revision += 1
-                    return
-            except BaseException:
-                driver.rollback()
-                raise
-            driver.rollback()
-        super().update_details(*details)
-
-    def _lean_writes(self, details: Sequence[FlowDetail | TaskDetail]) -> bool:
-        """Whether ``update_details`` may take SQLite's direct path (see there)."""
-        return (
-            self._sqlite
-            and self._backend.schema_seen
-            and self._address.lock is None  # a shared in-memory database is serialized
-            and self._current is None
-            and self._open_snapshot is None
-            and all(detail.revision for detail in details)  # revision 0: a blind write
         )
 
     def _delete_book(self, uuid: str) -> bool:
