@@ -1,12 +1,25 @@
 """ledgerflow: durable, resumable workflows whose state lives in a logbook."""
 
 from ledgerflow import states
-from ledgerflow.engine import Engine, TaskContext, current_task, load, resume, run
+from ledgerflow.engine import (
+    Engine,
+    TaskContext,
+    cancel,
+    current_task,
+    load,
+    resume,
+    run,
+    suspend,
+)
 from ledgerflow.errors import (
     BackendNotFound,
     ConflictError,
     CorruptRecordError,
+    FencedOut,
+    FlowBusy,
+    FlowCancelled,
     FlowFailed,
+    Interrupted,
     InvalidUUIDError,
     LedgerflowError,
     MissingDriverError,
@@ -16,6 +29,7 @@ from ledgerflow.errors import (
     SerializationError,
     StateTransitionError,
     StorageError,
+    TaskTimeout,
     VersionMismatchError,
 )
 from ledgerflow.flow import Flow, GraphFlow, LinearFlow, UnorderedFlow
@@ -34,10 +48,14 @@ __all__ = [
     "CorruptRecordError",
     "Engine",
     "Failure",
+    "FencedOut",
     "Flow",
+    "FlowBusy",
+    "FlowCancelled",
     "FlowDetail",
     "FlowFailed",
     "GraphFlow",
+    "Interrupted",
     "InvalidUUIDError",
     "LedgerflowError",
     "LinearFlow",
@@ -55,14 +73,17 @@ __all__ = [
     "Task",
     "TaskContext",
     "TaskDetail",
+    "TaskTimeout",
     "UnorderedFlow",
     "VersionMismatchError",
     "available_schemes",
+    "cancel",
     "current_task",
     "load",
     "open_backend",
     "resume",
     "run",
     "states",
+    "suspend",
     "task",
 ]

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ledgerflow import serialization, states
+from ledgerflow.errors import ConflictError, StorageError
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail, utcnow
-from ledgerflow.persistence.base import Backend, Connection
+from ledgerflow.persistence.base import Backend, Connection, Fence
 
 if TYPE_CHECKING:
     from ledgerflow.engine.compile import Compiled
@@ -85,6 +86,11 @@ class Storage:
         self._objects: dict[str, Task] = {}
         self._listeners: list[Callable[[StateChange], Any]] = []
         self.store: dict[str, Any] = dict(flow_detail.meta.get("store") or {})
+        #: (flow uuid, fence) once the engine took the flow: every write checks it.
+        self.fence: Fence | None = None
+        #: The error of the last write of ours that failed (a task seeing it from a
+        #: checkpoint did not fail: the store did, and the run stops without a revert).
+        self.broken: BaseException | None = None
 
     # ---- symbols ---------------------------------------------------------------
     def bind(self, compiled: Compiled) -> None:
@@ -262,6 +268,15 @@ class Storage:
         self._set_task_state(name, states.PENDING, checkpoint=None, meta=meta)
         self._values.pop(name, None)
 
+    def task_interrupted(self, name: str) -> None:
+        """Put task ``name`` back to PENDING after it raised Interrupted, keeping its checkpoint."""
+        detail = self._tasks[name]
+        meta = detail.meta
+        if TRIES_KEY in meta:  # the interrupted try spends no attempt of its Retry
+            meta = {**meta, TRIES_KEY: max(0, int(meta[TRIES_KEY]) - 1)}
+        self._set_task_state(name, states.PENDING, meta=meta, finished_at=utcnow())
+        self._values.pop(name, None)
+
     def revert_result(self, name: str) -> Any:
         """What ``revert`` receives as ``result``: the stored result, or the Failure."""
         detail = self._tasks[name]
@@ -275,7 +290,7 @@ class Storage:
             detail.checkpoint = value
             detail.updated_at = utcnow()
             self._dirty.pop(detail.uuid, None)
-            self._conn.update_details(detail)
+            self._write(self._conn.update_details, detail)
 
     def last_checkpoint(self, name: str) -> Any:
         """The checkpoint task ``name`` saved last, or None."""
@@ -296,7 +311,7 @@ class Storage:
                 ):
                     return
             details = list(self._dirty.values())
-            self._conn.update_details(*details)
+            self._write(self._conn.update_details, *details)
             self._dirty.clear()
             self._last_commit = time.monotonic()
 
@@ -307,7 +322,20 @@ class Storage:
                 self.flow_detail.add(detail)
                 self._tasks[detail.name] = detail
             self._dirty.pop(self.flow_detail.uuid, None)
-            self._conn.update_flow_details(self.flow_detail)
+            self._write(self._conn.update_flow_details, self.flow_detail)
+
+    @property
+    def connection(self) -> Connection:
+        """The connection this storage commits on."""
+        return self._conn
+
+    def _write(self, write: Callable[..., Any], *details: Any) -> None:
+        """Commit through ``write`` under this run's fence; a failure marks us broken."""
+        try:
+            write(*details, fence=self.fence)
+        except (StorageError, ConflictError) as exc:
+            self.broken = exc
+            raise
 
     def close(self) -> None:
         """Release the connection (the backend stays open)."""

@@ -11,6 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 import ledgerflow as lf
+from ledgerflow.persistence import records
 from ledgerflow.persistence.sql import migrate, tables
 from ledgerflow.persistence.sql.backend import SQLBackend
 from ledgerflow.testing.conformance import make_book
@@ -71,6 +72,23 @@ def _task_indexes(backend: SQLBackend) -> set[str]:
         return {str(index["name"]) for index in found}
 
 
+def _write_as_of_0001(backend: SQLBackend, book: lf.LogBook) -> None:
+    """Store ``book`` with the columns revision 0001 has (what an old ledgerflow wrote)."""
+    for item in (book, *book, *(task for flow in book for task in flow)):
+        item.revision = 1
+    old = set(records.OWNERSHIP_COLUMNS)
+    batches = [
+        (tables.BOOKS, [records.book_to_row(book)]),
+        (tables.FLOWS, [records.flow_to_row(flow, book.uuid) for flow in book]),
+        (tables.TASKS, [records.task_to_row(t, f.uuid) for f in book for t in f]),
+    ]
+    with backend.engine.begin() as raw:
+        for table, rows in batches:
+            raw.execute(
+                table.insert(), [{k: v for k, v in r.items() if k not in old} for r in rows]
+            )
+
+
 def test_upgrade_from_the_first_revision_keeps_data(fresh_uri: str) -> None:
     with _open(fresh_uri) as backend, backend.connect() as conn:
         with backend.engine.begin() as raw:
@@ -78,7 +96,8 @@ def test_upgrade_from_the_first_revision_keeps_data(fresh_uri: str) -> None:
         assert f"ix_{tables.TASKS.name}_updated_at" in _task_indexes(backend)
         with pytest.raises(lf.SchemaVersionError, match="needs upgrade"):
             conn.validate()
-        book = conn.save_logbook(make_book())  # a store one revision behind still works
+        book = make_book()
+        _write_as_of_0001(backend, book)
         conn.upgrade()
         conn.validate()
         assert conn.get_logbook(book.uuid).to_dict() == book.to_dict()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import threading
 from typing import Any
 
 from ledgerflow.storage import Storage
@@ -15,8 +16,9 @@ _CURRENT: contextvars.ContextVar[TaskContext] = contextvars.ContextVar("ledgerfl
 class TaskContext:
     """The task being run: its name, attempt, last checkpoint, and checkpointing."""
 
-    def __init__(self, storage: Storage, name: str) -> None:
+    def __init__(self, storage: Storage, name: str, stop: threading.Event | None = None) -> None:
         self._storage = storage
+        self._stop = stop if stop is not None else threading.Event()
         self.name = name
         detail = storage.task_detail(name)
         self.task_uuid = detail.uuid
@@ -27,6 +29,11 @@ class TaskContext:
     def last_checkpoint(self) -> Any:
         """The value saved by the last ``checkpoint()`` (an earlier try or process), or None."""
         return self._last
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once a suspend, cancel or timeout asks the task to stop early."""
+        return self._stop.is_set()
 
     def checkpoint(self, value: Any) -> None:
         """Persist ``value`` to the task detail; returns once it is committed."""

@@ -9,7 +9,9 @@ from typing import Any
 
 from ledgerflow import states
 from ledgerflow.engine.compile import Compiled
+from ledgerflow.engine.lease import DEFAULT_LEASE, Lease, check_lease, check_wait
 from ledgerflow.engine.runner import Runner
+from ledgerflow.errors import FlowCancelled
 from ledgerflow.models import FlowDetail, LogBook
 from ledgerflow.persistence.base import Backend
 from ledgerflow.storage import StateChange, Storage
@@ -31,6 +33,8 @@ class Engine:
         executor: futures.Executor | None = None,
         max_workers: int | None = None,
         owned_backend: Backend | None = None,
+        lease: float = DEFAULT_LEASE,
+        wait: float = 0.0,
     ) -> None:
         if kind not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {kind!r}")
@@ -43,6 +47,11 @@ class Engine:
         self._max_workers = max_workers
         self._owned_backend = owned_backend
         self._suspend = threading.Event()
+        self._cancel = threading.Event()
+        self.lease = check_lease(lease)
+        self.wait = check_wait(wait)
+        #: Writes to make once the flow is taken (a refused run must write nothing).
+        self.after_take: list[Callable[[], Any]] = []
 
     @property
     def book(self) -> LogBook:
@@ -60,6 +69,22 @@ class Engine:
 
     def suspend(self) -> None:
         """Stop after the tasks in flight; ``run()`` then returns and the flow is SUSPENDED."""
+        self._suspend.set()
+
+    def use_executor(self, executor: futures.Executor) -> None:
+        """Run tasks on ``executor`` (a resume may pick another than the first run had)."""
+        self._executor = executor
+
+    def use_max_workers(self, max_workers: int) -> None:
+        """Run at most ``max_workers`` tasks at once."""
+        if not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1:
+            raise ValueError(f"max_workers must be a positive integer, not {max_workers!r}")
+        self._max_workers = max_workers
+
+    def _request(self, request: str) -> None:
+        """A suspend or cancel request stored for the flow reached this engine."""
+        if request == "cancel":
+            self._cancel.set()
         self._suspend.set()
 
     def run(self) -> dict[str, Any]:
@@ -81,14 +106,60 @@ class Engine:
             suspend_event=self._suspend,
         )
         try:
-            return self._run(runner)
+            return self._owned_run(runner)
         finally:
             self._suspend.clear()
+            self._cancel.clear()
             if own_executor is not None:
                 own_executor.shutdown(wait=True)
             self.storage.close()
             if self._owned_backend is not None:
                 self._owned_backend.close()
+
+    def _owned_run(self, runner: Runner) -> dict[str, Any]:
+        """Take the flow, run it, and let go however the run ends."""
+        storage = self.storage
+        if storage.flow_state == states.CANCELLED:
+            raise FlowCancelled(self.compiled.flow.name)
+        if storage.flow_state == states.SUCCESS:
+            return storage.results()
+        flow = storage.flow_detail
+        lease = Lease(
+            storage.backend,
+            storage.connection,
+            flow.uuid,
+            self.lease,
+            self._request,
+            self._suspend.set,
+        )
+        taken = lease.take(self.wait)
+        flow.owner, flow.fence, flow.lease_expires_at = (
+            taken.owner,
+            taken.fence,
+            taken.lease_expires_at,
+        )
+        storage.fence = (flow.uuid, taken.fence)
+        if taken.request is not None:
+            self._request(taken.request)
+        try:
+            for write in self.after_take:
+                write()
+            lease.start_heartbeat()
+            if self._cancel.is_set():
+                return self._cancelled(runner)
+            results = self._run(runner)
+            if self._cancel.is_set() and storage.flow_state == states.SUSPENDED:
+                return self._cancelled(runner)
+            return results
+        finally:
+            lease.release(clear_cancel=storage.flow_state in states.ENDED)
+            flow.owner = flow.lease_expires_at = None
+
+    def _cancelled(self, runner: Runner) -> dict[str, Any]:
+        """Revert what ran, end CANCELLED and raise FlowCancelled."""
+        runner.prepare()
+        runner.revert_all(self.storage.failures, cancelled=True)
+        raise AssertionError("revert_all raises")  # pragma: no cover
 
     def _run(self, runner: Runner) -> dict[str, Any]:
         storage = self.storage

@@ -25,6 +25,7 @@ from ledgerflow.errors import (
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence.base import Backend, Connection
 from ledgerflow.testing.copies import CopyChecks, EncodingChecks
+from ledgerflow.testing.fencing import FencingChecks
 
 __all__ = ["BackendConformance", "make_book"]
 
@@ -74,7 +75,7 @@ def _strip_revisions(data: Any) -> Any:
     return data
 
 
-class BackendConformance(CopyChecks, EncodingChecks):
+class BackendConformance(CopyChecks, EncodingChecks, FencingChecks):
     """The contract every ledgerflow backend passes; subclasses provide ``backend``."""
 
     @pytest.fixture

@@ -32,9 +32,10 @@ from sqlalchemy import bindparam, func
 
 from ledgerflow.errors import ConflictError, CorruptRecordError, NotFound, SchemaVersionError
 from ledgerflow.persistence import records
-from ledgerflow.persistence.base import Backend, RecordConnection
+from ledgerflow.persistence.base import Backend, Fence, RecordConnection, fenced_out
+from ledgerflow.persistence.ownership import OwnChange, Ownership
 from ledgerflow.persistence.records import Kind, Row
-from ledgerflow.persistence.sql import migrate
+from ledgerflow.persistence.sql import leases, migrate
 from ledgerflow.persistence.sql.engines import (
     SQLITE_WAL,
     StoreAddress,
@@ -49,12 +50,10 @@ __all__ = ["SQLBackend", "SQLConnection"]
 
 _NAMES: Final[dict[Kind, str]] = {"book": "logbook", "flow": "flow detail", "task": "task detail"}
 _PARENT_COLUMN: Final[dict[Kind, str]] = {"flow": "book_uuid", "task": "flow_uuid"}
-#: Columns an update overwrites: all but the uuid, the parent and the revision.
+#: Columns an update overwrites: all but the uuid, the parent, the revision and ownership.
+_KEPT: Final = ("uuid", "revision", "book_uuid", "flow_uuid", *records.OWNERSHIP_COLUMNS)
 _SETTABLE: Final[dict[Kind, tuple[str, ...]]] = {
-    kind: tuple(
-        c for c in records.COLUMNS[kind] if c not in ("uuid", "revision", "book_uuid", "flow_uuid")
-    )
-    for kind in TABLES
+    kind: tuple(c for c in records.COLUMNS[kind] if c not in _KEPT) for kind in TABLES
 }
 
 
@@ -72,11 +71,24 @@ def _select_by(kind: Kind, key: str) -> sa.Select[Any]:
     return sa.select(*_columns(kind)).where(table.c[key].in_(_keys())).order_by(table.c.id)
 
 
-def _update_statement(kind: Kind, checked: bool) -> sa.Update:
+def _update_statement(kind: Kind, checked: bool, fenced: bool = False) -> sa.Update:
     table = TABLES[kind]
     statement = table.update().where(table.c.uuid == bindparam("w_uuid"))
     if checked:  # compare-and-set: the revision check is part of the UPDATE itself
         statement = statement.where(table.c.revision == bindparam("w_revision"))
+    if fenced and kind == "flow":
+        statement = statement.where(table.c.fence == bindparam("w_fence"))
+    elif fenced:
+        # The fence check rides in the same statement: no extra round trip.  The shared
+        # row lock (FOR SHARE / LOCK IN SHARE MODE) makes a taker's uncommitted take
+        # wait for this write, or this read see its committed fence.
+        fence = (
+            sa.select(FLOWS.c.fence)
+            .where(FLOWS.c.uuid == bindparam("w_flow"))
+            .with_for_update(read=True)
+            .scalar_subquery()
+        )
+        statement = statement.where(fence == bindparam("w_fence"))
     values: dict[str, Any] = {name: bindparam(name) for name in _SETTABLE[kind]}
     return statement.values(**values, revision=table.c.revision + sa.literal_column("1"))
 
@@ -90,6 +102,7 @@ _REVISION: Final = {
     for kind, table in TABLES.items()
 }
 _INSERT: Final = {kind: table.insert() for kind, table in TABLES.items()}
+_FENCE: Final = sa.select(FLOWS.c.fence).where(FLOWS.c.uuid == bindparam("w_uuid"))
 _DELETE_BOOK: Final = BOOKS.delete().where(BOOKS.c.uuid == bindparam("w_uuid"))
 _STATE_COUNTS: Final = (
     sa.select(FLOWS.c.book_uuid, TASKS.c.state, func.count())
@@ -129,10 +142,13 @@ class SQLBackend(Backend):
         #: Set once the tables are known to exist, so later calls skip the check.
         self.schema_seen = False
         dialect = self.engine.dialect
-        self.updates: dict[tuple[Kind, bool], PreparedUpdate] = {
-            (kind, checked): PreparedUpdate(_update_statement(kind, checked), dialect)
+        self.updates: dict[tuple[Kind, bool, bool], PreparedUpdate] = {
+            (kind, checked, fenced): PreparedUpdate(
+                _update_statement(kind, checked, fenced), dialect
+            )
             for kind in TABLES
             for checked in (True, False)
+            for fenced in (True, False)
         }
         #: (kind, by parent) -> the bulk read; None where the driver's paramstyle is exotic.
         self.selects: dict[tuple[Kind, bool], PreparedSelect | None] = {}
@@ -235,10 +251,10 @@ class SQLConnection(RecordConnection):
                 try:
                     yield
                 except BaseException:
-                    local.conn = local.driver = None
+                    local.conn = local.driver = local.fence = None
                     (conn.rollback if conn.in_transaction() else driver.rollback)()
                     raise
-                local.conn = local.driver = None
+                local.conn = local.driver = local.fence = None
                 (conn.commit if conn.in_transaction() else driver.commit)()
             return
         if self._file_missing():
@@ -253,7 +269,7 @@ class SQLConnection(RecordConnection):
                         _begin_immediate(conn)
                     yield
             finally:
-                self._local.conn = None
+                self._local.conn = self._local.fence = None
 
     @contextlib.contextmanager
     def _connect(self, action: str) -> Iterator[SAConnection]:
@@ -456,22 +472,35 @@ class SQLConnection(RecordConnection):
             with self._transaction():
                 return self._update(kind, row, expected_revision)
         # Inside the caller's transaction from here (the engine's hot path).
-        prepared = self._backend.updates[kind, expected_revision is not None]
-        driver: sqlite3.Connection | None = getattr(self._local, "driver", None)
+        local = self._local
+        fence: Fence | None = getattr(local, "fence", None)
+        fenced = fence is not None and kind != "book"
+        prepared = self._backend.updates[kind, expected_revision is not None, fenced]
+        driver: sqlite3.Connection | None = getattr(local, "driver", None)
         uuid = row["uuid"]
         if driver is not None:  # SQLite: the row itself carries the bind values
             row["w_uuid"], row["w_revision"] = uuid, expected_revision
+            if fence is not None:
+                row["w_flow"], row["w_fence"] = fence
             count = prepared.run_sqlite(driver, row)
         else:
             params = {name: row[name] for name in _SETTABLE[kind]}
             params["w_uuid"] = uuid
             if expected_revision is not None:
                 params["w_revision"] = expected_revision
+            if fenced and fence is not None:
+                params["w_fence"] = fence[1]
+                if kind != "flow":
+                    params["w_flow"] = fence[0]
             count = prepared.run(conn, params)
         if count == 1:
             if expected_revision is not None:
                 return expected_revision + 1
             return int(conn.execute(_REVISION[kind], {"w_uuid": uuid}).scalar_one())
+        if fenced and fence is not None:
+            stored_fence = conn.execute(_FENCE, {"w_uuid": fence[0]}).scalar_one_or_none()
+            if stored_fence != fence[1]:
+                raise fenced_out(fence[0], fence[1], stored_fence)
         stored = conn.execute(_REVISION[kind], {"w_uuid": uuid}).scalar_one_or_none()
         if stored is None:
             raise NotFound(f"no {_NAMES[kind]} with uuid {uuid!r}")
@@ -479,6 +508,30 @@ class SQLConnection(RecordConnection):
             f"{_NAMES[kind]} {uuid} is at revision {stored}, "
             f"the write was based on revision {expected_revision}"
         )
+
+    def _fence(self, fence: Fence) -> None:
+        """Every UPDATE of the current transaction checks ``fence`` in its own WHERE."""
+        self._local.fence = fence
+
+    def get_ownership(self, flow_uuid: str) -> Ownership:
+        """Return the flow's owner, fence, lease and pending request (the server's clock)."""
+        records.check_uuid(flow_uuid, "flow detail uuid")
+        with self._reading() as conn:
+            found = None if conn is None else leases.read(conn, flow_uuid)
+        if found is None:
+            raise NotFound(f"no flow detail with uuid {flow_uuid!r}")
+        return found
+
+    def change_ownership(self, flow_uuid: str, change: OwnChange) -> bool:
+        """Apply one compare-and-set of ``ownership`` in one UPDATE (the server's clock)."""
+        records.check_uuid(flow_uuid, "flow detail uuid")
+        with self._transaction():
+            conn = self._writer()
+            if leases.change(conn, flow_uuid, change):
+                return True
+            if conn.execute(_FENCE, {"w_uuid": flow_uuid}).scalar_one_or_none() is None:
+                raise NotFound(f"no flow detail with uuid {flow_uuid!r}")
+            return False
 
     def _delete_book(self, uuid: str) -> bool:
         with self._transaction():
