@@ -11,6 +11,7 @@ from rich.console import Console
 
 from ledgerflow.cli.app import BACKEND_ENV, DEFAULT_BACKEND, App, LedgerflowGroup
 from ledgerflow.cli.commands import books, copy, show, upgrade
+from ledgerflow.cli.control import cancel, suspend
 from ledgerflow.cli.demo import demo, demo_child
 from ledgerflow.cli.run import resume
 
@@ -46,7 +47,7 @@ def cli(ctx: click.Context, backend_uri: str, debug: bool) -> None:
     )
 
 
-for _command in (books, show, resume, upgrade, copy, demo, demo_child):
+for _command in (books, show, resume, suspend, cancel, upgrade, copy, demo, demo_child):
     cli.add_command(_command)
 
 
