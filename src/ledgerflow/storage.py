@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ledgerflow import serialization, states
 from ledgerflow.errors import ConflictError, StorageError
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail, utcnow
+from ledgerflow.persistence import retry
 from ledgerflow.persistence.base import Backend, Connection, Fence
 
 if TYPE_CHECKING:
@@ -91,6 +92,12 @@ class Storage:
         #: The error of the last write of ours that failed (a task seeing it from a
         #: checkpoint did not fail: the store did, and the run stops without a revert).
         self.broken: BaseException | None = None
+        #: Seconds a commit keeps retrying through a store outage before giving up.
+        self.outage_window = retry.DEFAULT_WINDOW
+        #: Under "always", state changes wait here until the commit that records them.
+        self._unheard: list[StateChange] = []
+        #: Task name -> its fields before the last ``start_task`` (see ``unstart_task``).
+        self._before_start: dict[str, dict[str, Any]] = {}
 
     # ---- symbols ---------------------------------------------------------------
     def bind(self, compiled: Compiled) -> None:
@@ -162,6 +169,19 @@ class Storage:
         if not self._listeners:
             return
         event = StateChange(kind, name, state, self.flow_detail.uuid, task_uuid)
+        if self.save == "always":  # heard once committed (see _write)
+            with self._lock:
+                self._unheard.append(event)
+            return
+        self._tell(event)
+
+    def _flush_events(self) -> None:
+        with self._lock:
+            events, self._unheard = self._unheard, []
+        for event in events:
+            self._tell(event)
+
+    def _tell(self, event: StateChange) -> None:
         for callback in list(self._listeners):
             try:
                 callback(event)
@@ -199,6 +219,11 @@ class Storage:
         """
         now = utcnow()
         detail = self._tasks[name]
+        self._before_start[name] = {
+            key: getattr(detail, key)
+            for key in ("state", "attempts", "started_at", "finished_at", "failure", "meta")
+        }
+        self._before_start[name]["revert_failure"] = detail.revert_failure
         fields: dict[str, Any] = {}
         if tries is not None:
             fields["meta"] = {**detail.meta, TRIES_KEY: tries}
@@ -212,6 +237,17 @@ class Storage:
             revert_failure=None,
             **fields,
         )
+
+    def unstart_task(self, name: str) -> None:
+        """Undo ``start_task`` of a task that did not start after all (a suspend came first)."""
+        before = self._before_start.pop(name)
+        with self._lock:
+            detail = self._tasks[name]
+            for key, value in before.items():
+                setattr(detail, key, value)
+            detail.updated_at = utcnow()
+            self._dirty[detail.uuid] = detail
+        self._emit("task", name, detail.state, detail.uuid)
 
     def tries(self, name: str) -> int:
         """Tries task ``name`` made in its current round (stored by ``start_task``)."""
@@ -330,12 +366,18 @@ class Storage:
         return self._conn
 
     def _write(self, write: Callable[..., Any], *details: Any) -> None:
-        """Commit through ``write`` under this run's fence; a failure marks us broken."""
+        """Commit through ``write`` under this run's fence, riding out outages (``retry``).
+
+        A failure that outlasts them marks this storage broken, so that a task which
+        saw it from a checkpoint does not count as failed.  Under "always", listeners
+        hear of the changes now committed.
+        """
         try:
-            write(*details, fence=self.fence)
+            retry.commit(self._conn, write, details, self.fence, self.outage_window)
         except (StorageError, ConflictError) as exc:
             self.broken = exc
             raise
+        self._flush_events()
 
     def close(self) -> None:
         """Release the connection (the backend stays open)."""

@@ -112,6 +112,14 @@ class Runner:
                 # Results and the next RUNNING states commit together, before any
                 # further task starts; the end of the run commits on its own.
                 self.storage.sync()
+            if launched and self.suspend_event.is_set():
+                # A listener that heard of that commit (or a request) asked to stop
+                # before these tasks started: they go back to what they were.
+                for index in reversed(launched):
+                    self.tries[index] -= 1
+                    self.storage.unstart_task(self.nodes[index].name)
+                    self.ready.appendleft(index)
+                launched = []
             for index in launched:
                 self._launch(index)
             if self.inflight or self.done_inline:
