@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,7 @@ from ledgerflow import states
 from ledgerflow.engine import identity
 from ledgerflow.persistence.ownership import OwnChange
 from tests.engine import flows_for_crash
-from tests.engine.test_crash import CHAIN_TOTAL, child, log_lines, stored
+from tests.engine.test_crash import CHAIN_TOTAL, ROOT, child, log_lines, stored
 
 OTHER_HOST = "elsewhere/boot/ns:1:1"
 
@@ -285,3 +289,79 @@ def test_two_processes_resuming_at_once_execute_each_task_once(
         starts = [line for line in log_lines(log)[offset:] if line.startswith("start")]
         assert len(starts) == len(set(starts)), starts  # every task executed once
         assert stored(uri, flow_uuid).state == states.SUCCESS
+
+
+def test_a_try_past_its_timeout_fails_with_task_timeout_and_is_retried(
+    backend: lf.Backend,
+) -> None:
+    release = threading.Event()
+    tries: list[int] = []
+    late: list[bool] = []
+    late_done = threading.Event()
+
+    @lf.task(provides="x", timeout=0.2, retry=lf.Retry(attempts=2, backoff=0.0))
+    def stuck_once() -> int:
+        tries.append(len(tries) + 1)
+        if len(tries) == 1:
+            ctx = lf.current_task()
+            release.wait(30)  # stuck until the engine gave up on this try
+            ctx.checkpoint("late")  # dropped
+            late.append(ctx.stop_requested)
+            late_done.set()
+            return 99  # discarded
+        return 1
+
+    engine = lf.load(_flow(stuck_once), backend=backend)
+    engine.on_change(lambda e: release.set() if e.state == states.RETRYING else None)
+    assert engine.run() == {"x": 1}
+    assert late_done.wait(30) and late == [True]
+    detail = stored_detail(backend, engine.flow_detail.uuid).find_by_name("stuck_once")
+    assert detail is not None and detail.result == 1 and detail.checkpoint is None
+    assert tries == [1, 2]
+
+
+def test_a_timeout_without_retry_fails_the_flow(backend: lf.Backend) -> None:
+    never = threading.Event()
+
+    @lf.task(timeout=0.1)
+    def hangs() -> None:
+        never.wait(5)
+
+    with pytest.raises(lf.FlowFailed) as failed:
+        lf.run(_flow(hangs), backend=backend)
+    never.set()
+    assert failed.value.failures["hangs"].matches(lf.TaskTimeout)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, True, "3", float("inf")])
+def test_bad_timeouts_are_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        lf.task(timeout=bad)(lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout"):
+        lf.Task(name="t", timeout=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_ctrl_c_suspend_the_flow(signum: int, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'signals.db'}"
+    started, uuid_file = tmp_path / "started", tmp_path / "uuid"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.engine.flows_for_signals", uri, str(started), str(uuid_file)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not started.exists():  # the file is the event: the task is running
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.strip() == states.SUSPENDED
+    flow = stored(uri, uuid_file.read_text())
+    assert flow.state == states.SUSPENDED and flow.owner is None
+    assert [t.state for t in flow] == [states.PENDING, states.PENDING]

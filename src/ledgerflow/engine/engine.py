@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any
 
@@ -19,6 +22,7 @@ from ledgerflow.storage import StateChange, Storage
 __all__ = ["ENGINES", "Engine"]
 
 ENGINES = ("serial", "parallel")
+LOG = logging.getLogger("ledgerflow.engine")
 
 
 class Engine:
@@ -106,7 +110,8 @@ class Engine:
             suspend_event=self._suspend,
         )
         try:
-            return self._owned_run(runner)
+            with self._signals_suspend():
+                return self._owned_run(runner)
         finally:
             self._suspend.clear()
             self._cancel.clear()
@@ -115,6 +120,28 @@ class Engine:
             self.storage.close()
             if self._owned_backend is not None:
                 self._owned_backend.close()
+
+    @contextlib.contextmanager
+    def _signals_suspend(self) -> Iterator[None]:
+        """In the main thread, SIGTERM and Ctrl-C suspend the flow; a second Ctrl-C aborts."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_signal(signum: int, frame: object) -> None:
+            if signum == signal.SIGINT and self._suspend.is_set():
+                raise KeyboardInterrupt  # the second Ctrl-C: stop at once
+            LOG.warning(
+                "%s: suspending the flow after the tasks in flight", signal.strsignal(signum)
+            )
+            self._suspend.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _owned_run(self, runner: Runner) -> dict[str, Any]:
         """Take the flow, run it, and let go however the run ends."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from ledgerflow import states
 from ledgerflow.engine.compile import Compiled
-from ledgerflow.engine.context import TaskContext, call_in_context
+from ledgerflow.engine.context import TaskContext, call_in_context, call_with_timeout
 from ledgerflow.errors import FlowCancelled, FlowFailed, Interrupted, SerializationError
 from ledgerflow.models import Failure
 from ledgerflow.storage import Storage
@@ -35,7 +35,24 @@ _Outcome = tuple[int, bool, Any]  # node index, succeeded, result or exception
 
 def _plain_execute(task: Task, inputs: Mapping[str, Any]) -> Any:
     """What a process pool or remote executor runs: no context there."""
+    if task.timeout is not None:
+        return call_with_timeout(task.timeout, task.name, None, task.call_execute, inputs)
     return task.call_execute(inputs)
+
+
+def _in_context(context: TaskContext, task: Task, inputs: Mapping[str, Any]) -> Any:
+    """Run ``task`` with ``context`` as the current task (under its timeout, if any)."""
+    if task.timeout is None:
+        return call_in_context(context, task.call_execute, inputs)
+    return call_in_context(
+        context,
+        call_with_timeout,
+        task.timeout,
+        task.name,
+        context.abandoned,
+        task.call_execute,
+        inputs,
+    )
 
 
 class Runner:
@@ -159,7 +176,7 @@ class Runner:
         if self.executor is None:
             try:
                 context = TaskContext(self.storage, node.name, self.suspend_event)
-                result = call_in_context(context, node.task.call_execute, inputs)
+                result = _in_context(context, node.task, inputs)
             except Exception as exc:
                 self.done_inline.append((index, False, exc))
             else:
@@ -167,7 +184,7 @@ class Runner:
             return
         if self.with_context:
             context = TaskContext(self.storage, node.name, self.suspend_event)
-            future = self.executor.submit(call_in_context, context, node.task.call_execute, inputs)
+            future = self.executor.submit(_in_context, context, node.task, inputs)
         else:
             future = self.executor.submit(_plain_execute, node.task, inputs)
         self.inflight[future] = index
