@@ -86,6 +86,7 @@ class Storage:
         self._bindings: dict[str, dict[str, tuple[str | None, str]]] = {}
         self._objects: dict[str, Task] = {}
         self._listeners: list[Callable[[StateChange], Any]] = []
+        self._compiled: Compiled | None = None
         self.store: dict[str, Any] = dict(flow_detail.meta.get("store") or {})
         #: (flow uuid, fence) once the engine took the flow: every write checks it.
         self.fence: Fence | None = None
@@ -102,6 +103,7 @@ class Storage:
     # ---- symbols ---------------------------------------------------------------
     def bind(self, compiled: Compiled) -> None:
         """Adopt the symbol table of ``compiled`` and rebuild values of finished tasks."""
+        self._compiled = compiled
         names = [node.name for node in compiled.nodes]
         for node in compiled.nodes:
             self._objects[node.name] = node.task
@@ -114,6 +116,20 @@ class Storage:
                 task = self._objects.get(name)
                 if task is not None and detail.failure is None:
                     self._values[name] = task.extract(detail.result)
+
+    def reload(self) -> None:
+        """Replace what this storage holds with the flow as stored now (same objects)."""
+        fresh = self._conn.get_flow_details(self.flow_detail.uuid)
+        with self._lock:
+            ownership = (self.flow_detail.owner, self.flow_detail.fence)
+            self.flow_detail.merge(fresh, deep=True)
+            self.flow_detail.owner, self.flow_detail.fence = ownership
+            self._tasks = {td.name: td for td in self.flow_detail}
+            self._dirty.clear()
+            self._values.clear()
+            self.store = dict(self.flow_detail.meta.get("store") or {})
+        if self._compiled is not None:
+            self.bind(self._compiled)
 
     def fetch_args(self, name: str) -> dict[str, Any]:
         """Return the keyword arguments of task ``name``'s execute()."""

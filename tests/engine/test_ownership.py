@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -273,7 +274,7 @@ def test_two_processes_resuming_at_once_execute_each_task_once(
         "postgresql": lambda: request.getfixturevalue("postgres_uri"),
         "mysql": lambda: request.getfixturevalue("mysql_uri"),
     }[kind]()
-    for round_ in range(5):
+    for round_ in range(20):
         log, uuid_file = tmp_path / f"exec{round_}.log", tmp_path / f"uuid{round_}"
         proc = child(["run", uri, "chain", str(uuid_file)], log, LEDGERFLOW_TEST_KILL_AT="step3")
         proc.communicate(timeout=120)
@@ -365,3 +366,51 @@ def test_sigterm_and_ctrl_c_suspend_the_flow(signum: int, tmp_path: Path) -> Non
     flow = stored(uri, uuid_file.read_text())
     assert flow.state == states.SUSPENDED and flow.owner is None
     assert [t.state for t in flow] == [states.PENDING, states.PENDING]
+
+
+def _signals_child(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.engine.flows_for_signals", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_an_engine_stopped_past_its_lease_is_fenced_out_when_it_continues(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    uri = (
+        f"sqlite:///{tmp_path / 'stall.db'}"
+        if kind == "sqlite"
+        else str(request.getfixturevalue("postgres_uri"))
+    )
+    started, go, uuid_file = tmp_path / "started", tmp_path / "go", tmp_path / "uuid"
+    stale = _signals_child("stall", uri, str(started), str(go), str(uuid_file))
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert stale.poll() is None and time.monotonic() < deadline, stale.communicate()
+            time.sleep(0.01)
+        stale.send_signal(signal.SIGSTOP)  # stalls inside `slow`, past its 1 s lease
+        go.touch()
+        flow_uuid = uuid_file.read_text()
+        taker = _signals_child("resume", uri, flow_uuid)
+        out, err = taker.communicate(timeout=120)
+        assert taker.returncode == 0, err
+        results = json.loads(out.strip().splitlines()[-1])
+        assert results == {"slow_pid": taker.pid, "last_pid": taker.pid}
+    finally:
+        stale.send_signal(signal.SIGCONT)
+    _, err = stale.communicate(timeout=120)
+    assert stale.returncode != 0 and "FencedOut" in err, err
+    flow = stored(uri, flow_uuid)
+    assert flow.state == states.SUCCESS and flow.owner is None
+    assert [(t.name, t.state, t.result) for t in flow] == [
+        ("slow", "SUCCESS", taker.pid),
+        ("last", "SUCCESS", taker.pid),
+    ]

@@ -241,6 +241,7 @@ def _resume_engine(
     store: Mapping[str, Any] | None,
     owned: bool,
 ) -> Engine:
+    seen = conn.get_ownership(flow_uuid)  # before the read: a take after it is noticed
     flow_detail = conn.get_flow_details(flow_uuid)
     ref = conn.locate(flow_uuid)
     book = (
@@ -281,7 +282,15 @@ def _resume_engine(
         lease=meta.get("lease") or DEFAULT_LEASE,
     )
 
+    engine.seen_fence, engine.seen_owner = seen.fence, seen.owner
+
     def add_new_tasks() -> None:  # once the flow is taken: a refused resume writes nothing
+        for node in compiled.nodes:
+            if node.name in known:
+                storage.task_detail(node.name).version = node.task.version
+        if store:
+            flow_detail.meta = {**flow_detail.meta, "store": store_values}
+            storage.store = dict(store_values)
         if new or store:
             storage.add_task_details(new)
         storage.bind(compiled)

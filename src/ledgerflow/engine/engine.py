@@ -54,6 +54,9 @@ class Engine:
         self._cancel = threading.Event()
         self.lease = check_lease(lease)
         self.wait = check_wait(wait)
+        #: Fence and owner of the flow when this engine read it (lf.load: just written).
+        self.seen_fence = 0
+        self.seen_owner: str | None = None
         #: Writes to make once the flow is taken (a refused run must write nothing).
         self.after_take: list[Callable[[], Any]] = []
 
@@ -169,8 +172,16 @@ class Engine:
         if taken.request is not None:
             self._request(taken.request)
         try:
+            if taken.fence != self.seen_fence + 1 or self.seen_owner is not None:
+                # Someone may have written since this engine read the flow (its owner
+                # then, or one that took and let go meanwhile): continue from the store.
+                storage.reload()
+                if storage.flow_state == states.CANCELLED:
+                    raise FlowCancelled(self.compiled.flow.name)
             for write in self.after_take:
                 write()
+            if storage.flow_state == states.SUCCESS:
+                return storage.results()
             lease.start_heartbeat()
             if self._cancel.is_set():
                 return self._cancelled(runner)
