@@ -10,6 +10,8 @@
     ├── StateTransitionError      an illegal flow or task state change
     ├── SerializationError        (also ValueError) a value JSON cannot encode
     ├── VersionMismatchError      stored task major version differs from the code's
+    ├── FactoryImportError        (also ImportError) a stored flow factory cannot be imported
+    ├── ProcessDied               (recorded, not raised) a try's process died inside it
     ├── ConflictError             a write based on a stale copy of a record
     │   └── FencedOut             this engine's ownership of the flow was taken over
     ├── FlowBusy                  another live engine owns the flow
@@ -37,6 +39,7 @@ __all__ = [
     "BackendNotFound",
     "ConflictError",
     "CorruptRecordError",
+    "FactoryImportError",
     "FencedOut",
     "FlowBusy",
     "FlowCancelled",
@@ -47,6 +50,7 @@ __all__ = [
     "MissingDriverError",
     "MissingInputsError",
     "NotFound",
+    "ProcessDied",
     "SchemaVersionError",
     "SerializationError",
     "StateTransitionError",
@@ -93,6 +97,14 @@ class SerializationError(LedgerflowError, ValueError):
 
 class VersionMismatchError(LedgerflowError):
     """A stored task was written by code of another major version."""
+
+
+class FactoryImportError(LedgerflowError, ImportError):
+    """A flow factory path cannot be imported; the message names it and where it looked."""
+
+
+class ProcessDied(LedgerflowError):
+    """The failure of a try found RUNNING on resume: its process died before it ended."""
 
 
 class ConflictError(LedgerflowError):

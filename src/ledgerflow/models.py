@@ -19,7 +19,18 @@ from typing import Any, ClassVar, Self
 
 from ledgerflow import states
 
-__all__ = ["Failure", "FlowDetail", "LogBook", "TaskDetail", "new_uuid", "utcnow"]
+__all__ = [
+    "Failure",
+    "FlowDetail",
+    "LogBook",
+    "TaskDetail",
+    "close_try",
+    "new_try",
+    "new_uuid",
+    "tries_from_json",
+    "tries_to_json",
+    "utcnow",
+]
 
 
 def new_uuid() -> str:
@@ -132,12 +143,69 @@ class Failure:
         return f"{short}: {self.message}" if self.message else short
 
 
+def new_try(attempt: int, started_at: datetime) -> dict[str, Any]:
+    """A ``td.tries`` entry for a try that just started (RUNNING)."""
+    return {
+        "attempt": attempt,
+        "started_at": started_at,
+        "finished_at": None,
+        "state": states.RUNNING,
+        "failure": None,
+    }
+
+
+def close_try(
+    tries: list[dict[str, Any]], state: str, finished_at: datetime, failure: Failure | None = None
+) -> list[dict[str, Any]]:
+    """``tries`` with its last entry, if still RUNNING, ended in ``state`` (a new list)."""
+    if state not in states.TRY_STATES or state == states.RUNNING:
+        raise ValueError(f"a try ends SUCCESS, FAILURE or INTERRUPTED, not {state!r}")
+    if not tries or tries[-1].get("state") != states.RUNNING:
+        return tries
+    last = {**tries[-1], "finished_at": finished_at, "state": state, "failure": failure}
+    return [*tries[:-1], last]
+
+
+def tries_to_json(tries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The JSON-safe form of ``td.tries`` (times as ISO-8601 text, failures as dicts)."""
+    out = []
+    for entry in tries:
+        failure = entry.get("failure")
+        out.append(
+            {
+                "attempt": entry["attempt"],
+                "started_at": _time_to_json(entry.get("started_at")),
+                "finished_at": _time_to_json(entry.get("finished_at")),
+                "state": entry["state"],
+                "failure": None if failure is None else failure.to_dict(),
+            }
+        )
+    return out
+
+
+def tries_from_json(data: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """``td.tries`` from its JSON-safe form (None, as older records hold, is no tries)."""
+    out = []
+    for entry in data or ():
+        failure = entry.get("failure")
+        out.append(
+            {
+                "attempt": entry["attempt"],
+                "started_at": _time_from_json(entry.get("started_at")),
+                "finished_at": _time_from_json(entry.get("finished_at")),
+                "state": entry["state"],
+                "failure": None if failure is None else Failure.from_dict(failure),
+            }
+        )
+    return out
+
+
 # How to_dict/from_dict treat a field; fields not named here are copied as they are.
 _TIME_FIELDS = frozenset(
     {"created_at", "updated_at", "started_at", "finished_at", "lease_expires_at"}
 )
 _FAILURE_FIELDS = frozenset({"failure", "revert_failure"})
-_MUTABLE_FIELDS = frozenset({"meta", "result", "checkpoint"})
+_MUTABLE_FIELDS = frozenset({"meta", "result", "checkpoint", "tries"})
 
 
 class _Record:
@@ -157,6 +225,8 @@ class _Record:
                 value = _time_to_json(value)
             elif name in _FAILURE_FIELDS:
                 value = None if value is None else value.to_dict()
+            elif name == "tries":
+                value = tries_to_json(value)
             elif name in _MUTABLE_FIELDS:
                 value = copy.deepcopy(value)
             out[name] = value
@@ -176,6 +246,8 @@ class _Record:
                 value = _time_from_json(value)
             elif f.name in _FAILURE_FIELDS:
                 value = None if value is None else Failure.from_dict(value)
+            elif f.name == "tries":
+                value = tries_from_json(value)
             elif f.name in _MUTABLE_FIELDS:
                 value = copy.deepcopy(value)
             kwargs[f.name] = value
@@ -216,7 +288,11 @@ class _Record:
 
 @dataclass
 class TaskDetail(_Record):
-    """One run of one task: state, result or failure, attempts, timing, checkpoint."""
+    """One run of one task: state, result or failure, attempts, tries, timing, checkpoint.
+
+    ``attempts`` counts the tries started; ``tries`` has one entry per start, oldest
+    first (``new_try``): for tasks started by this version ``attempts == len(tries)``.
+    """
 
     name: str
     uuid: str = None  # type: ignore[assignment]  # None means "make a new one"
@@ -230,6 +306,7 @@ class TaskDetail(_Record):
     meta: dict[str, Any] = field(default_factory=dict)
     checkpoint: Any = None
     attempts: int = 0
+    tries: list[dict[str, Any]] = field(default_factory=list)
     started_at: datetime | None = None
     finished_at: datetime | None = None
     created_at: datetime = field(default_factory=utcnow)

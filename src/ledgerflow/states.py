@@ -22,6 +22,8 @@ REVERT_FAILURE: Final = "REVERT_FAILURE"
 SUSPENDING: Final = "SUSPENDING"
 SUSPENDED: Final = "SUSPENDED"
 CANCELLED: Final = "CANCELLED"
+#: A try (``td.tries``) stopped by ``lf.Interrupted``: not a failure, spends no Retry attempt.
+INTERRUPTED: Final = "INTERRUPTED"
 
 FLOW_STATES: Final = frozenset(
     {PENDING, RUNNING, SUCCESS, FAILURE, REVERTING, REVERTED, SUSPENDING, SUSPENDED, CANCELLED}
@@ -31,6 +33,9 @@ ENDED: Final = frozenset({SUCCESS, FAILURE, REVERTED, CANCELLED})
 TASK_STATES: Final = frozenset(
     {PENDING, RUNNING, SUCCESS, FAILURE, RETRYING, REVERTING, REVERTED, REVERT_FAILURE}
 )
+
+#: States of one try in ``td.tries``: RUNNING while in flight, then how it ended.
+TRY_STATES: Final = frozenset({RUNNING, SUCCESS, FAILURE, INTERRUPTED})
 
 FLOW_TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     PENDING: frozenset({RUNNING, SUSPENDED, REVERTING}),

@@ -25,8 +25,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ledgerflow import serialization, states
-from ledgerflow.errors import ConflictError, StorageError
-from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail, utcnow
+from ledgerflow.errors import ConflictError, ProcessDied, StorageError
+from ledgerflow.models import (
+    Failure,
+    FlowDetail,
+    LogBook,
+    TaskDetail,
+    close_try,
+    new_try,
+    utcnow,
+)
 from ledgerflow.persistence import retry
 from ledgerflow.persistence.base import Backend, Connection, Fence
 
@@ -181,6 +189,11 @@ class Storage:
         """Call ``callback(event)`` on every flow and task state change."""
         self._listeners.append(callback)
 
+    def remove_listener(self, callback: Callable[[StateChange], Any]) -> None:
+        """Stop calling ``callback`` (no error if it was not registered)."""
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
     def _emit(self, kind: str, name: str, state: str, task_uuid: str | None) -> None:
         if not self._listeners:
             return
@@ -228,7 +241,7 @@ class Storage:
         return detail
 
     def start_task(self, name: str, tries: int | None = None) -> TaskDetail:
-        """Record that task ``name``'s execute() starts (RUNNING, one more attempt).
+        """Record that task ``name``'s execute() starts (RUNNING, one more attempt and try).
 
         ``tries`` (for a task with a Retry) is the try this is in the current round; it
         is stored so that a resumed flow spends the rest of the budget, not a new one.
@@ -237,16 +250,26 @@ class Storage:
         detail = self._tasks[name]
         self._before_start[name] = {
             key: getattr(detail, key)
-            for key in ("state", "attempts", "started_at", "finished_at", "failure", "meta")
+            for key in (
+                "state",
+                "attempts",
+                "started_at",
+                "finished_at",
+                "failure",
+                "meta",
+                "tries",
+            )
         }
         self._before_start[name]["revert_failure"] = detail.revert_failure
         fields: dict[str, Any] = {}
         if tries is not None:
             fields["meta"] = {**detail.meta, TRIES_KEY: tries}
+        attempt = detail.attempts + 1
         return self._set_task_state(
             name,
             states.RUNNING,
-            attempts=detail.attempts + 1,
+            attempts=attempt,
+            tries=[*detail.tries, new_try(attempt, now)],
             started_at=now,
             finished_at=None,
             failure=None,
@@ -281,18 +304,55 @@ class Storage:
             flow.updated_at = utcnow()
             self._dirty[flow.uuid] = flow
 
+    def set_flow_meta(self, key: str, value: Any) -> None:
+        """Record ``value`` under ``key`` in the flow's meta (committed with the next sync)."""
+        with self._lock:
+            flow = self.flow_detail
+            flow.meta = {**flow.meta, key: value}
+            self._dirty[flow.uuid] = flow
+
     def task_succeeded(self, name: str, result: Any) -> None:
         """Record ``result``; SerializationError/ValueError (nothing changed) if unusable."""
         serialization.check(result, f"result of task {name!r}")
         values = self._objects[name].extract(result) if name in self._objects else {}
-        self._set_task_state(name, states.SUCCESS, result=result, finished_at=utcnow())
+        now = utcnow()
+        tries = close_try(self._tasks[name].tries, states.SUCCESS, now)
+        self._set_task_state(name, states.SUCCESS, result=result, finished_at=now, tries=tries)
         self._values[name] = values
 
     def task_failed(self, name: str, failure: Failure, *, retrying: bool = False) -> None:
         """Record a failed try: FAILURE, or RETRYING when another try follows."""
         state = states.RETRYING if retrying else states.FAILURE
-        self._set_task_state(name, state, result=None, failure=failure, finished_at=utcnow())
+        now = utcnow()
+        tries = close_try(self._tasks[name].tries, states.FAILURE, now, failure)
+        self._set_task_state(
+            name, state, result=None, failure=failure, finished_at=now, tries=tries
+        )
         self._values.pop(name, None)
+
+    def close_dead_tries(self) -> list[str]:
+        """End as FAILURE every try still RUNNING: no engine runs it (call before running).
+
+        Its process died inside it (or stopped recording); the change is committed with
+        the next sync.  Returns the names of the tasks whose try was closed.
+        """
+        closed = []
+        with self._lock:
+            for name, detail in self._tasks.items():
+                if not detail.tries or detail.tries[-1].get("state") != states.RUNNING:
+                    continue
+                attempt = detail.tries[-1].get("attempt")
+                failure = Failure.from_exception(
+                    ProcessDied(
+                        f"the process running try {attempt} of task {name!r} died before the "
+                        "try ended (found still RUNNING when the flow was resumed)"
+                    )
+                )
+                detail.tries = close_try(detail.tries, states.FAILURE, utcnow(), failure)
+                detail.updated_at = utcnow()
+                self._dirty[detail.uuid] = detail
+                closed.append(name)
+        return closed
 
     def revert_started(self, name: str) -> None:
         """Record that task ``name``'s revert starts."""
@@ -326,7 +386,9 @@ class Storage:
         meta = detail.meta
         if TRIES_KEY in meta:  # the interrupted try spends no attempt of its Retry
             meta = {**meta, TRIES_KEY: max(0, int(meta[TRIES_KEY]) - 1)}
-        self._set_task_state(name, states.PENDING, meta=meta, finished_at=utcnow())
+        now = utcnow()
+        tries = close_try(detail.tries, states.INTERRUPTED, now)
+        self._set_task_state(name, states.PENDING, meta=meta, finished_at=now, tries=tries)
         self._values.pop(name, None)
 
     def revert_result(self, name: str) -> Any:

@@ -39,7 +39,7 @@ def test_a_terminal_gets_a_header_and_a_footer(
         env={"TTY_COMPATIBLE": "1", "NO_COLOR": "1"},
     )
     lines = [line for line in outcome.stdout.splitlines() if line.strip()]
-    assert lines[0].split() == ["UUID", "CREATED", "(UTC)", "NAME", "TASKS"]
+    assert lines[0].split() == ["UUID", "CREATED", "(UTC)", "NAME", "FLOWS", "TASKS"]
     assert store.uuid in lines[1] and "weekly-report" in lines[2]
     assert "books 1-2 of 2" in lines[3]
 
@@ -93,7 +93,7 @@ def test_pages_come_from_limit_offset_and_page(cli: Runner, sqlite_uri: str) -> 
         "3",
         env={"TTY_COMPATIBLE": "1", "NO_COLOR": "1"},
     ).stdout
-    assert "books 1-3 of 7; next: --page 2 (or --offset 3)" in text
+    assert "books 1-3 of 7; 4 more: --page 2 (or --offset 3), or --all" in text
 
 
 def test_filters_by_name_and_by_flow_state(cli: Runner, sqlite_uri: str, store: lf.LogBook) -> None:
@@ -103,7 +103,50 @@ def test_filters_by_name_and_by_flow_state(cli: Runner, sqlite_uri: str, store: 
     assert [book["uuid"] for book in json.loads(by_state.stdout)] == [store.uuid]
     none = cli("--backend", sqlite_uri, "books", "--state", "SUSPENDED")
     assert none.exit_code == 0
-    assert "no logbooks (of 0)" in none.stdout
+    assert "no logbooks with a flow in state SUSPENDED (2 books in all)" in none.stdout
+    unnamed = cli("--backend", sqlite_uri, "books", "--name", "nope")
+    assert "no logbooks named 'nope' (2 books in all)" in unnamed.stdout
+
+
+def test_each_line_tells_the_flow_state(
+    any_cli: Runner, sqlite_uri: str, store: lf.LogBook
+) -> None:
+    lines = any_cli("--backend", sqlite_uri, "books").stdout.splitlines()
+    assert "nightly-backup  REVERTED  1 PENDING" in lines[0]
+    assert "weekly-report  SUCCESS  4 SUCCESS" in lines[1]
+
+
+def test_a_terminal_shows_the_newest_20_and_says_how_many_more(
+    cli: Runner, sqlite_uri: str
+) -> None:
+    with lf.open_backend(sqlite_uri) as backend, backend.connect() as conn:
+        conn.upgrade()
+        for index in range(45):
+            conn.save_logbook(lf.LogBook(f"book-{index:02d}"))
+    tty = {"TTY_COMPATIBLE": "1", "NO_COLOR": "1"}
+    lines = cli("--backend", sqlite_uri, "books", env=tty).stdout.splitlines()
+    assert len(lines) == 22  # header, 20 books, footer
+    assert "book-44" in lines[1] and "book-25" in lines[20]
+    assert lines[-1] == "books 1-20 of 45; 25 more: --page 2 (or --offset 20), or --all"
+    everything = cli("--backend", sqlite_uri, "books", "--all", env=tty).stdout.splitlines()
+    assert len(everything) == 47 and everything[-1] == "books 1-45 of 45"
+    piped = cli("--backend", sqlite_uri, "books").stdout.splitlines()
+    assert len(piped) == 45
+    assert cli("--backend", sqlite_uri, "books", "--all", "--limit", "2").exit_code == 2
+
+
+def test_piped_listing_walks_pages_past_the_keyset_limit(cli: Runner, sqlite_uri: str) -> None:
+    with lf.open_backend(sqlite_uri) as backend, backend.connect() as conn:
+        conn.upgrade()
+        book = lf.LogBook("many")
+        conn.save_logbook(book)
+        for index in range(1203):
+            conn.save_logbook(lf.LogBook(f"b{index}"))
+    lines = cli("--backend", sqlite_uri, "books").stdout.splitlines()
+    assert len(lines) == 1204 and len(set(lines)) == 1204
+    assert book.uuid in lines[-1]
+    some = cli("--backend", sqlite_uri, "books", "--offset", "1000", "--limit", "203").stdout
+    assert len(some.splitlines()) == 203
 
 
 def test_backend_comes_from_the_environment(

@@ -57,6 +57,31 @@ def test_verbose_adds_tracebacks_and_the_cause_chain(
     assert store.flows[0].tasks[0].uuid in outcome.stdout
 
 
+class _FailsOnce(lf.Task):
+    calls = 0
+
+    def execute(self) -> str:
+        type(self).calls += 1
+        if type(self).calls == 1:
+            raise ConnectionError("gateway down")
+        return "ok"
+
+
+def test_verbose_lists_every_try_with_its_failure_and_wait(cli: Runner, sqlite_uri: str) -> None:
+    task = _FailsOnce(name="flaky", retry=lf.Retry(attempts=2, backoff=0.05))
+    engine = lf.load(lf.LinearFlow("f", task), backend=sqlite_uri)
+    engine.run()
+    outcome = cli("--backend", sqlite_uri, "show", "-v", engine.flow_detail.uuid)
+    assert outcome.exit_code == 0, outcome.stderr
+    lines = [line.strip() for line in outcome.stdout.splitlines()]
+    first = next(line for line in lines if line.startswith("try 1"))
+    second = next(line for line in lines if line.startswith("try 2"))
+    assert "FAILURE" in first and "ConnectionError: gateway down" in first
+    assert "SUCCESS" in second and "wait" in second and "gateway" not in second
+    plain = cli("--backend", sqlite_uri, "show", engine.flow_detail.uuid)
+    assert "try 1" not in plain.stdout
+
+
 @pytest.mark.parametrize("which", ["book", "flow", "task"])
 def test_json_is_the_records_to_dict(
     any_cli: Runner, sqlite_uri: str, store: lf.LogBook, which: str

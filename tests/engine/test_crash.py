@@ -78,7 +78,9 @@ def test_kill_inside_a_task_then_resume_in_new_process(store_uri: str, tmp_path:
     before = stored(store_uri, flow_uuid)
     done = {t.name for t in before if t.state == states.SUCCESS}
     assert done == {f"step{i}" for i in range(1, 5)}
-    assert before.find_by_name("step5").state == states.RUNNING  # type: ignore[union-attr]
+    killed = before.find_by_name("step5")
+    assert killed is not None and killed.state == states.RUNNING
+    assert [t["state"] for t in killed.tries] == [states.RUNNING]
     offset = len(log_lines(log))
 
     result = finish(child(["resume", store_uri, flow_uuid], log))
@@ -88,7 +90,12 @@ def test_kill_inside_a_task_then_resume_in_new_process(store_uri: str, tmp_path:
     assert later[0] == "start step5"
     after = stored(store_uri, flow_uuid)
     assert after.state == states.SUCCESS
-    assert after.find_by_name("step5").attempts == 2  # type: ignore[union-attr]
+    resumed = after.find_by_name("step5")
+    assert resumed is not None and resumed.attempts == len(resumed.tries) == 2
+    died, rerun = resumed.tries
+    assert died["state"] == states.FAILURE and died["failure"].matches(lf.ProcessDied)
+    assert "died" in died["failure"].message
+    assert rerun["state"] == states.SUCCESS and rerun["failure"] is None
 
 
 @pytest.mark.slow

@@ -291,6 +291,22 @@ def test_a_corrupt_record_is_named_and_the_rest_loads(
     assert conn.get_logbook(other.uuid).to_dict() == other.to_dict()
 
 
+def test_a_task_document_written_before_tries_reads_back_with_none(
+    conn: lf.Connection, store_dir: Path
+) -> None:
+    book = conn.save_logbook(make_book(tasks=1))
+    task = book.flows[0].tasks[0]
+    path = record_file(store_dir, "task", task.uuid)
+    document = json.loads(path.read_bytes())
+    del document["row"]["tries"]  # the shape an earlier ledgerflow wrote
+    path.write_bytes(json.dumps(document).encode())
+    loaded = conn.get_task_details(task.uuid)
+    assert loaded.tries == [] and loaded.to_dict() == task.to_dict()
+    loaded.state = states.RUNNING
+    conn.update_task_details(loaded)
+    assert "tries" in json.loads(path.read_bytes())["row"]
+
+
 def test_a_corrupt_book_file_is_named_by_path_when_listing(
     conn: lf.Connection, store_dir: Path
 ) -> None:
@@ -564,6 +580,7 @@ def test_task_documents_round_trip(
         "uuid": uuid, "flow_uuid": text or "f", "name": text, "type": None, "version": "1.0",
         "state": states.RUNNING, "result": json.dumps(text), "failure": None,
         "revert_failure": None, "meta": "{}", "checkpoint": "null", "attempts": number,
+        "tries": None if optional is None else json.dumps([{"attempt": 1, "state": text}]),
         "started_at": optional, "finished_at": None, "created_at": moment,
         "updated_at": moment, "revision": number,
     }  # fmt: skip

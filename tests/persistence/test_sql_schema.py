@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
+from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 
 import ledgerflow as lf
@@ -72,39 +73,60 @@ def _task_indexes(backend: SQLBackend) -> set[str]:
         return {str(index["name"]) for index in found}
 
 
-def _write_as_of_0001(backend: SQLBackend, book: lf.LogBook) -> None:
-    """Store ``book`` with the columns revision 0001 has (what an old ledgerflow wrote)."""
-    for item in (book, *book, *(task for flow in book for task in flow)):
-        item.revision = 1
-    old = set(records.OWNERSHIP_COLUMNS)
-    batches = [
-        (tables.BOOKS, [records.book_to_row(book)]),
-        (tables.FLOWS, [records.flow_to_row(flow, book.uuid) for flow in book]),
-        (tables.TASKS, [records.task_to_row(t, f.uuid) for f in book for t in f]),
-    ]
-    with backend.engine.begin() as raw:
-        for table, rows in batches:
-            raw.execute(
-                table.insert(), [{k: v for k, v in r.items() if k not in old} for r in rows]
-            )
+def _insert_raw(raw: sa.Connection, book: lf.LogBook) -> None:
+    """Write ``book`` as an older ledgerflow did: only the columns its schema had."""
+    reflected = sa.MetaData()
+    for kind, rows in (
+        ("book", [records.book_to_row(book)]),
+        ("flow", [records.flow_to_row(flow, book.uuid) for flow in book]),
+        ("task", [records.task_to_row(task, flow.uuid) for flow in book for task in flow]),
+    ):
+        table = sa.Table(tables.TABLES[kind].name, reflected, autoload_with=raw)
+        raw.execute(table.insert(), [{k: v for k, v in r.items() if k in table.c} for r in rows])
 
 
 def test_upgrade_from_the_first_revision_keeps_data(fresh_uri: str) -> None:
     with _open(fresh_uri) as backend, backend.connect() as conn:
+        book = make_book()
         with backend.engine.begin() as raw:
             assert migrate.upgrade(raw, "test store", to="0001")
+            _insert_raw(raw, book)
         assert f"ix_{tables.TASKS.name}_updated_at" in _task_indexes(backend)
         with pytest.raises(lf.SchemaVersionError, match="needs upgrade"):
             conn.validate()
-        book = make_book()
-        _write_as_of_0001(backend, book)
+        for action in (lambda: conn.get_logbook(book.uuid), lambda: conn.save_logbook(book)):
+            with pytest.raises(lf.SchemaVersionError, match=r"'0001'.*needs upgrade"):
+                action()
         conn.upgrade()
         conn.validate()
         assert conn.get_logbook(book.uuid).to_dict() == book.to_dict()
+        assert all(task.tries == [] for flow in book for task in flow)
         assert _diff(backend, tables.metadata) == []
         dropped = {f"ix_{tables.TASKS.name}_name", f"ix_{tables.TASKS.name}_updated_at"}
         assert _task_indexes(backend) & dropped == set()
         assert f"ix_{tables.TASKS.name}_flow_uuid_id" in _task_indexes(backend)
+
+
+def test_downgrade_to_0002_drops_tries_and_upgrade_adds_them_back(fresh_uri: str) -> None:
+    with _open(fresh_uri) as backend, backend.connect() as conn:
+        conn.upgrade()
+        with backend.engine.begin() as raw:
+            context = migrate._context(raw)
+            with Operations.context(context):
+                script = migrate._scripts()
+                # Newest first: 0004 (leases) and then 0003 (tries) go back down.
+                for revision in script.iterate_revisions(migrate.head(), "0002"):
+                    if revision.revision != "0002":
+                        revision.module.downgrade()
+            raw.execute(sa.text(f"UPDATE {migrate.VERSION_TABLE} SET version_num = '0002'"))
+        with backend.engine.connect() as raw:
+            columns = {c["name"] for c in sa.inspect(raw).get_columns(tables.TASKS.name)}
+        assert "tries" not in columns and "attempts" in columns
+        with backend.engine.connect() as raw:
+            flow_columns = {c["name"] for c in sa.inspect(raw).get_columns(tables.FLOWS.name)}
+        assert not flow_columns & {"owner", "fence", "lease_expires_at", "request"}
+        conn.upgrade()
+        assert _diff(backend, tables.metadata) == []
 
 
 def test_reading_a_store_without_schema_finds_nothing_and_creates_nothing(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -13,7 +14,9 @@ from ledgerflow.cli.app import BACKEND_ENV, DEFAULT_BACKEND, App, LedgerflowGrou
 from ledgerflow.cli.commands import books, copy, show, upgrade
 from ledgerflow.cli.control import cancel, suspend
 from ledgerflow.cli.demo import demo, demo_child
+from ledgerflow.cli.flows import flows
 from ledgerflow.cli.run import resume
+from ledgerflow.cli.web import web
 
 __all__ = ["cli", "main"]
 
@@ -35,10 +38,19 @@ __all__ = ["cli", "main"]
     help=f"Where the logbooks live (or ${BACKEND_ENV}).",
 )
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="Log records of the 'ledgerflow' logger at this level and above to stderr "
+    "(info: every flow and task start, end, retry and revert).",
+)
 @click.version_option(package_name="ledgerflow")
 @click.pass_context
-def cli(ctx: click.Context, backend_uri: str, debug: bool) -> None:
-    """See into ledgerflow runs: list books, show a run, resume it, copy stores."""
+def cli(ctx: click.Context, backend_uri: str, debug: bool, log_level: str) -> None:
+    """See into ledgerflow runs: list books and flows, show a run, resume it, copy stores."""
+    configure_logging(log_level)
     ctx.obj = App(
         backend_uri=backend_uri,
         debug=debug,
@@ -47,8 +59,20 @@ def cli(ctx: click.Context, backend_uri: str, debug: bool) -> None:
     )
 
 
-for _command in (books, show, resume, suspend, cancel, upgrade, copy, demo, demo_child):
+for _command in (books, flows, show, resume, suspend, cancel, upgrade, copy, web, demo, demo_child):
     cli.add_command(_command)
+
+
+def configure_logging(level: str) -> None:
+    """Send the ``ledgerflow`` logger's records at ``level`` and above to stderr."""
+    logger = logging.getLogger("ledgerflow")
+    logger.setLevel(level.upper())
+    for old in [h for h in logger.handlers if getattr(h, "ledgerflow_cli", False)]:
+        logger.removeHandler(old)  # an earlier in-process run's, bound to its stderr
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.ledgerflow_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

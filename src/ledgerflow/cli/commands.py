@@ -7,8 +7,8 @@ a local store exists, so looking at a missing store creates nothing.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,14 +20,25 @@ from ledgerflow import states
 from ledgerflow.cli import render
 from ledgerflow.cli.app import EXIT_USAGE, App, fail, has_records, local_store_missing
 from ledgerflow.cli.render import Text
-from ledgerflow.persistence.base import mask_password
-from ledgerflow.persistence.records import check_uuid
+from ledgerflow.history import (
+    MAX_PAGE,
+    BookSummary,
+    BookView,
+    FlowView,
+    History,
+    Page,
+    TaskView,
+    check_uuid,
+    mask_password,
+)
 
 __all__ = ["books", "copy", "load", "show", "upgrade", "view"]
 
 COPY_PAGE = 200
 #: Books per --page when no --limit is given.
 PAGE_SIZE = 20
+#: Books a terminal shows without --limit or --all (newest first).
+TERMINAL_PAGE = 20
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (to_dict form).")
 
 
@@ -39,10 +50,11 @@ def _echo_json(value: Any) -> None:
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
-    help=f"At most this many books (default: all; {PAGE_SIZE} with --page).",
+    help=f"At most this many books (default: {TERMINAL_PAGE} at a terminal, all when piped).",
 )
 @click.option("--offset", type=click.IntRange(min=0), help="Skip this many books.")
 @click.option("--page", type=click.IntRange(min=1), help="Page number (of --limit books).")
+@click.option("--all", "show_all", is_flag=True, help="Every book, at a terminal too.")
 @click.option(
     "--newest-first/--oldest-first",
     default=True,
@@ -61,18 +73,24 @@ def books(
     limit: int | None,
     offset: int | None,
     page: int | None,
+    show_all: bool,
     newest_first: bool,
     name: str | None,
     state: str | None,
     as_json: bool,
 ) -> None:
-    """List logbooks, one line each, in get_logbooks order, with a count of tasks per state."""
+    """List logbooks, one line each, newest first, with their flows' and tasks' states."""
     if offset is not None and page is not None:
         fail("give --offset or --page, not both", EXIT_USAGE)
+    if show_all and (limit is not None or page is not None):
+        fail("give --all or --limit/--page, not both", EXIT_USAGE)
+    interactive = render.at_a_terminal(app.out)
     if page is not None and limit is None:
         limit = PAGE_SIZE
+    if limit is None and interactive and not as_json and not show_all:
+        limit = TERMINAL_PAGE
     start = offset if offset is not None else ((page or 1) - 1) * (limit or 0)
-    state = state.upper() if state else None
+    query = BookQuery(name, state.upper() if state else None, newest_first)
     if local_store_missing(app.backend_uri):
         _print_no_books(app, as_json, "does not exist yet")
         return
@@ -80,15 +98,83 @@ def books(
         if not has_records(conn):
             _print_no_books(app, as_json, "holds no logbooks")
             return
-        page_books = conn.list_logbooks(
-            limit=limit, offset=start, name=name, state=state, newest_first=newest_first
-        )
+        history = History(conn)
         if as_json:
-            _echo_json([conn.get_logbook(book.uuid).to_dict() for book in page_books])
+            found = _iter_summaries(history, query, start, limit)
+            _echo_json([conn.get_logbook(item.book.uuid).to_dict() for item in found])
             return
-        counts = conn.task_state_counts([book.uuid for book in page_books])
-        total = conn.count_logbooks(name=name, state=state)
-    _print_books(app, page_books, counts, start, total, limit)
+        if not interactive:  # piped: exactly one line per book, streamed a page at a time
+            printed = False
+            for item in _iter_summaries(history, query, start, limit):
+                render.emit(app.out, [render.book_line(item)])
+                printed = True
+            if not printed:
+                total = conn.count_logbooks(name=query.name, state=query.state)
+                _print_books(app, [], start, total, limit, query, conn.count_logbooks())
+            return
+        first = history.books(
+            limit=min(limit or MAX_PAGE, MAX_PAGE), offset=start, **query.filters()
+        )
+        items = first.items + list(_iter_summaries(history, query, start, limit, first))
+        total = first.total
+        everything = conn.count_logbooks() if query.filtered and not items else total
+    _print_books(app, items, start, total, limit, query, everything)
+
+
+@dataclass(frozen=True)
+class BookQuery:
+    """The filters and order of a ``books`` listing."""
+
+    name: str | None
+    state: str | None
+    newest_first: bool
+
+    @property
+    def filtered(self) -> bool:
+        """Whether a filter narrows the listing."""
+        return self.name is not None or self.state is not None
+
+    def filters(self) -> dict[str, Any]:
+        """Keyword arguments for ``History.books``."""
+        return {"name": self.name, "state": self.state, "newest_first": self.newest_first}
+
+    def describe(self) -> str:
+        """'named X with a flow in state S', for messages."""
+        parts = []
+        if self.name is not None:
+            parts.append(f"named {self.name!r}")
+        if self.state is not None:
+            parts.append(f"with a flow in state {self.state}")
+        return " ".join(parts)
+
+
+def _iter_summaries(
+    history: History,
+    query: BookQuery,
+    start: int,
+    limit: int | None,
+    first: Page[BookSummary] | None = None,
+) -> Iterator[BookSummary]:
+    """Books from ``start`` (at most ``limit``), a keyset page at a time after ``first``."""
+    left = limit
+    cursor: str | None = None
+    if first is not None:
+        if left is not None:
+            left -= len(first.items)
+        cursor = first.next
+        if cursor is None:
+            return
+    while left is None or left > 0:
+        size = MAX_PAGE if left is None else min(left, MAX_PAGE)
+        page = history.books(
+            limit=size, after=cursor, offset=0 if cursor else start, **query.filters()
+        )
+        yield from page.items
+        if left is not None:
+            left -= len(page.items)
+        if page.next is None:
+            return
+        cursor = page.next
 
 
 def _print_no_books(app: App, as_json: bool, why: str) -> None:
@@ -98,43 +184,32 @@ def _print_no_books(app: App, as_json: bool, why: str) -> None:
         app.out.print(f"no logbooks: {app.safe_uri} {why}")
 
 
-def _at_a_terminal(app: App) -> bool:
-    """Whether stdout is a terminal; FORCE_COLOR (colour in CI logs) does not count."""
-    isatty = getattr(app.out.file, "isatty", None)
-    return bool(isatty and isatty()) or os.environ.get("TTY_COMPATIBLE") == "1"
-
-
 def _print_books(
     app: App,
-    page_books: list[lf.LogBook],
-    counts: dict[str, dict[str, int]],
+    items: list[BookSummary],
     start: int,
     total: int,
     limit: int | None,
+    query: BookQuery,
+    everything: int,
 ) -> None:
-    if not page_books:
-        app.out.print(f"no logbooks (of {total}) at offset {start} in {app.safe_uri}")
+    if not items:
+        if query.filtered and total == 0:
+            message = f"no logbooks {query.describe()} ({_plural(everything, 'book')} in all)"
+        else:
+            message = f"no logbooks (of {total}) at offset {start}"
+        app.out.print(f"{message} in {app.safe_uri}")
         return
-    # API.md: one line per book.  The header and paging footer are for a person at
-    # a terminal; piped or captured output is exactly the book lines.
-    interactive = _at_a_terminal(app)
-    lines: list[Text] = []
-    if interactive:
-        lines.append(Text(f"{'UUID':36}  {'CREATED (UTC)':19}  NAME  TASKS", style="bold"))
-    for book in page_books:
-        line = Text(f"{book.uuid:36}  ")
-        line.append(book.created_at.strftime("%Y-%m-%d %H:%M:%S"), style="dim")
-        line.append("  ")
-        line.append(book.name, style="cyan")
-        line.append("  ")
-        line.append_text(render.state_counts_text(counts.get(book.uuid, {})))
-        lines.append(line)
-    shown = start + len(page_books)
-    if interactive:
-        footer = f"books {start + 1}-{shown} of {total}"
-        if limit is not None and shown < total:
-            footer += f"; next: --page {start // limit + 2} (or --offset {shown})"
-        lines.append(Text(footer, style="dim"))
+    # The header and paging footer are for a person at a terminal.
+    lines = [Text(render.BOOK_HEADER, style="bold")]
+    lines.extend(render.book_line(item) for item in items)
+    shown = start + len(items)
+    footer = f"books {start + 1}-{shown} of {total}"
+    if limit is not None and shown < total:
+        footer += (
+            f"; {total - shown} more: --page {start // limit + 2} (or --offset {shown}), or --all"
+        )
+    lines.append(Text(footer, style="dim"))
     render.emit(app.out, lines)
 
 
@@ -160,32 +235,32 @@ def show(app: App, uuid: str, verbose: bool, as_json: bool) -> None:
 
 def load(conn: lf.Connection, uuid: str) -> lf.LogBook | lf.FlowDetail | lf.TaskDetail:
     """The book, flow (with tasks) or task that ``uuid`` names."""
-    kind = conn.locate(uuid).kind
-    if kind == "book":
-        return conn.get_logbook(uuid)
-    if kind == "flow":
-        return conn.get_flow_details(uuid)
-    return conn.get_task_details(uuid)
+    found = History(conn).record(uuid)
+    if isinstance(found, BookView):
+        return found.book
+    return found.flow if isinstance(found, FlowView) else found.task
 
 
 def view(
     conn: lf.Connection, uuid: str, verbose: bool, width: int
 ) -> tuple[lf.LogBook | lf.FlowDetail | lf.TaskDetail, list[Text]]:
-    """Load the record ``uuid`` names and render its tree and timelines."""
-    ref = conn.locate(uuid)
+    """Read the record ``uuid`` names (one snapshot) and render its tree and timelines."""
+    found = History(conn).record(uuid)
     record: lf.LogBook | lf.FlowDetail | lf.TaskDetail
-    if ref.kind == "book":
-        book = record = conn.get_logbook(uuid)
-        lines = render.book_tree(book, verbose)
-        timed = book.flows
-    elif ref.kind == "flow":
-        flow = record = conn.get_flow_details(uuid)
-        book = conn.get_logbook(ref.book_uuid or "", lazy=True)
-        lines = [render.book_header(book), *render.flow_tree(flow, "└── ", "    ", verbose)]
-        timed = [flow]
+    if isinstance(found, BookView):
+        record = found.book
+        lines = render.book_tree(found.book, verbose)
+        timed = found.book.flows
+    elif isinstance(found, FlowView):
+        record = found.flow
+        lines = [
+            render.book_header(found.book),
+            *render.flow_tree(found.flow, "└── ", "    ", verbose),
+        ]
+        timed = [found.flow]
     else:
-        record = conn.get_task_details(uuid)
-        lines = _task_view(conn, record, ref.flow_uuid or "")
+        record = found.task
+        lines = _task_view(found)
         timed = []
     now = datetime.now(UTC)
     for flow in timed:
@@ -195,12 +270,10 @@ def view(
     return record, lines
 
 
-def _task_view(conn: lf.Connection, task: lf.TaskDetail, flow_uuid: str) -> list[Text]:
+def _task_view(found: TaskView) -> list[Text]:
     """A task with its book and flow above it, and everything it recorded."""
-    flow = conn.get_flow_details(flow_uuid, lazy=True)
-    book_uuid = conn.locate(flow_uuid).book_uuid or ""
-    book = conn.get_logbook(book_uuid, lazy=True)
-    lines = [render.book_header(book), render.flow_line(flow, "└── ", with_tasks=False)]
+    task = found.task
+    lines = [render.book_header(found.book), render.flow_line(found.flow, "└── ", with_tasks=False)]
     lines.extend(render.task_lines(task, "    └── ", "        ", verbose=True))
     details = {
         "version": task.version,

@@ -8,6 +8,7 @@ rendering of 10,000 ``Text`` lines takes over a second, this a few milliseconds.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -17,9 +18,8 @@ from rich.console import Console
 from rich.style import Style
 
 import ledgerflow as lf
-from ledgerflow import states
-from ledgerflow.engine import identity
-from ledgerflow.models import utcnow as lf_now
+from ledgerflow import history, states
+from ledgerflow.history import BookSummary
 
 STATE_STYLES: dict[str, str] = {
     states.PENDING: "dim",
@@ -90,6 +90,12 @@ class Text:
     def plain(self) -> str:
         """The text without styles."""
         return "".join(text for text, _ in self.pieces)
+
+
+def at_a_terminal(console: Console) -> bool:
+    """Whether the console writes to a terminal; FORCE_COLOR (colour in CI logs) does not count."""
+    isatty = getattr(console.file, "isatty", None)
+    return bool(isatty and isatty()) or os.environ.get("TTY_COMPATIBLE") == "1"
 
 
 def emit(console: Console, lines: Iterable[Text]) -> None:
@@ -185,6 +191,30 @@ def state_counts_text(counts: Mapping[str, int]) -> Text:
     return text if counts else Text("no tasks", style="dim")
 
 
+BOOK_HEADER = f"{'UUID':36}  {'CREATED (UTC)':19}  NAME  FLOWS  TASKS"
+
+
+def book_line(item: BookSummary) -> Text:
+    """One line for a book in a listing: uuid, created, name, flow states, task states."""
+    book = item.book
+    line = Text(f"{book.uuid:36}  ")
+    line.append(book.created_at.strftime("%Y-%m-%d %H:%M:%S"), style="dim")
+    line.append("  ")
+    line.append(book.name, style="cyan")
+    line.append("  ")
+    flows = item.flow_states
+    if len(flows) == 1 and sum(flows.values()) == 1:
+        line.append_text(state_text(next(iter(flows))))
+    elif flows:
+        line.append_text(state_counts_text(flows))
+        line.append(" flows")
+    else:
+        line.append("no flows", style="dim")
+    line.append("  ")
+    line.append_text(state_counts_text(item.task_states))
+    return line
+
+
 def book_header(book: lf.LogBook) -> Text:
     """The first line of a book: name, uuid, creation time."""
     text = Text("book ", style="bold")
@@ -217,13 +247,12 @@ def flow_line(flow: lf.FlowDetail, prefix: str, with_tasks: bool = True) -> Text
 
 def owner_text(flow: lf.FlowDetail) -> Text:
     """Who holds the flow and until when; a RUNNING flow nobody runs any more is marked."""
-    text = Text(f"  fence {flow.fence}", style="dim")
-    if flow.owner is not None:
-        text.append(f"  owner {printable(flow.owner)}", style="dim")
-        text.append(f" lease until {format_time(flow.lease_expires_at)}", style="dim")
-    gone = flow.owner is None or identity.is_gone(flow.owner, flow.uuid)
-    expired = flow.lease_expires_at is not None and flow.lease_expires_at <= lf_now()
-    if flow.state in (states.RUNNING, states.REVERTING) and (gone or expired):
+    lease = history.lease_of(flow)
+    text = Text(f"  fence {lease.fence}", style="dim")
+    if lease.owner is not None:
+        text.append(f"  owner {printable(lease.owner)}", style="dim")
+        text.append(f" lease until {format_time(lease.expires_at)}", style="dim")
+    if flow.state in (states.RUNNING, states.REVERTING) and lease.status != "held":
         text.append("  owner gone: resume it", style="bold red")
     return text
 
@@ -247,9 +276,34 @@ def task_lines(task: lf.TaskDetail, prefix: str, cont: str, verbose: bool) -> li
     if verbose:
         text.append(f"  {task.uuid}", style="dim")
     lines = [text]
+    if verbose:
+        lines.extend(try_lines(task.tries, cont + "    "))
     for label, failure in (("failure", task.failure), ("revert failure", task.revert_failure)):
         if failure is not None:
             lines.extend(failure_lines(label, failure, cont + "    ", verbose))
+    return lines
+
+
+def try_lines(tries: list[dict[str, Any]], indent: str) -> list[Text]:
+    """One line per try: attempt, state, start, duration, the wait before it, its failure."""
+    lines = []
+    previous_end: datetime | None = None
+    for entry in tries:
+        state = str(entry.get("state"))
+        started, finished = entry.get("started_at"), entry.get("finished_at")
+        line = Text(f"{indent}try {entry.get('attempt')}  ", style="dim")
+        line.append_text(state_text(state))
+        line.append(f"  started {format_time(started)}", style="dim")
+        if started is not None and finished is not None:
+            line.append(f"  {format_duration(max(0.0, (finished - started).total_seconds()))}")
+        if started is not None and previous_end is not None:
+            waited = max(0.0, (started - previous_end).total_seconds())
+            line.append(f"  after a {format_duration(waited)} wait", style="dim")
+        failure = entry.get("failure")
+        if failure is not None:
+            line.append(f"  {(str(failure).splitlines() or [''])[0]}", style="red")
+        lines.append(line)
+        previous_end = finished
     return lines
 
 
@@ -297,42 +351,23 @@ def timeline(tasks: list[lf.TaskDetail], width: int, now: datetime) -> list[Text
 
     Tasks never started are left out; a task still RUNNING (or whose process died)
     draws to the end of the axis.  Past ``TIMELINE_ROWS`` tasks only the longest
-    are drawn, in start order.
+    are drawn, in start order (``history.timeline`` decides what is drawn).
     """
-    timed = [t for t in tasks if t.started_at is not None]
-    if not timed:
+    drawn = history.timeline(tasks, now, TIMELINE_ROWS)
+    if drawn is None:
         return []
-    running = [t for t in timed if t.finished_at is None]
-    ends = [t.finished_at for t in timed if t.finished_at is not None]
-    starts = [t.started_at for t in timed if t.started_at is not None]
-    start, end = min(starts), max([*ends, *starts])
-    if running and any(t.state == states.RUNNING for t in running):
-        end = max(end, now)
-    span = max((end - start).total_seconds(), 1e-6)
-
-    def stop(task: lf.TaskDetail) -> datetime:
-        return task.finished_at or end
-
-    def length(task: lf.TaskDetail) -> float:
-        assert task.started_at is not None
-        return (stop(task) - task.started_at).total_seconds()
-
-    shown = timed
-    if len(timed) > TIMELINE_ROWS:
-        shown = sorted(timed, key=length, reverse=True)[:TIMELINE_ROWS]
-        shown.sort(key=lambda t: (t.started_at, t.name))
-    name_width = min(24, max(len(t.name) for t in shown))
+    span = drawn.span
+    name_width = min(24, max(len(bar.task.name) for bar in drawn.bars))
     bar_width = max(20, width - name_width - 12)
     title = Text("timeline", style="bold")
-    title.append(f"  {format_time(start)} → +{format_duration(span)}", style="dim")
-    if len(shown) < len(timed):
-        title.append(f"  ({len(shown)} longest of {len(timed)} tasks)", style="dim")
+    title.append(f"  {format_time(drawn.start)} → +{format_duration(span)}", style="dim")
+    if len(drawn.bars) < drawn.total:
+        title.append(f"  ({len(drawn.bars)} longest of {drawn.total} tasks)", style="dim")
     lines = [title]
-    for task in shown:
-        assert task.started_at is not None
-        first = int((task.started_at - start).total_seconds() / span * bar_width)
-        last = int((stop(task) - start).total_seconds() / span * bar_width)
-        first = min(first, bar_width - 1)
+    for bar in drawn.bars:
+        task = bar.task
+        first = min(int(bar.offset / span * bar_width), bar_width - 1)
+        last = int((bar.offset + bar.length) / span * bar_width)
         cells = max(1, last - first)
         label = task.name if len(task.name) <= name_width else task.name[: name_width - 1] + "…"
         line = Text(label.ljust(name_width) + " ")
@@ -340,6 +375,6 @@ def timeline(tasks: list[lf.TaskDetail], width: int, now: datetime) -> list[Text
         line.append("█" * cells, style=STATE_STYLES.get(task.state, ""))
         line.append(" " * max(0, bar_width - first - cells) + " ")
         open_ended = "…" if task.finished_at is None else ""
-        line.append(format_duration(length(task)) + open_ended)
+        line.append(format_duration(bar.length) + open_ended)
         lines.append(line)
     return lines

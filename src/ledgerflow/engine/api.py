@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from concurrent import futures
 from typing import Any
@@ -13,6 +12,7 @@ from ledgerflow.engine.engine import ENGINES, Engine
 from ledgerflow.engine.lease import DEFAULT_LEASE, check_lease, check_wait
 from ledgerflow.errors import VersionMismatchError
 from ledgerflow.flow import Flow
+from ledgerflow.imports import import_path
 from ledgerflow.models import FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence.base import Backend, Connection
 from ledgerflow.persistence.memory import MemoryBackend
@@ -25,12 +25,7 @@ FlowSource = Flow | Callable[[], Flow] | str
 
 
 def _import_factory(path: str) -> Callable[[], Flow]:
-    module_name, sep, attribute = path.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ValueError(f"a flow factory path looks like 'package.module:function', not {path!r}")
-    obj: Any = importlib.import_module(module_name)
-    for part in attribute.split("."):
-        obj = getattr(obj, part)
+    obj: Any = import_path(path)
     if not callable(obj):
         raise ValueError(f"flow factory {path!r} is not callable")
     return obj  # type: ignore[no-any-return]

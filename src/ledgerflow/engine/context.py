@@ -6,6 +6,7 @@ import contextvars
 import threading
 from typing import Any
 
+from ledgerflow.engine import observe
 from ledgerflow.errors import TaskTimeout
 from ledgerflow.storage import Storage
 
@@ -27,6 +28,8 @@ class TaskContext:
         self.task_uuid = detail.uuid
         self.attempt = detail.attempts
         self._last = detail.checkpoint
+        #: The OpenTelemetry context of this try's span, made current while it runs.
+        self.trace_context = observe.span_context(storage, name)
 
     @property
     def last_checkpoint(self) -> Any:
@@ -63,9 +66,11 @@ def current_task() -> TaskContext:
 def call_in_context(context: TaskContext, func: Any, *args: Any) -> Any:
     """Call ``func(*args)`` with ``context`` as the current task."""
     token = _CURRENT.set(context)
+    trace_token = observe.enter(context.trace_context)
     try:
         return func(*args)
     finally:
+        observe.leave(trace_token)
         _CURRENT.reset(token)
 
 

@@ -11,6 +11,7 @@ from concurrent import futures
 from typing import Any
 
 from ledgerflow import states
+from ledgerflow.engine import observe
 from ledgerflow.engine.compile import Compiled
 from ledgerflow.engine.lease import DEFAULT_LEASE, Lease, check_lease, check_wait
 from ledgerflow.engine.runner import Runner
@@ -113,7 +114,7 @@ class Engine:
             suspend_event=self._suspend,
         )
         try:
-            with self._signals_suspend():
+            with self._signals_suspend(), observe.watching(self.storage):
                 return self._owned_run(runner)
         finally:
             self._suspend.clear()
@@ -195,12 +196,15 @@ class Engine:
 
     def _cancelled(self, runner: Runner) -> dict[str, Any]:
         """Revert what ran, end CANCELLED and raise FlowCancelled."""
+        self.storage.close_dead_tries()
         runner.prepare()
         runner.revert_all(self.storage.failures, cancelled=True)
         raise AssertionError("revert_all raises")  # pragma: no cover
 
     def _run(self, runner: Runner) -> dict[str, Any]:
         storage = self.storage
+        # Nothing of this engine runs yet: a try recorded RUNNING died with its process.
+        storage.close_dead_tries()
         state = storage.flow_state
         if state == states.SUCCESS:
             return storage.results()

@@ -8,7 +8,8 @@ new backend writes only those:
 ``_transaction``   a context in which every write is atomic (all or nothing)
 ``_fetch``         rows by uuid or by parent uuid, in insertion order
 ``_snapshot``      (optional) a context in which several reads see one moment
-``_list_books``    book rows newest-first-stable, paged and filtered in the store
+``_list_books``    book rows newest-first-stable, paged (offset or keyset) and filtered
+``_list_flows``    (optional) the same for flow rows; the default reads every book's flows
 ``_insert``        new rows
 ``_update``        compare-and-set of one row (revision check in the same statement)
 ``_delete_book``   a book with its flows and tasks
@@ -30,8 +31,9 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -41,8 +43,18 @@ from ledgerflow.persistence import ownership, records
 from ledgerflow.persistence.ownership import OwnChange, Ownership
 from ledgerflow.persistence.records import Kind, Row
 
-__all__ = ["Backend", "Connection", "Fence", "RecordConnection", "RecordRef"]
+__all__ = [
+    "Backend",
+    "Connection",
+    "Cursor",
+    "Fence",
+    "RecordConnection",
+    "RecordRef",
+    "page_rows",
+]
 
+#: A keyset position: the (created_at, uuid) of the last record of the previous page.
+Cursor = tuple[datetime, str]
 #: (flow uuid, fence): a write made under it lands only while the flow's fence is that.
 Fence = tuple[str, int]
 
@@ -79,6 +91,10 @@ class Connection(abc.ABC):
 
     def close(self) -> None:
         """Release what this connection holds; the backend stays open."""
+
+    def snapshot(self) -> contextlib.AbstractContextManager[None]:
+        """Context in which successive reads see the store as of one moment (may nest)."""
+        return contextlib.nullcontext()
 
     @abc.abstractmethod
     def upgrade(self) -> None:
@@ -170,7 +186,9 @@ class Connection(abc.ABC):
         """Tell whether ``uuid`` is a book, flow or task and where it lives; NotFound."""
 
     @abc.abstractmethod
-    def count_logbooks(self, *, name: str | None = None, state: str | None = None) -> int:
+    def count_logbooks(
+        self, *, name: str | None = None, state: str | None = None, prefix: str | None = None
+    ) -> int:
         """Count the books matching the filters of ``list_logbooks``."""
 
     @abc.abstractmethod
@@ -182,12 +200,54 @@ class Connection(abc.ABC):
         name: str | None = None,
         state: str | None = None,
         newest_first: bool = False,
+        after: Cursor | None = None,
+        prefix: str | None = None,
     ) -> list[LogBook]:
-        """Return books without details; ``state`` keeps books with a flow in that state."""
+        """Return books without details; ``state`` keeps books with a flow in that state.
+
+        ``after`` is a keyset cursor: only books past that (created_at, uuid) in the
+        chosen order (``offset`` then counts from there); ``prefix`` keeps books whose
+        uuid starts with it.
+        """
+
+    @abc.abstractmethod
+    def list_flows(
+        self,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        name: str | None = None,
+        state: str | None = None,
+        since: datetime | None = None,
+        after: Cursor | None = None,
+        prefix: str | None = None,
+    ) -> list[tuple[str, FlowDetail]]:
+        """Return (book uuid, flow without tasks) newest first; ``since``: created then or later."""
+
+    @abc.abstractmethod
+    def count_flows(
+        self,
+        *,
+        name: str | None = None,
+        state: str | None = None,
+        since: datetime | None = None,
+        prefix: str | None = None,
+    ) -> int:
+        """Count the flows matching the filters of ``list_flows``."""
+
+    @abc.abstractmethod
+    def task_time_spans(
+        self, flow_uuids: Sequence[str]
+    ) -> dict[str, tuple[datetime | None, datetime | None]]:
+        """Return, per flow uuid, its tasks' earliest ``started_at`` and latest ``finished_at``."""
 
     @abc.abstractmethod
     def task_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
         """Return, per book uuid, how many of its tasks are in each state."""
+
+    @abc.abstractmethod
+    def flow_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Return, per book uuid, how many of its flows are in each state."""
 
     @abc.abstractmethod
     def clear_all(self) -> None:
@@ -243,6 +303,34 @@ def mask_password(uri: str) -> str:
     return f"{scheme}://{user}:***@{hostpart}"
 
 
+def page_rows(
+    rows: Iterable[Row],
+    *,
+    limit: int | None,
+    offset: int,
+    newest_first: bool,
+    after: Cursor | None = None,
+    prefix: str | None = None,
+) -> list[Row]:
+    """Order rows by (created_at, uuid), keep those past ``after`` and with ``prefix``, page.
+
+    The in-process version of what SQL does with WHERE/ORDER BY/LIMIT, for backends
+    that list by reading every row.
+    """
+    kept = [row for row in rows if prefix is None or row["uuid"].startswith(prefix)]
+    if after is not None:
+        kept = [
+            row
+            for row in kept
+            if ((row["created_at"], row["uuid"]) < after)
+            == newest_first  # past the cursor in the chosen direction
+            and (row["created_at"], row["uuid"]) != after
+        ]
+    kept.sort(key=lambda row: (row["created_at"], row["uuid"]), reverse=newest_first)
+    end = None if limit is None else offset + limit
+    return kept[offset:end]
+
+
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -284,8 +372,71 @@ class RecordConnection(Connection):
         state: str | None,
         newest_first: bool,
         count_only: bool = False,
+        after: Cursor | None = None,
+        prefix: str | None = None,
     ) -> list[Row] | int:
-        """Book rows ordered by (created_at, uuid) (or reversed), or their count."""
+        """Book rows ordered by (created_at, uuid) (or reversed), or their count.
+
+        ``after``: only rows past that key in the chosen order; ``prefix``: uuid prefix.
+        """
+
+    def _list_flows(
+        self,
+        *,
+        limit: int | None,
+        offset: int,
+        name: str | None,
+        state: str | None,
+        since: datetime | None,
+        after: Cursor | None,
+        prefix: str | None,
+        count_only: bool = False,
+    ) -> list[Row] | int:
+        """Flow rows newest first by (created_at, uuid), or their count.
+
+        The default reads every book's flows; SQL backends override it with one query.
+        """
+        with self._snapshot():
+            books = self._list_books(
+                limit=None, offset=0, name=None, state=None, newest_first=False
+            )
+            assert isinstance(books, list)
+            flows = self._fetch_many("flow", parents=[row["uuid"] for row in books])
+        flows = [
+            row
+            for row in flows
+            if (name is None or row["name"] == name)
+            and (state is None or row["state"] == state)
+            and (since is None or row["created_at"] >= since)
+        ]
+        if count_only:
+            return len(page_rows(flows, limit=None, offset=0, newest_first=True, prefix=prefix))
+        return page_rows(
+            flows, limit=limit, offset=offset, newest_first=True, after=after, prefix=prefix
+        )
+
+    def _flow_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Default: count from fetched flow rows; SQL overrides with a GROUP BY."""
+        counts: dict[str, dict[str, int]] = {uuid: {} for uuid in book_uuids}
+        for row in self._fetch_many("flow", parents=list(book_uuids)):
+            per_state = counts[row["book_uuid"]]
+            per_state[row["state"]] = per_state.get(row["state"], 0) + 1
+        return counts
+
+    def _task_time_spans(
+        self, flow_uuids: Sequence[str]
+    ) -> dict[str, tuple[datetime | None, datetime | None]]:
+        """Default: from fetched task rows; SQL overrides with a GROUP BY."""
+        spans: dict[str, tuple[datetime | None, datetime | None]] = {}
+        for row in self._fetch_many("task", parents=list(flow_uuids)):
+            first, last = spans.get(row["flow_uuid"], (None, None))
+            started, finished = row["started_at"], row["finished_at"]
+            if started is not None and (first is None or started < first):
+                first = started
+            if finished is not None and (last is None or finished > last):
+                last = finished
+            spans[row["flow_uuid"]] = (first, last)
+        return spans
 
     @abc.abstractmethod
     def _insert(self, kind: Kind, rows: Sequence[Row]) -> None:
@@ -357,6 +508,10 @@ class RecordConnection(Connection):
         return list(books.values())
 
     # ---- the contract -----------------------------------------------------------
+    def snapshot(self) -> contextlib.AbstractContextManager[None]:
+        """Context in which successive reads see the store as of one moment (may nest)."""
+        return self._snapshot()
+
     def save_logbook(self, book: LogBook) -> LogBook:
         """Insert or merge ``book`` with all its details atomically; return it, revisions bumped."""
         batches: list[tuple[Kind, list[Row]]] = [
@@ -412,22 +567,92 @@ class RecordConnection(Connection):
         name: str | None = None,
         state: str | None = None,
         newest_first: bool = False,
+        after: Cursor | None = None,
+        prefix: str | None = None,
     ) -> list[LogBook]:
         """Return books without details; ``state`` keeps books with a flow in that state."""
         _check_paging(limit, offset)
+        # Only a filter that is set reaches the primitive: third-party backends written
+        # before keyset paging keep working for everything they support.
+        extra = _given(after=_check_cursor(after), prefix=prefix)
         rows = self._list_books(
-            limit=limit, offset=offset, name=name, state=state, newest_first=newest_first
+            limit=limit, offset=offset, name=name, state=state, newest_first=newest_first, **extra
         )
         assert isinstance(rows, list)
         return [records.row_to_book(row) for row in rows]
 
-    def count_logbooks(self, *, name: str | None = None, state: str | None = None) -> int:
+    def count_logbooks(
+        self, *, name: str | None = None, state: str | None = None, prefix: str | None = None
+    ) -> int:
         """Count the books matching the filters of ``list_logbooks``."""
         count = self._list_books(
-            limit=None, offset=0, name=name, state=state, newest_first=False, count_only=True
+            limit=None,
+            offset=0,
+            name=name,
+            state=state,
+            newest_first=False,
+            count_only=True,
+            **_given(prefix=prefix),
         )
         assert isinstance(count, int)
         return count
+
+    def list_flows(
+        self,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        name: str | None = None,
+        state: str | None = None,
+        since: datetime | None = None,
+        after: Cursor | None = None,
+        prefix: str | None = None,
+    ) -> list[tuple[str, FlowDetail]]:
+        """Return (book uuid, flow without tasks) newest first; ``since``: created then or later."""
+        _check_paging(limit, offset)
+        rows = self._list_flows(
+            limit=limit,
+            offset=offset,
+            name=name,
+            state=state,
+            since=since,
+            after=_check_cursor(after),
+            prefix=prefix,
+        )
+        assert isinstance(rows, list)
+        return [(row["book_uuid"], records.row_to_flow(row)) for row in rows]
+
+    def count_flows(
+        self,
+        *,
+        name: str | None = None,
+        state: str | None = None,
+        since: datetime | None = None,
+        prefix: str | None = None,
+    ) -> int:
+        """Count the flows matching the filters of ``list_flows``."""
+        count = self._list_flows(
+            limit=None,
+            offset=0,
+            name=name,
+            state=state,
+            since=since,
+            after=None,
+            prefix=prefix,
+            count_only=True,
+        )
+        assert isinstance(count, int)
+        return count
+
+    def task_time_spans(
+        self, flow_uuids: Sequence[str]
+    ) -> dict[str, tuple[datetime | None, datetime | None]]:
+        """Return, per flow uuid, its tasks' earliest ``started_at`` and latest ``finished_at``."""
+        return self._task_time_spans(list(flow_uuids))
+
+    def flow_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Return, per book uuid, how many of its flows are in each state."""
+        return self._flow_state_counts(list(book_uuids))
 
     def task_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
         """Return, per book uuid, how many of its tasks are in each state."""
@@ -611,6 +836,24 @@ def _check_parents(kind: Kind, rows: Sequence[Row], stored: dict[str, Row]) -> N
             raise ConflictError(
                 f"{kind} detail {row['uuid']} belongs to {old[key]}, not to {row[key]}"
             )
+
+
+def _given(**filters: Any) -> dict[str, Any]:
+    return {key: value for key, value in filters.items() if value is not None}
+
+
+def _check_cursor(after: Cursor | None) -> Cursor | None:
+    if after is None:
+        return None
+    if (
+        not isinstance(after, tuple)
+        or len(after) != 2
+        or not isinstance(after[0], datetime)
+        or after[0].tzinfo is None
+        or not isinstance(after[1], str)
+    ):
+        raise ValueError(f"after must be an (aware created_at, uuid) pair, not {after!r}")
+    return after
 
 
 def _check_paging(limit: int | None, offset: int) -> None:

@@ -14,7 +14,7 @@ from datetime import UTC
 from typing import Any
 
 from ledgerflow.errors import ConflictError, NotFound
-from ledgerflow.persistence.base import Backend, RecordConnection
+from ledgerflow.persistence.base import Backend, Cursor, RecordConnection, page_rows
 from ledgerflow.persistence.records import OWNERSHIP_COLUMNS, PARENT_KEY, Kind, Row
 
 KINDS: tuple[Kind, ...] = ("book", "flow", "task")
@@ -131,6 +131,8 @@ class MemoryConnection(RecordConnection):
         state: str | None,
         newest_first: bool,
         count_only: bool = False,
+        after: Cursor | None = None,
+        prefix: str | None = None,
     ) -> list[Row] | int:
         with self._s.lock:
             books = list(self._s.rows["book"].values())
@@ -140,11 +142,14 @@ class MemoryConnection(RecordConnection):
                 flows = self._s.rows["flow"]
                 wanted = {row["book_uuid"] for row in flows.values() if row["state"] == state}
                 books = [row for row in books if row["uuid"] in wanted]
+            if prefix is not None:
+                books = [row for row in books if row["uuid"].startswith(prefix)]
             if count_only:
                 return len(books)
-            books.sort(key=lambda row: (row["created_at"], row["uuid"]), reverse=newest_first)
-            end = None if limit is None else offset + limit
-            return [dict(row) for row in books[offset:end]]
+            kept = page_rows(
+                books, limit=limit, offset=offset, newest_first=newest_first, after=after
+            )
+            return [dict(row) for row in kept]
 
     def _insert(self, kind: Kind, rows: Sequence[Row]) -> None:
         with self._transaction():

@@ -12,7 +12,14 @@ from typing import Any, Final, Literal
 
 from ledgerflow import serialization
 from ledgerflow.errors import CorruptRecordError, InvalidUUIDError
-from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
+from ledgerflow.models import (
+    Failure,
+    FlowDetail,
+    LogBook,
+    TaskDetail,
+    tries_from_json,
+    tries_to_json,
+)
 from ledgerflow.serialization import dumps, loads
 
 Kind = Literal["book", "flow", "task"]
@@ -34,7 +41,7 @@ FLOW_COLUMNS: Final = (
 OWNERSHIP_COLUMNS: Final = ("owner", "fence", "lease_expires_at", "request")
 TASK_COLUMNS: Final = (
     "uuid", "flow_uuid", "name", "type", "version", "state", "result", "failure",
-    "revert_failure", "meta", "checkpoint", "attempts", "started_at", "finished_at",
+    "revert_failure", "meta", "checkpoint", "attempts", "tries", "started_at", "finished_at",
     "created_at", "updated_at", "revision",
 )  # fmt: skip
 COLUMNS: Final[dict[Kind, tuple[str, ...]]] = {
@@ -44,7 +51,11 @@ COLUMNS: Final[dict[Kind, tuple[str, ...]]] = {
 }
 PARENT_KEY: Final[dict[Kind, str | None]] = {"book": None, "flow": "book_uuid", "task": "flow_uuid"}
 #: Columns that hold JSON text.
-JSON_COLUMNS: Final = frozenset({"meta", "result", "checkpoint", "failure", "revert_failure"})
+JSON_COLUMNS: Final = frozenset(
+    {"meta", "result", "checkpoint", "failure", "revert_failure", "tries"}
+)
+#: Columns added after the first release: a record written before holds no value (None).
+LATER_COLUMNS: Final = frozenset({"tries"})
 
 
 def check_uuid(value: object, what: str = "uuid") -> str:
@@ -163,12 +174,38 @@ def task_to_row(task: TaskDetail, flow_uuid: str | None) -> Row:
         "meta": _dump(task.meta, "meta", task),
         "checkpoint": _dump(task.checkpoint, "checkpoint", task),
         "attempts": task.attempts,
+        "tries": _dump_tries(task),
         "started_at": task.started_at,
         "finished_at": task.finished_at,
         "created_at": task.created_at,
         "updated_at": task.updated_at,
         "revision": task.revision,
     }
+
+
+def _dump_tries(task: TaskDetail) -> str | None:
+    tries = task.tries
+    if not tries:
+        return None
+    try:
+        data = tries_to_json(tries)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(
+            f"tries of task detail {task.name!r} ({task.uuid}) must be a list of dicts with "
+            f"attempt, started_at, finished_at, state and failure, not {tries!r:.200}"
+        ) from exc
+    return dumps(data, lambda: f"tries of task detail {task.name!r} ({task.uuid})")
+
+
+def _load_tries(text: str | None, uuid: str) -> list[dict[str, Any]]:
+    if text is None:  # written before tries were recorded, or never started
+        return []
+    try:
+        return tries_from_json(loads(text, lambda: f"tries of task detail {uuid}"))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, CorruptRecordError):
+            raise
+        raise CorruptRecordError(f"tries of task detail {uuid} are corrupt: {exc!r}") from exc
 
 
 def _load_failure(text: str | None, what: serialization.What) -> Failure | None:
@@ -233,6 +270,7 @@ def row_to_task(row: Row) -> TaskDetail:
         meta=_load(row["meta"], "meta", uuid) or {},
         checkpoint=_load(row["checkpoint"], "checkpoint", uuid),
         attempts=row["attempts"],
+        tries=_load_tries(row["tries"], uuid),
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         created_at=row["created_at"],

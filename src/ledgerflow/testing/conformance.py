@@ -26,6 +26,7 @@ from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence.base import Backend, Connection
 from ledgerflow.testing.copies import CopyChecks, EncodingChecks
 from ledgerflow.testing.fencing import FencingChecks
+from ledgerflow.testing.listing import ListingChecks
 
 __all__ = ["BackendConformance", "make_book"]
 
@@ -75,7 +76,7 @@ def _strip_revisions(data: Any) -> Any:
     return data
 
 
-class BackendConformance(CopyChecks, EncodingChecks, FencingChecks):
+class BackendConformance(CopyChecks, EncodingChecks, ListingChecks, FencingChecks):
     """The contract every ledgerflow backend passes; subclasses provide ``backend``."""
 
     @pytest.fixture
@@ -103,6 +104,24 @@ class BackendConformance(CopyChecks, EncodingChecks, FencingChecks):
         task.revert_failure = Failure(("x.Custom", "builtins.Exception"), "revert broke")
         task.checkpoint = {"offset": 42}
         task.state = states.REVERT_FAILURE
+        started = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+        task.tries = [
+            {
+                "attempt": 1,
+                "started_at": started,
+                "finished_at": started + timedelta(seconds=1),
+                "state": states.FAILURE,
+                "failure": _failure(),
+            },
+            {
+                "attempt": 2,
+                "started_at": started + timedelta(seconds=2),
+                "finished_at": None,
+                "state": states.RUNNING,
+                "failure": None,
+            },
+        ]
+        task.attempts = 2
         conn.save_logbook(book)
         loaded = conn.get_logbook(book.uuid)
         assert loaded.to_dict() == book.to_dict()
@@ -112,6 +131,9 @@ class BackendConformance(CopyChecks, EncodingChecks, FencingChecks):
         assert loaded_task.failure == task.failure
         assert loaded_task.failure is not None and loaded_task.failure.cause is not None
         assert loaded_task.failure.cause.message == "'inner'"
+        assert loaded_task.tries == task.tries
+        assert loaded_task.tries[0]["failure"].cause.message == "'inner'"
+        assert loaded.flows[0].tasks[0].tries == []
 
     def test_save_returns_the_object_with_revisions_bumped(self, conn: Connection) -> None:
         book = make_book(tasks=2)

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ledgerflow.errors import ConflictError, NotFound
-from ledgerflow.persistence.base import Backend, RecordConnection
+from ledgerflow.persistence.base import Backend, Cursor, RecordConnection, page_rows
 from ledgerflow.persistence.files import documents
 from ledgerflow.persistence.files.documents import NAMES, ShapeError
 from ledgerflow.persistence.files.store import FileStore
@@ -170,6 +170,8 @@ class FileConnection(RecordConnection):
         state: str | None,
         newest_first: bool,
         count_only: bool = False,
+        after: Cursor | None = None,
+        prefix: str | None = None,
     ) -> list[Row] | int:
         with self._store.reading():
             books = self._book_rows()
@@ -177,11 +179,11 @@ class FileConnection(RecordConnection):
                 books = [row for row in books if row["name"] == name]
             if state is not None:
                 books = [row for row in books if self._has_flow_in(row["uuid"], state)]
+        if prefix is not None:
+            books = [row for row in books if row["uuid"].startswith(prefix)]
         if count_only:
             return len(books)
-        books.sort(key=lambda row: (row["created_at"], row["uuid"]), reverse=newest_first)
-        end = None if limit is None else offset + limit
-        return books[offset:end]
+        return page_rows(books, limit=limit, offset=offset, newest_first=newest_first, after=after)
 
     # ---- writing ------------------------------------------------------------------
     def _insert(self, kind: Kind, rows: Sequence[Row]) -> None:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from ledgerflow.errors import CorruptRecordError
-from ledgerflow.persistence.records import COLUMNS, PARENT_KEY, Kind, Row
+from ledgerflow.persistence.records import COLUMNS, LATER_COLUMNS, PARENT_KEY, Kind, Row
 
 FORMAT_NAME: Final = "ledgerflow-files"
 FORMAT_VERSION: Final = 1
@@ -147,10 +147,10 @@ def document_to_row(kind: Kind, document: Any) -> Row:
     if not isinstance(fields, dict):
         raise ShapeError("no 'row' object")
     fields = {**ADDED_COLUMNS[kind], **fields}
-    missing = [column for column in COLUMNS[kind] if column not in fields]
+    missing = [c for c in COLUMNS[kind] if c not in fields and c not in LATER_COLUMNS]
     if missing:
         raise ShapeError(f"missing {', '.join(missing)}")
-    return {column: _check_value(column, fields[column]) for column in COLUMNS[kind]}
+    return {column: _check_value(column, fields.get(column)) for column in COLUMNS[kind]}
 
 
 def children_document(kind: Kind, parent: str, children: list[str]) -> dict[str, Any]:

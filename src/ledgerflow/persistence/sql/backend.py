@@ -24,6 +24,7 @@ import sqlite3
 import threading
 import urllib.parse
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -32,7 +33,7 @@ from sqlalchemy import bindparam, func
 
 from ledgerflow.errors import ConflictError, CorruptRecordError, NotFound, SchemaVersionError
 from ledgerflow.persistence import records
-from ledgerflow.persistence.base import Backend, Fence, RecordConnection, fenced_out
+from ledgerflow.persistence.base import Backend, Cursor, Fence, RecordConnection, fenced_out
 from ledgerflow.persistence.ownership import OwnChange, Ownership
 from ledgerflow.persistence.records import Kind, Row
 from ledgerflow.persistence.sql import leases, migrate
@@ -110,6 +111,55 @@ _STATE_COUNTS: Final = (
     .where(FLOWS.c.book_uuid.in_(_keys()))
     .group_by(FLOWS.c.book_uuid, TASKS.c.state)
 )
+_FLOW_STATES: Final = (
+    sa.select(FLOWS.c.book_uuid, FLOWS.c.state, func.count())
+    .where(FLOWS.c.book_uuid.in_(_keys()))
+    .group_by(FLOWS.c.book_uuid, FLOWS.c.state)
+)
+_TIME_SPANS: Final = (
+    sa.select(TASKS.c.flow_uuid, func.min(TASKS.c.started_at), func.max(TASKS.c.finished_at))
+    .where(TASKS.c.flow_uuid.in_(_keys()))
+    .group_by(TASKS.c.flow_uuid)
+)
+
+
+def _exactly(conn: SAConnection, column: sa.Column[Any], value: str) -> sa.ColumnElement[bool]:
+    """``column == value`` as an exact match on every engine."""
+    match = column == value
+    if conn.dialect.name in ("mysql", "mariadb"):
+        # PAD SPACE collations find "a " for "a": an exact match, as elsewhere.
+        match = sa.and_(match, func.char_length(column) == len(value))
+    return match
+
+
+def _has_prefix(column: sa.Column[Any], prefix: str) -> sa.ColumnElement[bool]:
+    """Case-sensitive ``startswith`` (SQLite's LIKE ignores case, so no LIKE)."""
+    return func.substr(column, 1, len(prefix)) == prefix
+
+
+def _keyset(
+    conn: SAConnection,
+    table: sa.Table,
+    statement: sa.Select[Any],
+    newest_first: bool,
+    after: Cursor | None,
+) -> sa.Select[Any]:
+    """Order by (created_at, uuid) and, with a cursor, start past it: an index range scan."""
+    uuid: sa.ColumnElement[Any] = table.c.uuid
+    if conn.dialect.name == "postgresql":  # code-point order, as on every engine
+        uuid = uuid.collate("C")
+    created = table.c.created_at
+    if after is not None:
+        at, key = after
+        if newest_first:
+            past = sa.or_(created < at, sa.and_(created == at, uuid < key))
+        else:
+            past = sa.or_(created > at, sa.and_(created == at, uuid > key))
+        statement = statement.where(past)
+    keys = [created, uuid]
+    return statement.order_by(*(key.desc() if newest_first else key for key in keys))
+
+
 #: Any fixed number identifies our upgrade lock among PostgreSQL advisory locks.
 _PG_UPGRADE_LOCK: Final = 0x1ED6E5F10
 
@@ -221,11 +271,17 @@ class SQLConnection(RecordConnection):
     def _no_schema(self, conn: SAConnection) -> bool:
         if self._backend.schema_seen:
             return False
-        has_tables = migrate.schema_status(conn).has_tables
+        status = migrate.schema_status(conn)
         if conn.in_transaction():  # the check autobegan one: the caller begins its own
             conn.rollback()
-        if not has_tables:
+        if not status.has_tables:
             return True
+        if status.current is not None and status.known and not status.up_to_date:
+            # An older schema lacks columns every statement names: say so, not "no such column".
+            raise self._needs_upgrade(
+                f"is at schema revision {status.current!r}, not {migrate.head()!r}: "
+                "it needs upgrade"
+            )
         self._backend.schema_seen = True
         return False
 
@@ -408,23 +464,73 @@ class SQLConnection(RecordConnection):
         state: str | None,
         newest_first: bool,
         count_only: bool = False,
+        after: Cursor | None = None,
+        prefix: str | None = None,
     ) -> list[Row] | int:
         with self._reading() as conn:
             if conn is None:
                 return 0 if count_only else []
             statement = self._books_query(conn, name, state, count_only)
+            if prefix is not None:
+                statement = statement.where(_has_prefix(BOOKS.c.uuid, prefix))
             if count_only:
                 return int(conn.execute(statement).scalar_one())
-            uuid = BOOKS.c.uuid
-            if conn.dialect.name == "postgresql":  # code-point order, as on every engine
-                uuid = uuid.collate("C")  # type: ignore[assignment]
-            keys = [BOOKS.c.created_at, uuid]
-            statement = statement.order_by(*(key.desc() if newest_first else key for key in keys))
-            if limit is not None:
-                statement = statement.limit(limit)
-            if offset:
-                statement = statement.offset(offset)
-            return self._fetch_books(conn, statement)
+            statement = _keyset(conn, BOOKS, statement, newest_first, after)
+            return self._fetch_rows(conn, statement.limit(limit).offset(offset or None), "book")
+
+    def _list_flows(
+        self,
+        *,
+        limit: int | None,
+        offset: int,
+        name: str | None,
+        state: str | None,
+        since: datetime | None,
+        after: Cursor | None,
+        prefix: str | None,
+        count_only: bool = False,
+    ) -> list[Row] | int:
+        with self._reading() as conn:
+            if conn is None:
+                return 0 if count_only else []
+            columns = [func.count()] if count_only else _columns("flow")
+            statement = sa.select(*columns).select_from(FLOWS)
+            if name is not None:
+                statement = statement.where(_exactly(conn, FLOWS.c.name, name))
+            if state is not None:
+                statement = statement.where(FLOWS.c.state == state)
+            if since is not None:
+                statement = statement.where(FLOWS.c.created_at >= since)
+            if prefix is not None:
+                statement = statement.where(_has_prefix(FLOWS.c.uuid, prefix))
+            if count_only:
+                return int(conn.execute(statement).scalar_one())
+            statement = _keyset(conn, FLOWS, statement, True, after)
+            return self._fetch_rows(conn, statement.limit(limit).offset(offset or None), "flow")
+
+    def _flow_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {uuid: {} for uuid in book_uuids}
+        with self._reading() as conn:
+            if conn is None:
+                return counts
+            for start in range(0, len(book_uuids), self.fetch_chunk):
+                chunk = list(book_uuids[start : start + self.fetch_chunk])
+                for book_uuid, state, count in conn.execute(_FLOW_STATES, {"keys": chunk}):
+                    counts[book_uuid][state] = int(count)
+        return counts
+
+    def _task_time_spans(
+        self, flow_uuids: Sequence[str]
+    ) -> dict[str, tuple[datetime | None, datetime | None]]:
+        spans: dict[str, tuple[datetime | None, datetime | None]] = {}
+        with self._reading() as conn:
+            if conn is None:
+                return spans
+            for start in range(0, len(flow_uuids), self.fetch_chunk):
+                chunk = list(flow_uuids[start : start + self.fetch_chunk])
+                for flow_uuid, first, last in conn.execute(_TIME_SPANS, {"keys": chunk}):
+                    spans[flow_uuid] = (first, last)
+        return spans
 
     def _books_query(
         self, conn: SAConnection, name: str | None, state: str | None, count_only: bool
@@ -432,22 +538,21 @@ class SQLConnection(RecordConnection):
         statement = sa.select(func.count()) if count_only else sa.select(*_columns("book"))
         statement = statement.select_from(BOOKS)
         if name is not None:
-            statement = statement.where(BOOKS.c.name == name)
-            if conn.dialect.name in ("mysql", "mariadb"):
-                # PAD SPACE collations find "a " for "a": an exact match, as elsewhere.
-                statement = statement.where(func.char_length(BOOKS.c.name) == len(name))
+            statement = statement.where(_exactly(conn, BOOKS.c.name, name))
         if state is not None:
             has_flow = sa.exists().where(FLOWS.c.book_uuid == BOOKS.c.uuid, FLOWS.c.state == state)
             statement = statement.where(has_flow)
         return statement
 
-    def _fetch_books(self, conn: SAConnection, statement: sa.Select[Any]) -> list[Row]:
+    def _fetch_rows(self, conn: SAConnection, statement: sa.Select[Any], kind: Kind) -> list[Row]:
         result = conn.execute(statement)
         names = list(result.keys())
         rows = [dict(zip(names, values, strict=True)) for values in result]
         for row in rows:
             if row.pop("format") != FORMAT_DEFAULT:
-                raise CorruptRecordError(f"logbook {row['uuid']} is stored in an unknown format")
+                raise CorruptRecordError(
+                    f"{_NAMES[kind]} {row['uuid']} is stored in an unknown format"
+                )
         return rows
 
     def _task_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:

@@ -164,6 +164,8 @@ TASKS = Table(
     Column("meta", JSON_TEXT),
     Column("checkpoint", JSON_TEXT),
     Column("attempts", Integer, nullable=False),
+    # One JSON entry per try (migration 0003); NULL in rows written before it.
+    Column("tries", JSON_TEXT),
     Column("started_at", UTCDateTime()),
     Column("finished_at", UTCDateTime()),
     *_timestamps(),

@@ -4,8 +4,7 @@ Frozen history: the column types are spelled out here, not imported from ``table
 Existing flows read as never owned (fence 0, no owner, no lease, no request).
 
 Revision ID: 0004
-Revises: 0002 (0003, task tries, is reserved for a parallel branch; the integrator
-re-chains this revision onto it when both are on main)
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

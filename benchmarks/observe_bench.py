@@ -1,0 +1,101 @@
+"""What lifecycle logs and OpenTelemetry spans cost per task (issue 10's speed section).
+
+The 1,000-task in-memory linear flow of engine_bench, run in alternating blocks with:
+observation off (no INFO logging, no tracer provider), logs on (a null handler at INFO),
+spans on (the SDK with an in-memory exporter), and both.  Prints microseconds per task
+and the difference to "off"; targets: off adds nothing, on <= 30 us/task.
+
+    python benchmarks/observe_bench.py [--tasks 1000] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engine_bench import timed_run
+
+import ledgerflow as lf
+
+LOG = logging.getLogger("ledgerflow")
+TARGET_ON_US = 30.0
+
+
+class Switch:
+    """Turns logs and spans on and off between runs (the provider is set once, globally)."""
+
+    def __init__(self) -> None:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        self.trace = trace
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.proxy = trace.get_tracer_provider()
+        self.handler = logging.NullHandler()
+        LOG.addHandler(self.handler)
+        LOG.propagate = False
+
+    def set(self, logs: bool, spans: bool) -> None:
+        LOG.setLevel(logging.INFO if logs else logging.WARNING)
+        # The global provider can only be set once through the API; the benchmark swaps
+        # it directly so "off" really has no provider, as a program that never set one.
+        self.trace._TRACER_PROVIDER = self.provider if spans else None  # type: ignore[attr-defined]
+        self.exporter.clear()
+
+
+MODES: dict[str, tuple[bool, bool]] = {
+    "off": (False, False),
+    "logs": (True, False),
+    "spans": (False, True),
+    "logs+spans": (True, True),
+}
+
+
+def run_once(size: int) -> float:
+    return timed_run(size, lf.open_backend("memory://"), "always")[1]
+
+
+def measure(size: int, rounds: int, switch: Switch) -> dict[str, float]:
+    """Median seconds per run of each mode, modes interleaved round by round."""
+    samples: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for _ in range(rounds):
+        for mode, (logs, spans) in MODES.items():
+            switch.set(logs, spans)
+            samples[mode].append(run_once(size))
+    switch.set(False, False)
+    return {mode: statistics.median(values) for mode, values in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=7)
+    options = parser.parse_args()
+    switch = Switch()
+    run_once(options.tasks)  # warm up imports and caches
+    medians = measure(options.tasks, options.rounds, switch)
+    us: Callable[[float], float] = lambda seconds: seconds / options.tasks * 1e6  # noqa: E731
+    off = us(medians["off"])
+    print(f"{options.tasks}-task memory flow, median of {options.rounds} interleaved rounds")
+    print(f"{'mode':12} {'us/task':>8} {'vs off':>8}  target")
+    for mode, seconds in medians.items():
+        extra = us(seconds) - off
+        target = "" if mode == "off" else f"<= {TARGET_ON_US:.0f} us/task extra"
+        print(f"{mode:12} {us(seconds):8.1f} {extra:+8.1f}  {target}")
+    spans = len(switch.exporter.get_finished_spans())
+    print(f"(spans exported in the last 'spans' round are cleared between runs; now {spans})")
+
+
+if __name__ == "__main__":
+    main()

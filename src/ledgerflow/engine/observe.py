@@ -1,0 +1,263 @@
+"""Lifecycle logs and OpenTelemetry spans of a run: the engine's one observation hook.
+
+An observer listens to the run's state changes (the events ``engine.on_change``
+callbacks get) and turns them into INFO records on the ``ledgerflow`` logger and,
+when a tracer provider is set, into spans: one per flow run, one per task try as
+its child.  When the logger is not enabled for INFO and no provider is set, no
+observer exists and a run pays nothing.  OpenTelemetry is never imported here: a
+program that set a provider has imported ``opentelemetry.trace`` already.
+
+The task's span is made current in the thread that runs ``execute()``, so spans a
+task opens nest under it.  The first run's trace context is kept in the flow's
+meta (``trace``); a resumed run's span links to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from ledgerflow import states
+
+if TYPE_CHECKING:
+    from ledgerflow.models import Failure
+    from ledgerflow.storage import StateChange, Storage
+
+__all__ = ["LOG", "TRACE_META_KEY", "Observer", "enter", "leave", "span_context", "watching"]
+
+LOG = logging.getLogger("ledgerflow")
+#: Flow meta key: {"trace_id": 32 hex digits, "span_id": 16} of the first run's span.
+TRACE_META_KEY = "trace"
+#: "CANCELLED" by name: the state arrives with cancel support (API.md), spans end on it.
+FLOW_ENDS = frozenset(
+    {states.SUCCESS, states.REVERTED, states.FAILURE, states.SUSPENDED, "CANCELLED"}
+)
+FLOW_ERRORS = frozenset({states.REVERTED, states.FAILURE, "CANCELLED"})
+TRY_ENDS = frozenset({states.SUCCESS, states.RETRYING, states.FAILURE})
+_TASK_MESSAGES = {
+    states.RUNNING: "task %s started (attempt %d)",
+    states.SUCCESS: "task %s succeeded (attempt %d)",
+    states.RETRYING: "task %s failed, will retry (attempt %d): %s",
+    states.FAILURE: "task %s failed (attempt %d): %s",
+    states.REVERTED: "task %s reverted (attempt %d)",
+    states.REVERT_FAILURE: "task %s revert failed (attempt %d): %s",
+}
+_ACTIVE: dict[int, Observer] = {}
+_ACTIVE_LOCK = threading.Lock()
+
+
+def _info(message: str, args: tuple[Any, ...], extra: dict[str, Any]) -> None:
+    """``LOG.info(message, *args, extra=extra)`` without the caller lookup.
+
+    The records come from the engine, not from the line that emitted them, and
+    ``findCaller``'s walk up the stack was a third of a record's cost.
+    """
+    if LOG.isEnabledFor(logging.INFO):
+        record = LOG.makeRecord(
+            LOG.name, logging.INFO, __file__, 0, message, args, None, None, extra
+        )
+        LOG.handle(record)
+
+
+def _trace_api() -> ModuleType | None:
+    """``opentelemetry.trace`` if the program imported it and set a provider, else None."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return None
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return None  # nothing set: spans would go nowhere
+    return trace
+
+
+class Observer:
+    """Logs and spans for one run of one flow detail."""
+
+    def __init__(self, storage: Storage, logs: bool, trace: ModuleType | None) -> None:
+        self.storage = storage
+        self.logs = logs
+        self.trace = trace
+        self.tracer = trace.get_tracer("ledgerflow") if trace is not None else None
+        self.flow_span: Any = None
+        self.flow_context: Any = None  # the flow span's context, parent of every try's span
+        self.task_spans: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    # ---- events -------------------------------------------------------------------
+    def on_change(self, event: StateChange) -> None:
+        """Turn one state change into a log record and span work."""
+        if event.kind == "flow":
+            self._flow(event)
+        else:
+            self._task(event)
+
+    def _flow(self, event: StateChange) -> None:
+        if self.logs:
+            extra = {"flow_uuid": event.flow_uuid, "task": None, "attempt": None}
+            if event.state == states.RUNNING:
+                _info("flow %s started", (event.name,), extra)
+            elif event.state in FLOW_ENDS or event.state == states.REVERTING:
+                _info("flow %s %s", (event.name, event.state), extra)
+        if self.tracer is None:
+            return
+        if event.state == states.RUNNING and self.flow_span is None:
+            self._start_flow_span(event)
+        elif event.state in FLOW_ENDS and self.flow_span is not None:
+            span, self.flow_span = self.flow_span, None
+            span.set_attribute("ledgerflow.state", event.state)
+            if event.state in FLOW_ERRORS:
+                failure = next(iter(self.storage.failures().values()), None)
+                self._error(span, f"flow ended {event.state}", failure)
+            span.end()
+
+    def _start_flow_span(self, event: StateChange) -> None:
+        assert self.trace is not None and self.tracer is not None
+        flow = self.storage.flow_detail
+        links = []
+        first = flow.meta.get(TRACE_META_KEY)
+        if isinstance(first, dict):
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                context = self.trace.SpanContext(
+                    trace_id=int(first["trace_id"], 16),
+                    span_id=int(first["span_id"], 16),
+                    is_remote=True,
+                    trace_flags=self.trace.TraceFlags(self.trace.TraceFlags.SAMPLED),
+                )
+                links.append(self.trace.Link(context, {"ledgerflow.link": "first run"}))
+        span = self.tracer.start_span(
+            f"flow {event.name}",
+            attributes={"ledgerflow.flow_uuid": event.flow_uuid, "ledgerflow.flow": event.name},
+            links=links,
+        )
+        self.flow_span = span
+        self.flow_context = self.trace.set_span_in_context(span)
+        if not isinstance(first, dict):
+            own = span.get_span_context()
+            if own.is_valid:
+                self.storage.set_flow_meta(
+                    TRACE_META_KEY,
+                    {"trace_id": f"{own.trace_id:032x}", "span_id": f"{own.span_id:016x}"},
+                )
+
+    def _task(self, event: StateChange) -> None:
+        detail = self.storage.task_detail(event.name)
+        attempt = detail.attempts
+        if self.logs and event.state in _TASK_MESSAGES:
+            extra = {"flow_uuid": event.flow_uuid, "task": event.name, "attempt": attempt}
+            failure = (
+                detail.revert_failure if event.state == states.REVERT_FAILURE else detail.failure
+            )
+            args: tuple[Any, ...] = (event.name, attempt)
+            if "%s" in _TASK_MESSAGES[event.state][-2:]:
+                args += (str(failure) if failure is not None else "",)
+            _info(_TASK_MESSAGES[event.state], args, extra)
+        if self.tracer is None or self.trace is None:
+            return
+        if event.state == states.RUNNING:
+            span = self.tracer.start_span(
+                f"task {event.name}",
+                context=self.flow_context,
+                attributes={
+                    "ledgerflow.flow_uuid": event.flow_uuid,
+                    "ledgerflow.task_uuid": event.task_uuid or "",
+                    "ledgerflow.task": event.name,
+                    "ledgerflow.attempt": attempt,
+                },
+            )
+            with self.lock:
+                self.task_spans[event.name] = span
+        elif event.state in TRY_ENDS:
+            with self.lock:
+                span = self.task_spans.pop(event.name, None)
+            if span is None:
+                return
+            if event.state != states.SUCCESS:
+                span.set_attribute("ledgerflow.state", event.state)
+                self._error(span, "task failed", detail.failure)
+            span.end()
+
+    def _error(self, span: Any, message: str, failure: Failure | None = None) -> None:
+        """Error status, and the failure as OpenTelemetry's "exception" event."""
+        assert self.trace is not None
+        status = self.trace.Status(self.trace.StatusCode.ERROR, str(failure or message))
+        span.set_status(status)
+        if failure is not None:
+            span.add_event(
+                "exception",
+                {
+                    "exception.type": failure.exc_type_names[0] if failure.exc_type_names else "",
+                    "exception.message": failure.message,
+                    "exception.stacktrace": failure.traceback_str,
+                },
+            )
+
+    def span_context(self, name: str) -> Any:
+        """The OpenTelemetry context with task ``name``'s span current (None: no span)."""
+        if self.trace is None:
+            return None
+        with self.lock:
+            span = self.task_spans.get(name)
+        return None if span is None else self.trace.set_span_in_context(span)
+
+    def close(self, exc: BaseException | None) -> None:
+        """End what is still open (the run stopped on an error before its end state)."""
+        with self.lock:
+            spans, self.task_spans = list(self.task_spans.values()), {}
+        if self.flow_span is not None:
+            spans.append(self.flow_span)
+            self.flow_span = None
+        for span in spans:
+            if exc is not None and self.trace is not None:
+                span.set_status(self.trace.Status(self.trace.StatusCode.ERROR, str(exc)))
+                span.record_exception(exc)
+            span.end()
+
+
+@contextlib.contextmanager
+def watching(storage: Storage) -> Iterator[Observer | None]:
+    """Observe the run of ``storage``'s flow for the duration of the block (if anyone listens)."""
+    logs = LOG.isEnabledFor(logging.INFO)
+    trace = _trace_api()
+    if not logs and trace is None:
+        yield None
+        return
+    observer = Observer(storage, logs, trace)
+    storage.add_listener(observer.on_change)
+    with _ACTIVE_LOCK:
+        _ACTIVE[id(storage)] = observer
+    error: BaseException | None = None
+    try:
+        yield observer
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE.pop(id(storage), None)
+        storage.remove_listener(observer.on_change)
+        observer.close(error)
+
+
+def span_context(storage: Storage, name: str) -> Any:
+    """The context to make current while task ``name`` runs (None when nothing observes)."""
+    if not _ACTIVE:
+        return None
+    observer = _ACTIVE.get(id(storage))
+    return None if observer is None else observer.span_context(name)
+
+
+def enter(context: Any) -> Any:
+    """Make an OpenTelemetry context current in this thread; a token for ``leave``."""
+    if context is None:
+        return None
+    return sys.modules["opentelemetry.context"].attach(context)
+
+
+def leave(token: Any) -> None:
+    """Undo ``enter``."""
+    if token is not None:
+        sys.modules["opentelemetry.context"].detach(token)
