@@ -13,6 +13,8 @@ SCRIPTS = [
     "engine_bench.py",
     "sqlite_anatomy.py",
     "cli_bench.py",
+    "rivals_bench.py",
+    "takeover_bench.py",
 ]
 
 
