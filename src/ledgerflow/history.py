@@ -115,6 +115,19 @@ def lease_of(flow: FlowDetail, now: datetime | None = None) -> Lease:
     return Lease(owner, fence, expires, status)
 
 
+def _orphaned(conn: Connection, book_uuids: set[str]) -> dict[str, int]:
+    """Per book uuid, how many of its RUNNING flows nobody runs any more."""
+    counts: dict[str, int] = {}
+    for book_uuid, flow in conn.list_flows(state=states.RUNNING, limit=ORPHAN_SCAN):
+        if book_uuid in book_uuids and lease_of(flow).status != "held":
+            counts[book_uuid] = counts.get(book_uuid, 0) + 1
+    return counts
+
+
+#: RUNNING flows looked at (newest first) to tell which books have one nobody runs.
+ORPHAN_SCAN = 10_000
+
+
 @dataclass(frozen=True)
 class BookSummary:
     """A book without details, with how many of its flows and tasks are in each state."""
@@ -122,12 +135,19 @@ class BookSummary:
     book: LogBook
     flow_states: dict[str, int]
     task_states: dict[str, int]
+    #: RUNNING flows whose owner is gone (died on this host, or its lease ran out).
+    orphaned: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """The book's ``to_dict()`` (no nested flows) plus the two counts."""
+        """The book's ``to_dict()`` (no nested flows) plus the counts."""
         data = self.book.to_dict()
         data.pop("flows", None)
-        return {**data, "flow_states": self.flow_states, "task_states": self.task_states}
+        return {
+            **data,
+            "flow_states": self.flow_states,
+            "task_states": self.task_states,
+            "orphaned_flows": self.orphaned,
+        }
 
 
 @dataclass(frozen=True)
@@ -367,8 +387,15 @@ class History:
             flow_counts = conn.flow_state_counts(uuids) if uuids else {}
             task_counts = conn.task_state_counts(uuids) if uuids else {}
             total = conn.count_logbooks(name=name, state=state, prefix=prefix or None)
+            running = {u for u in uuids if flow_counts.get(u, {}).get(states.RUNNING)}
+            orphaned = _orphaned(conn, running) if running else {}
         items = [
-            BookSummary(book, flow_counts.get(book.uuid, {}), task_counts.get(book.uuid, {}))
+            BookSummary(
+                book,
+                flow_counts.get(book.uuid, {}),
+                task_counts.get(book.uuid, {}),
+                orphaned.get(book.uuid, 0),
+            )
             for book in shown
         ]
         return Page(items, total, _next(found, limit), offset)

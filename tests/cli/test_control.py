@@ -81,3 +81,13 @@ def test_show_tells_the_owner_and_marks_a_running_flow_whose_owner_is_gone(
     assert "owner gone" in shown.stdout
     data = json.loads(any_cli("--backend", sqlite_uri, "show", flow_uuid, "--json").stdout)
     assert data["owner"] == dead and data["fence"] == 2 and data["lease_expires_at"]
+
+
+def test_books_counts_running_flows_whose_owner_is_gone(any_cli: Runner, sqlite_uri: str) -> None:
+    dead = identity.this_process().rsplit(":", 2)[0] + ":999999999:1"
+    flow_uuid = _suspended(sqlite_uri)
+    _hold(sqlite_uri, flow_uuid, dead, states.RUNNING)
+    listed = any_cli("--backend", sqlite_uri, "books")
+    assert "(1 RUNNING with its owner gone)" in listed.stdout
+    data = json.loads(any_cli("--backend", sqlite_uri, "books", "--json").stdout)
+    assert data[0]["flows"][0]["owner"] == dead  # books --json: each book's to_dict()

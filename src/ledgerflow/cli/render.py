@@ -210,6 +210,8 @@ def book_line(item: BookSummary) -> Text:
         line.append(" flows")
     else:
         line.append("no flows", style="dim")
+    if item.orphaned:
+        line.append(f" ({item.orphaned} RUNNING with its owner gone)", style="bold red")
     line.append("  ")
     line.append_text(state_counts_text(item.task_states))
     return line
