@@ -54,7 +54,9 @@ FLOW_TRANSITIONS: Final[dict[str, frozenset[str]]] = {
 }
 
 TASK_TRANSITIONS: Final[dict[str, frozenset[str]]] = {
-    PENDING: frozenset({RUNNING, REVERTED}),
+    # PENDING -> REVERTING: a task that stopped early (lf.Interrupted) is reverted as one
+    # that ran when its flow is cancelled or fails.
+    PENDING: frozenset({RUNNING, REVERTED, REVERTING}),
     # RUNNING -> PENDING: a subflow retry resets a task that was in flight.
     RUNNING: frozenset({SUCCESS, FAILURE, RETRYING, REVERTING, PENDING}),
     SUCCESS: frozenset({REVERTING, PENDING}),

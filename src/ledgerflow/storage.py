@@ -94,6 +94,7 @@ class Storage:
         self._bindings: dict[str, dict[str, tuple[str | None, str]]] = {}
         self._objects: dict[str, Task] = {}
         self._listeners: list[Callable[[StateChange], Any]] = []
+        self._immediate: list[Callable[[StateChange], Any]] = []
         self._compiled: Compiled | None = None
         self.store: dict[str, Any] = dict(flow_detail.meta.get("store") or {})
         #: (flow uuid, fence) once the engine took the flow: every write checks it.
@@ -185,33 +186,41 @@ class Storage:
         return {n: td.failure for n, td in self._tasks.items() if td.failure is not None}
 
     # ---- listeners -------------------------------------------------------------
-    def add_listener(self, callback: Callable[[StateChange], Any]) -> None:
-        """Call ``callback(event)`` on every flow and task state change."""
-        self._listeners.append(callback)
+    def add_listener(
+        self, callback: Callable[[StateChange], Any], *, immediate: bool = False
+    ) -> None:
+        """Call ``callback(event)`` on every flow and task state change.
+
+        Under "always" it hears of a change once committed; ``immediate`` listeners (the
+        engine's own logs and spans, which time the change itself) hear of it at once.
+        """
+        (self._immediate if immediate else self._listeners).append(callback)
 
     def remove_listener(self, callback: Callable[[StateChange], Any]) -> None:
         """Stop calling ``callback`` (no error if it was not registered)."""
-        if callback in self._listeners:
-            self._listeners.remove(callback)
+        for listeners in (self._listeners, self._immediate):
+            if callback in listeners:
+                listeners.remove(callback)
 
     def _emit(self, kind: str, name: str, state: str, task_uuid: str | None) -> None:
-        if not self._listeners:
+        if not self._listeners and not self._immediate:
             return
         event = StateChange(kind, name, state, self.flow_detail.uuid, task_uuid)
+        self._tell(event, self._immediate)
         if self.save == "always":  # heard once committed (see _write)
             with self._lock:
                 self._unheard.append(event)
             return
-        self._tell(event)
+        self._tell(event, self._listeners)
 
     def _flush_events(self) -> None:
         with self._lock:
             events, self._unheard = self._unheard, []
         for event in events:
-            self._tell(event)
+            self._tell(event, self._listeners)
 
-    def _tell(self, event: StateChange) -> None:
-        for callback in list(self._listeners):
+    def _tell(self, event: StateChange, listeners: list[Callable[[StateChange], Any]]) -> None:
+        for callback in list(listeners):
             try:
                 callback(event)
             except Exception:
@@ -390,6 +399,15 @@ class Storage:
         tries = close_try(detail.tries, states.INTERRUPTED, now)
         self._set_task_state(name, states.PENDING, meta=meta, finished_at=now, tries=tries)
         self._values.pop(name, None)
+
+    def interrupted(self, name: str) -> bool:
+        """Whether task ``name`` is PENDING after a try it stopped with Interrupted (it ran)."""
+        detail = self._tasks[name]
+        return (
+            detail.state == states.PENDING
+            and bool(detail.tries)
+            and detail.tries[-1].get("state") == states.INTERRUPTED
+        )
 
     def revert_result(self, name: str) -> Any:
         """What ``revert`` receives as ``result``: the stored result, or the Failure."""

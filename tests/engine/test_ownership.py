@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -220,17 +221,24 @@ def test_remote_cancel_reverts_and_ends_cancelled(backend: lf.Backend) -> None:
     def undo_first(*, result: Any, flow_failures: Any) -> None:
         undone.append("first")
 
-    engine = lf.load(_flow(first, _waits_for_stop(started), make_x), backend=backend, lease=0.6)
+    long = _waits_for_stop(started)
+
+    @long.revert
+    def undo_long(*, result: Any, flow_failures: Any) -> None:
+        undone.append("long")
+
+    engine = lf.load(_flow(first, long, make_x), backend=backend, lease=0.6)
     flow_uuid = engine.flow_detail.uuid
     threading.Thread(target=lambda: started.wait(30) and lf.cancel(backend, flow_uuid)).start()
     with pytest.raises(lf.FlowCancelled):
         engine.run()
-    assert undone == ["first"]
+    assert undone == ["long", "first"]  # the interrupted task is reverted as one that ran
     after = stored_detail(backend, flow_uuid)
     assert after.state == states.CANCELLED
+    assert [t.state for t in after] == [states.REVERTED, states.REVERTED, states.PENDING]
     assert lf.cancel(backend, flow_uuid) == states.CANCELLED
     with pytest.raises(lf.FlowCancelled):
-        lf.resume(backend, flow_uuid, flow=_flow(first, _waits_for_stop(started), make_x))
+        lf.resume(backend, flow_uuid, flow=_flow(first, long, make_x))
 
 
 def test_cancel_of_an_unowned_flow_reverts_it_here(backend: lf.Backend) -> None:
@@ -414,3 +422,57 @@ def test_an_engine_stopped_past_its_lease_is_fenced_out_when_it_continues(
         ("slow", "SUCCESS", taker.pid),
         ("last", "SUCCESS", taker.pid),
     ]
+
+
+def test_the_heartbeat_keeps_a_long_task_owned_past_its_lease(backend: lf.Backend) -> None:
+    refused: list[bool] = []
+    engine: lf.Engine
+
+    @lf.task
+    def outlives_the_lease() -> None:
+        # Three leases long: without the heartbeat another taker would get in.
+        for _ in range(3):
+            threading.Event().wait(0.5)
+            with backend.connect() as conn:  # a taker elsewhere: only an expired lease is free
+                seen = conn.get_ownership(engine.flow_detail.uuid)
+                take = OwnChange("take", seen.fence, OTHER_HOST, 30.0)
+                refused.append(not conn.change_ownership(engine.flow_detail.uuid, take))
+
+    engine = lf.load(_flow(outlives_the_lease), backend=backend, lease=0.5)
+    engine.run()
+    assert refused == [True, True, True]
+
+
+def test_a_store_down_past_the_window_stops_with_storage_error_and_stays_resumable(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "down.db"
+    uri = f"sqlite:///{path}?busy_timeout=20"
+    lock = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    reverted: list[str] = []
+    lock_taken: list[bool] = []
+
+    @lf.task(provides="a")
+    def takes_the_store_away() -> int:
+        if not reverted and not lock_taken:
+            lock.execute("BEGIN IMMEDIATE")  # nobody else can write from now on
+            lock_taken.append(True)
+        return 1
+
+    @takes_the_store_away.revert
+    def undo(*, result: Any, flow_failures: Any) -> None:
+        reverted.append("undo")
+
+    @lf.task(provides="b")
+    def later(a: int) -> int:
+        return a + 1
+
+    flow = lf.LinearFlow("down", takes_the_store_away, later)
+    engine = lf.load(flow, backend=uri)
+    engine.storage.outage_window = 0.3
+    with pytest.raises(lf.StorageError, match="locked"):
+        engine.run()
+    lock.execute("ROLLBACK")
+    lock.close()
+    assert reverted == []
+    assert lf.resume(uri, engine.flow_detail.uuid, flow=flow) == {"a": 1, "b": 2}

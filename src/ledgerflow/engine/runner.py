@@ -103,7 +103,7 @@ class Runner:
             (detail.started_at, node.index)
             for node in self.nodes
             if (detail := self.storage.task_detail(node.name)).started_at is not None
-            and detail.state in RAN
+            and (detail.state in RAN or self.storage.interrupted(node.name))
         ]
         self.order = dict.fromkeys(index for _, index in sorted(started))
         # Retry budgets survive a suspend or a crash: count on from what was stored.
@@ -298,7 +298,10 @@ class Runner:
             if index in self.revert_failed:
                 all_ok = False
                 continue
-            if self.storage.task_state(node.name) not in RAN | {states.REVERT_FAILURE}:
+            state = self.storage.task_state(node.name)
+            if state not in RAN | {states.REVERT_FAILURE} and not self.storage.interrupted(
+                node.name
+            ):
                 continue
             self.storage.revert_started(node.name)
             self.storage.sync()

@@ -87,6 +87,12 @@ class FencingChecks:
         for round_ in range(5):
             wins: list[str] = []
             barrier = threading.Barrier(2)
+            with backend.connect() as conn:  # an owner whose lease ran out, by the store's clock
+                fence = conn.get_ownership(flow.uuid).fence
+                short = OwnChange("take", fence, f"h:0:{round_}", 0.01, force=True)
+                assert conn.change_ownership(flow.uuid, short)
+                while not conn.get_ownership(flow.uuid).expired:
+                    time.sleep(0.01)
 
             def taker(
                 name: str, barrier: threading.Barrier = barrier, wins: list[str] = wins
@@ -94,7 +100,7 @@ class FencingChecks:
                 with backend.connect() as mine:
                     fence = mine.get_ownership(flow.uuid).fence
                     barrier.wait()
-                    change = OwnChange("take", fence, name, 30.0, force=True)
+                    change = OwnChange("take", fence, name, 30.0)
                     if mine.change_ownership(flow.uuid, change):
                         wins.append(name)
 

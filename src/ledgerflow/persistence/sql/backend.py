@@ -22,6 +22,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -31,7 +32,13 @@ import sqlalchemy as sa
 from sqlalchemy import Connection as SAConnection
 from sqlalchemy import bindparam, func
 
-from ledgerflow.errors import ConflictError, CorruptRecordError, NotFound, SchemaVersionError
+from ledgerflow.errors import (
+    ConflictError,
+    CorruptRecordError,
+    NotFound,
+    SchemaVersionError,
+    StorageError,
+)
 from ledgerflow.persistence import records
 from ledgerflow.persistence.base import Backend, Cursor, Fence, RecordConnection, fenced_out
 from ledgerflow.persistence.ownership import OwnChange, Ownership
@@ -160,6 +167,8 @@ def _keyset(
     return statement.order_by(*(key.desc() if newest_first else key for key in keys))
 
 
+#: Tries of an ownership change that the server picked as a deadlock victim.
+_DEADLOCK_TRIES: Final = 8
 #: Any fixed number identifies our upgrade lock among PostgreSQL advisory locks.
 _PG_UPGRADE_LOCK: Final = 0x1ED6E5F10
 
@@ -628,8 +637,22 @@ class SQLConnection(RecordConnection):
         return found
 
     def change_ownership(self, flow_uuid: str, change: OwnChange) -> bool:
-        """Apply one compare-and-set of ``ownership`` in one UPDATE (the server's clock)."""
+        """Apply one compare-and-set of ``ownership`` in one UPDATE (the server's clock).
+
+        A deadlock (a taker's UPDATE against an engine's fenced write, which holds the
+        flow row shared) is the server's choice of victim, not a failure: tried again.
+        """
         records.check_uuid(flow_uuid, "flow detail uuid")
+        for attempt in range(_DEADLOCK_TRIES):
+            try:
+                return self._change_ownership(flow_uuid, change)
+            except StorageError as exc:
+                if attempt == _DEADLOCK_TRIES - 1 or "deadlock" not in str(exc).lower():
+                    raise
+                time.sleep(0.01 * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _change_ownership(self, flow_uuid: str, change: OwnChange) -> bool:
         with self._transaction():
             conn = self._writer()
             if leases.change(conn, flow_uuid, change):
