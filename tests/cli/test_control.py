@@ -91,3 +91,16 @@ def test_books_counts_running_flows_whose_owner_is_gone(any_cli: Runner, sqlite_
     assert "(1 RUNNING with its owner gone)" in listed.stdout
     data = json.loads(any_cli("--backend", sqlite_uri, "books", "--json").stdout)
     assert data[0]["flows"][0]["owner"] == dead  # books --json: each book's to_dict()
+
+
+def test_copy_clears_owner_and_lease_and_keeps_the_fence(
+    any_cli: Runner, sqlite_uri: str, tmp_path: Path
+) -> None:
+    flow_uuid = _suspended(sqlite_uri)
+    _hold(sqlite_uri, flow_uuid, "elsewhere/boot/ns:1:1")
+    target = f"sqlite:///{tmp_path / 'copy.db'}"
+    outcome = any_cli("copy", sqlite_uri, target)
+    assert outcome.exit_code == 0, outcome.stderr
+    with lf.open_backend(target) as backend, backend.connect() as conn:
+        copied = conn.get_flow_details(flow_uuid)
+    assert (copied.owner, copied.lease_expires_at, copied.fence) == (None, None, 2)
