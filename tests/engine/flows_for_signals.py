@@ -70,7 +70,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps(lf.resume(argv[1], argv[2], wait=60)))
         return 0
     uri, started, uuid_file = argv
-    engine = lf.load(waits(), backend=uri, store={"started": started})
+    lease = float(os.environ.get("LEDGERFLOW_TEST_LEASE", "15"))
+    engine = lf.load(waits(), backend=uri, store={"started": started}, lease=lease)
     Path(uuid_file).write_text(engine.flow_detail.uuid)
     engine.run()
     print(engine.flow_detail.state)

@@ -476,3 +476,39 @@ def test_a_store_down_past_the_window_stops_with_storage_error_and_stays_resumab
     lock.close()
     assert reverted == []
     assert lf.resume(uri, engine.flow_detail.uuid, flow=flow) == {"a": 1, "b": 2}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("request_", ["suspend", "cancel"])
+def test_suspend_and_cancel_reach_an_owner_in_another_process(
+    request_: str, tmp_path: Path
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'remote.db'}"
+    started, uuid_file = tmp_path / "started", tmp_path / "uuid"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.engine.flows_for_signals", uri, str(started), str(uuid_file)],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
+            "LEDGERFLOW_TEST_LEASE": "0.6",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    flow_uuid = uuid_file.read_text()
+    assert getattr(lf, request_)(uri, flow_uuid) == states.RUNNING  # returns at once
+    _, err = proc.communicate(timeout=60)
+    flow = stored(uri, flow_uuid)
+    if request_ == "suspend":
+        assert proc.returncode == 0, err
+        assert flow.state == states.SUSPENDED
+    else:
+        assert proc.returncode != 0 and "FlowCancelled" in err, err
+        assert flow.state == states.CANCELLED
+    assert flow.owner is None
