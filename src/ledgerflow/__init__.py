@@ -15,6 +15,7 @@ from ledgerflow.errors import (
     BackendNotFound,
     ConflictError,
     CorruptRecordError,
+    CorruptStoreError,
     FactoryImportError,
     FencedOut,
     FlowBusy,
@@ -37,6 +38,7 @@ from ledgerflow.errors import (
 from ledgerflow.flow import Flow, GraphFlow, LinearFlow, UnorderedFlow
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence import Backend, Connection, available_schemes, open_backend
+from ledgerflow.persistence.care import Damage, purge
 from ledgerflow.storage import StateChange, Storage
 from ledgerflow.task import Retry, Task, task
 
@@ -48,6 +50,8 @@ __all__ = [
     "ConflictError",
     "Connection",
     "CorruptRecordError",
+    "CorruptStoreError",
+    "Damage",
     "Engine",
     "FactoryImportError",
     "Failure",
@@ -85,6 +89,7 @@ __all__ = [
     "current_task",
     "load",
     "open_backend",
+    "purge",
     "resume",
     "run",
     "states",

@@ -19,7 +19,8 @@
     ├── StorageError              the store failed; the driver's exception is __cause__
     │   ├── MissingDriverError    a driver's extra is not installed
     │   ├── SchemaVersionError    the store was written by a newer schema / needs upgrade
-    │   └── CorruptRecordError    a stored record cannot be decoded
+    │   ├── CorruptRecordError    a stored record cannot be decoded
+    │   └── CorruptStoreError     the store's file is malformed: nothing more is written
     ├── TaskTimeout               a try ran past its task's timeout
     └── FlowFailed                a flow failed and was reverted
         └── FlowCancelled         a flow was cancelled on request and reverted
@@ -39,6 +40,7 @@ __all__ = [
     "BackendNotFound",
     "ConflictError",
     "CorruptRecordError",
+    "CorruptStoreError",
     "FactoryImportError",
     "FencedOut",
     "FlowBusy",
@@ -146,6 +148,10 @@ class SchemaVersionError(StorageError):
 
 class CorruptRecordError(StorageError):
     """A stored record cannot be decoded; the message names the record."""
+
+
+class CorruptStoreError(StorageError):
+    """The store itself is damaged (SQLite: malformed file); the backend stops writing to it."""
 
 
 class FlowFailed(LedgerflowError):

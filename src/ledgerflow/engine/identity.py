@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Final
 
-__all__ = ["forget", "hold", "is_gone", "this_process"]
+__all__ = ["forget", "hold", "is_gone", "owner_of", "this_process"]
 
 _PROC: Final = Path("/proc")
 _held_lock = threading.Lock()
@@ -53,8 +53,15 @@ def _start_time(pid: int) -> str | None:
 
 def this_process() -> str:
     """This process's owner text (computed per pid: a forked child is someone else)."""
-    pid = os.getpid()
-    return f"{_host()}:{pid}:{_start_time(pid) or '0'}"
+    return owner_of(os.getpid()) or f"{_host()}:{os.getpid()}:0"
+
+
+def owner_of(pid: int) -> str | None:
+    """The owner text a process of this host with ``pid`` has, or None if there is none."""
+    start = _start_time(pid)
+    if start is None and pid != os.getpid():
+        return None
+    return f"{_host()}:{pid}:{start or '0'}"
 
 
 def hold(flow_uuid: str) -> None:
