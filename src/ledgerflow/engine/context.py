@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ledgerflow.engine import observe
@@ -21,8 +22,8 @@ class TaskContext:
     def __init__(self, storage: Storage, name: str, stop: threading.Event | None = None) -> None:
         self._storage = storage
         self._stop = stop if stop is not None else threading.Event()
-        #: Set when the try ran past its timeout: it is abandoned, its checkpoints dropped.
-        self.abandoned = threading.Event()
+        #: True once the try ran past its timeout: it is abandoned, its checkpoints dropped.
+        self.abandoned = False
         self.name = name
         detail = storage.task_detail(name)
         self.task_uuid = detail.uuid
@@ -39,11 +40,15 @@ class TaskContext:
     @property
     def stop_requested(self) -> bool:
         """True once a suspend, cancel or timeout asks the task to stop early."""
-        return self._stop.is_set() or self.abandoned.is_set()
+        return self.abandoned or self._stop.is_set()
+
+    def abandon(self) -> None:
+        """Give up on this try (its timeout passed): it sees stop_requested, saves nothing."""
+        self.abandoned = True
 
     def checkpoint(self, value: Any) -> None:
         """Persist ``value`` to the task detail; returns once it is committed."""
-        if self.abandoned.is_set():  # a try past its timeout: what it saves is dropped
+        if self.abandoned:  # a try past its timeout: what it saves is dropped
             return
         self._storage.checkpoint(self.name, value)
         self._last = value
@@ -75,12 +80,12 @@ def call_in_context(context: TaskContext, func: Any, *args: Any) -> Any:
 
 
 def call_with_timeout(
-    timeout: float, name: str, abandon: threading.Event | None, func: Any, *args: Any
+    timeout: float, name: str, abandon: Callable[[], None] | None, func: Any, *args: Any
 ) -> Any:
     """Call ``func(*args)`` in a thread of its own; TaskTimeout once ``timeout`` passed.
 
     The late call is abandoned, not stopped (Python cannot stop a thread): ``abandon``
-    is set, so it sees ``stop_requested`` and its checkpoints are dropped, and its
+    is called, so it sees ``stop_requested`` and its checkpoints are dropped, and its
     result, whenever it comes, is never read.
     """
     outcome: dict[str, Any] = {}
@@ -98,7 +103,7 @@ def call_with_timeout(
     threading.Thread(target=target, name=f"ledgerflow-task-{name}", daemon=True).start()
     if not done.wait(timeout):
         if abandon is not None:
-            abandon.set()
+            abandon()
         raise TaskTimeout(f"task {name!r} ran past its timeout of {timeout:g} s")
     if "error" in outcome:
         raise outcome["error"]

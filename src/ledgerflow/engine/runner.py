@@ -49,7 +49,7 @@ def _in_context(context: TaskContext, task: Task, inputs: Mapping[str, Any]) -> 
         call_with_timeout,
         task.timeout,
         task.name,
-        context.abandoned,
+        context.abandon,
         task.call_execute,
         inputs,
     )
