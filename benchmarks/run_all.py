@@ -19,6 +19,8 @@ SCRIPTS = [
     "care_bench.py",
     "values_bench.py",
     "async_bench.py",
+    "rivals_bench.py",
+    "takeover_bench.py",
 ]
 
 

@@ -14,6 +14,7 @@ import pytest
 
 import ledgerflow as lf
 from ledgerflow import states
+from ledgerflow.engine import identity
 from ledgerflow.history import (
     History,
     TaskView,
@@ -53,11 +54,17 @@ def test_lease_status_is_read_tolerantly() -> None:
 
 def test_an_owner_process_gone_on_this_host_is_marked_so() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
+    owner = identity.owner_of(child.pid)
     child.wait()
-    owner = f"{socket.gethostname()}:{child.pid}:0"
+    assert owner is not None
     assert lease_of(_flow(owner=owner, lease_expires_at=NOW + timedelta(1)), NOW).status == "gone"
-    alive = f"{socket.gethostname()}:{os.getpid()}:0"
+    alive = identity.owner_of(os.getppid())  # the process that started this one
+    assert alive is not None
     assert lease_of(_flow(owner=alive, lease_expires_at=NOW + timedelta(1)), NOW).status == "held"
+    elsewhere = f"{socket.gethostname()}:{os.getppid()}:0"  # another host (or container)
+    assert lease_of(_flow(owner=elsewhere, lease_expires_at=NOW + timedelta(1)), NOW).status == (
+        "held"
+    )
 
 
 def _task(name: str, start: float | None, end: float | None, state: str) -> lf.TaskDetail:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from ledgerflow import states
+from ledgerflow.engine import identity
 from ledgerflow.errors import NotFound
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence.base import Connection, RecordRef
@@ -107,14 +106,12 @@ class Lease:
 
 
 def lease_of(flow: FlowDetail, now: datetime | None = None) -> Lease:
-    """The flow's ownership (issue 8's fields, read tolerantly: a store without them is free)."""
-    owner: str | None = getattr(flow, "owner", None)
-    fence = int(getattr(flow, "fence", 0) or 0)
-    expires: datetime | None = getattr(flow, "lease_expires_at", None)
+    """The flow's ownership and what it means now ("gone": its process on this host died)."""
+    owner, fence, expires = flow.owner, flow.fence, flow.lease_expires_at
     now = now or datetime.now(UTC)
     if owner is None:
         status = "free"
-    elif _local_process_gone(owner):
+    elif identity.is_gone(owner, flow.uuid):
         status = "gone"
     elif expires is not None and expires <= now:
         status = "expired"
@@ -123,19 +120,17 @@ def lease_of(flow: FlowDetail, now: datetime | None = None) -> Lease:
     return Lease(owner, fence, expires, status)
 
 
-def _local_process_gone(owner: str) -> bool:
-    """Whether ``host:pid:start`` names a process on this host that no longer exists."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists but is not ours to signal
-        return False
-    return False
+def _orphaned(conn: Connection, book_uuids: set[str]) -> dict[str, int]:
+    """Per book uuid, how many of its RUNNING flows nobody runs any more."""
+    counts: dict[str, int] = {}
+    for book_uuid, flow in conn.list_flows(state=states.RUNNING, limit=ORPHAN_SCAN):
+        if book_uuid in book_uuids and lease_of(flow).status != "held":
+            counts[book_uuid] = counts.get(book_uuid, 0) + 1
+    return counts
+
+
+#: RUNNING flows looked at (newest first) to tell which books have one nobody runs.
+ORPHAN_SCAN = 10_000
 
 
 @dataclass(frozen=True)
@@ -145,12 +140,19 @@ class BookSummary:
     book: LogBook
     flow_states: dict[str, int]
     task_states: dict[str, int]
+    #: RUNNING flows whose owner is gone (died on this host, or its lease ran out).
+    orphaned: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """The book's ``to_dict()`` (no nested flows) plus the two counts."""
+        """The book's ``to_dict()`` (no nested flows) plus the counts."""
         data = self.book.to_dict()
         data.pop("flows", None)
-        return {**data, "flow_states": self.flow_states, "task_states": self.task_states}
+        return {
+            **data,
+            "flow_states": self.flow_states,
+            "task_states": self.task_states,
+            "orphaned_flows": self.orphaned,
+        }
 
 
 @dataclass(frozen=True)
@@ -312,8 +314,15 @@ class History:
                 if count
                 else None
             )
+            running = {u for u in uuids if flow_counts.get(u, {}).get(states.RUNNING)}
+            orphaned = _orphaned(conn, running) if running else {}
         items = [
-            BookSummary(book, flow_counts.get(book.uuid, {}), task_counts.get(book.uuid, {}))
+            BookSummary(
+                book,
+                flow_counts.get(book.uuid, {}),
+                task_counts.get(book.uuid, {}),
+                orphaned.get(book.uuid, 0),
+            )
             for book in shown
         ]
         return Page(items, total, _next(found, limit), offset)

@@ -32,6 +32,7 @@ STATE_STYLES: dict[str, str] = {
     states.REVERT_FAILURE: "bold red",
     states.SUSPENDING: "blue",
     states.SUSPENDED: "blue",
+    states.CANCELLED: "magenta",
 }
 STATE_ICONS: dict[str, str] = {
     states.PENDING: "·",
@@ -44,6 +45,7 @@ STATE_ICONS: dict[str, str] = {
     states.REVERT_FAILURE: "✘",
     states.SUSPENDING: "⏸",
     states.SUSPENDED: "⏸",
+    states.CANCELLED: "⊘",
 }
 _COLOR_SYSTEMS = {
     "standard": ColorSystem.STANDARD,
@@ -208,6 +210,8 @@ def book_line(item: BookSummary) -> Text:
         line.append(" flows")
     else:
         line.append("no flows", style="dim")
+    if item.orphaned:
+        line.append(f" ({item.orphaned} RUNNING with its owner gone)", style="bold red")
     line.append("  ")
     line.append_text(state_counts_text(item.task_states))
     return line
@@ -239,6 +243,19 @@ def flow_line(flow: lf.FlowDetail, prefix: str, with_tasks: bool = True) -> Text
         if duration is not None:
             text.append(f"  {format_duration(duration)}")
     text.append(f"  {flow.uuid}", style="dim")
+    text.append_text(owner_text(flow))
+    return text
+
+
+def owner_text(flow: lf.FlowDetail) -> Text:
+    """Who holds the flow and until when; a RUNNING flow nobody runs any more is marked."""
+    lease = history.lease_of(flow)
+    text = Text(f"  fence {lease.fence}", style="dim")
+    if lease.owner is not None:
+        text.append(f"  owner {printable(lease.owner)}", style="dim")
+        text.append(f" lease until {format_time(lease.expires_at)}", style="dim")
+    if flow.state in (states.RUNNING, states.REVERTING) and lease.status != "held":
+        text.append("  owner gone: resume it", style="bold red")
     return text
 
 

@@ -2,6 +2,18 @@
 
 from ledgerflow.engine.api import aresume, arun, load, resume, run
 from ledgerflow.engine.context import TaskContext, current_task
+from ledgerflow.engine.control import cancel, suspend
 from ledgerflow.engine.engine import Engine
 
-__all__ = ["Engine", "TaskContext", "aresume", "arun", "current_task", "load", "resume", "run"]
+__all__ = [
+    "Engine",
+    "TaskContext",
+    "aresume",
+    "arun",
+    "cancel",
+    "current_task",
+    "load",
+    "resume",
+    "run",
+    "suspend",
+]

@@ -17,14 +17,32 @@ from concurrent import futures
 from typing import Any
 
 from ledgerflow.engine.context import TaskContext, bind_context
+from ledgerflow.errors import TaskTimeout
 
 __all__ = ["AsyncBridge", "awaiting", "in_context"]
 
 
-async def in_context(context: TaskContext, func: Callable[..., Any], *args: Any) -> Any:
-    """Await ``func(*args)`` with ``context`` as the current task (inside the loop's task)."""
+async def in_context(
+    context: TaskContext, func: Callable[..., Any], *args: Any, timeout: float | None = None
+) -> Any:
+    """Await ``func(*args)`` with ``context`` as the current task (inside the loop's task).
+
+    Past ``timeout`` seconds the coroutine is cancelled (unlike a thread, it can be) and
+    the try fails with TaskTimeout.
+    """
     with bind_context(context):
-        return await func(*args)
+        if timeout is None:
+            return await func(*args)
+        try:
+            async with asyncio.timeout(timeout) as scope:
+                return await func(*args)
+        except TimeoutError:
+            if not scope.expired():
+                raise  # the task's own TimeoutError, not ours
+            context.abandon()
+            raise TaskTimeout(
+                f"task {context.name!r} ran past its timeout of {timeout:g} s"
+            ) from None
 
 
 async def awaiting(context: TaskContext, awaitable: Awaitable[Any]) -> Any:

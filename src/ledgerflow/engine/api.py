@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable, Mapping
 from concurrent import futures
 from typing import Any
@@ -12,6 +13,7 @@ from ledgerflow import serialization
 from ledgerflow.engine import resumable
 from ledgerflow.engine.compile import Compiled, compile_flow
 from ledgerflow.engine.engine import ENGINES, Engine
+from ledgerflow.engine.lease import DEFAULT_LEASE, check_lease, check_wait
 from ledgerflow.errors import VersionMismatchError
 from ledgerflow.flow import Flow
 from ledgerflow.imports import import_path
@@ -104,8 +106,10 @@ def load(
     executor: futures.Executor | None = None,
     max_workers: int | None = None,
     save: str = "always",
+    lease: float = DEFAULT_LEASE,
 ) -> Engine:
     """Check the flow, record it in a logbook and return an engine ready to ``run()``."""
+    check_lease(lease)
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if save not in SAVE_POLICIES:
@@ -120,6 +124,7 @@ def load(
         "engine": engine,
         "save": save,
         "max_workers": max_workers,
+        "lease": lease,
     }
     if book is not None and not isinstance(book, LogBook | str):
         raise TypeError(f"book must be a LogBook, a name or None, not {type(book).__name__}")
@@ -153,6 +158,7 @@ def load(
         executor=executor,
         max_workers=max_workers,
         owned_backend=the_backend if owned else None,
+        lease=lease,
     )
 
 
@@ -166,6 +172,7 @@ def run(
     executor: futures.Executor | None = None,
     max_workers: int | None = None,
     save: str = "always",
+    lease: float = DEFAULT_LEASE,
 ) -> dict[str, Any]:
     """Load and run a flow; return every symbol a task provided."""
     return load(
@@ -177,6 +184,7 @@ def run(
         executor=executor,
         max_workers=max_workers,
         save=save,
+        lease=lease,
     ).run()
 
 
@@ -201,14 +209,29 @@ def resume(
     *,
     flow: Flow | None = None,
     store: Mapping[str, Any] | None = None,
+    wait: float = 0.0,
+    lease: float | None = None,
+    executor: futures.Executor | None = None,
+    max_workers: int | None = None,
     on_change: Callable[[StateChange], Any] | None = None,
 ) -> dict[str, Any]:
     """Continue a stored flow detail where it stopped; return every provided symbol.
 
-    ``on_change`` (an extension of the contract) is registered as with
-    ``engine.on_change`` before anything runs, so it hears every state change.
+    FlowBusy if a live engine holds it (``wait`` seconds at most for it to let go);
+    ``lease=None`` keeps the one ``load`` was given.  ``on_change`` (an extension of the
+    contract) is registered as with ``engine.on_change`` before anything runs.
     """
-    return _resumed(backend, flow_uuid, flow, store, on_change).run()
+    return _resumed(
+        backend,
+        flow_uuid,
+        flow,
+        store,
+        on_change,
+        wait=wait,
+        lease=lease,
+        executor=executor,
+        max_workers=max_workers,
+    ).run()
 
 
 async def arun(flow_or_factory: FlowSource, **kwargs: Any) -> dict[str, Any]:
@@ -227,10 +250,27 @@ async def aresume(
     *,
     flow: Flow | None = None,
     store: Mapping[str, Any] | None = None,
+    wait: float = 0.0,
+    lease: float | None = None,
+    executor: futures.Executor | None = None,
+    max_workers: int | None = None,
     on_change: Callable[[StateChange], Any] | None = None,
 ) -> dict[str, Any]:
     """``lf.resume`` from inside a running event loop, without blocking it."""
-    engine = await asyncio.to_thread(_resumed, backend, flow_uuid, flow, store, on_change)
+    engine = await asyncio.to_thread(
+        functools.partial(
+            _resumed,
+            backend,
+            flow_uuid,
+            flow,
+            store,
+            on_change,
+            wait=wait,
+            lease=lease,
+            executor=executor,
+            max_workers=max_workers,
+        )
+    )
     return await engine.arun()
 
 
@@ -240,13 +280,28 @@ def _resumed(
     flow: Flow | None,
     store: Mapping[str, Any] | None,
     on_change: Callable[[StateChange], Any] | None,
+    *,
+    wait: float = 0.0,
+    lease: float | None = None,
+    executor: futures.Executor | None = None,
+    max_workers: int | None = None,
 ) -> Engine:
     """The engine that continues stored flow detail ``flow_uuid`` (not run yet)."""
+    check_wait(wait)
+    if lease is not None:
+        check_lease(lease)
     the_backend, owned = _open(backend)
     conn: Connection | None = None
     try:
         conn = _connect(the_backend)
         engine = _resume_engine(the_backend, conn, flow_uuid, flow, store, owned)
+        engine.wait = wait
+        if lease is not None:
+            engine.lease = lease
+        if executor is not None:
+            engine.use_executor(executor)
+        if max_workers is not None:
+            engine.use_max_workers(max_workers)
     except BaseException:
         if conn is not None:
             conn.close()
@@ -271,6 +326,7 @@ def _resume_engine(
         if not stored_meta.get("factory"):
             raise resumable.refusal(flow_uuid, stored_meta)
         flow, _, _ = _materialize(stored_meta["factory"])
+    seen = conn.get_ownership(flow_uuid)  # before the read: a take after it is noticed
     # Read after the factory's import: stored Enums and dataclasses of its modules decode
     # to their classes (decoding itself never imports).
     flow_detail = conn.get_flow_details(flow_uuid)
@@ -284,14 +340,11 @@ def _resume_engine(
     serialization.check(store_values, "store")
     compiled = compile_flow(flow, store_values)
     _check_versions(compiled, flow_detail)
+    # Gone from the code before they ever started: dropped from the store once the flow
+    # is taken (a refused resume writes nothing).
     never_ran = resumable.vanished_tasks(compiled, flow_detail)
-    if never_ran:  # gone from the code before they ever started: drop them
-        with contextlib.suppress(NotImplementedError):
-            conn.destroy_task_details(flow_uuid, [td.uuid for td in never_ran])
-            for td in never_ran:
-                flow_detail.remove(td.uuid)
-    if store:
-        flow_detail.meta = {**meta, "store": store_values}
+    for td in never_ran:
+        flow_detail.remove(td.uuid)
     storage = Storage(backend, book, flow_detail, save=meta.get("save", "always"), connection=conn)
     known = {td.name for td in flow_detail}
     new = [
@@ -299,16 +352,34 @@ def _resume_engine(
         for node in compiled.nodes
         if node.name not in known
     ]
-    if new or store:
-        storage.add_task_details(new)
     for node in compiled.nodes:
-        detail = storage.task_detail(node.name)
-        detail.version = node.task.version
-    storage.bind(compiled)
-    return Engine(
+        if node.name in known:
+            storage.task_detail(node.name).version = node.task.version
+    engine = Engine(
         compiled,
         storage,
         kind=meta.get("engine", "serial"),
         max_workers=meta.get("max_workers"),
         owned_backend=backend if owned else None,
+        lease=meta.get("lease") or DEFAULT_LEASE,
     )
+
+    engine.seen_fence, engine.seen_owner = seen.fence, seen.owner
+
+    def add_new_tasks() -> None:  # once the flow is taken: a refused resume writes nothing
+        if never_ran:
+            with contextlib.suppress(NotImplementedError):
+                conn.destroy_task_details(flow_uuid, [td.uuid for td in never_ran])
+        for node in compiled.nodes:
+            if node.name in known:
+                storage.task_detail(node.name).version = node.task.version
+        if store:
+            flow_detail.meta = {**flow_detail.meta, "store": store_values}
+            storage.store = dict(store_values)
+        if new or store:
+            storage.add_task_details(new)
+        storage.bind(compiled)
+
+    engine.after_take.append(add_new_tasks)
+    storage.bind(compiled)
+    return engine

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ledgerflow.engine import observe
+from ledgerflow.errors import TaskTimeout
 from ledgerflow.storage import Storage
 
-__all__ = ["TaskContext", "current_task"]
+__all__ = ["TaskContext", "call_with_timeout", "current_task"]
 
 _CURRENT: contextvars.ContextVar[TaskContext] = contextvars.ContextVar("ledgerflow_current_task")
 
@@ -19,8 +21,11 @@ _CURRENT: contextvars.ContextVar[TaskContext] = contextvars.ContextVar("ledgerfl
 class TaskContext:
     """The task being run: its name, attempt, last checkpoint, and checkpointing."""
 
-    def __init__(self, storage: Storage, name: str) -> None:
+    def __init__(self, storage: Storage, name: str, stop: threading.Event | None = None) -> None:
         self._storage = storage
+        self._stop = stop if stop is not None else threading.Event()
+        #: True once the try ran past its timeout: it is abandoned, its checkpoints dropped.
+        self.abandoned = False
         self.name = name
         detail = storage.task_detail(name)
         self.task_uuid = detail.uuid
@@ -34,8 +39,19 @@ class TaskContext:
         """The value saved by the last ``checkpoint()`` (an earlier try or process), or None."""
         return self._last
 
+    @property
+    def stop_requested(self) -> bool:
+        """True once a suspend, cancel or timeout asks the task to stop early."""
+        return self.abandoned or self._stop.is_set()
+
+    def abandon(self) -> None:
+        """Give up on this try (its timeout passed): it sees stop_requested, saves nothing."""
+        self.abandoned = True
+
     def checkpoint(self, value: Any) -> None:
         """Persist ``value`` to the task detail; returns once it is committed."""
+        if self.abandoned:  # a try past its timeout: what it saves is dropped
+            return
         self._storage.checkpoint(self.name, value)
         self._last = value
 
@@ -74,3 +90,34 @@ def call_in_context(context: TaskContext, func: Any, *args: Any) -> Any:
     """Call ``func(*args)`` with ``context`` as the current task."""
     with bind_context(context):
         return func(*args)
+
+
+def call_with_timeout(
+    timeout: float, name: str, abandon: Callable[[], None] | None, func: Any, *args: Any
+) -> Any:
+    """Call ``func(*args)`` in a thread of its own; TaskTimeout once ``timeout`` passed.
+
+    The late call is abandoned, not stopped (Python cannot stop a thread): ``abandon``
+    is called, so it sees ``stop_requested`` and its checkpoints are dropped, and its
+    result, whenever it comes, is never read.
+    """
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+    context = contextvars.copy_context()  # the current task travels to the thread
+
+    def target() -> None:
+        try:
+            outcome["result"] = context.run(func, *args)
+        except BaseException as exc:
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name=f"ledgerflow-task-{name}", daemon=True).start()
+    if not done.wait(timeout):
+        if abandon is not None:
+            abandon()
+        raise TaskTimeout(f"task {name!r} ran past its timeout of {timeout:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]

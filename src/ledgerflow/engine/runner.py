@@ -22,8 +22,8 @@ from typing import Any
 from ledgerflow import states
 from ledgerflow.engine.aio import AsyncBridge, awaiting, in_context
 from ledgerflow.engine.compile import Compiled
-from ledgerflow.engine.context import TaskContext, call_in_context
-from ledgerflow.errors import FlowFailed, SerializationError
+from ledgerflow.engine.context import TaskContext, call_in_context, call_with_timeout
+from ledgerflow.errors import FlowCancelled, FlowFailed, Interrupted, SerializationError
 from ledgerflow.models import Failure
 from ledgerflow.storage import Storage
 from ledgerflow.task import Task
@@ -37,7 +37,24 @@ _Outcome = tuple[int, bool, Any]  # node index, succeeded, result or exception
 
 def _plain_execute(task: Task, inputs: Mapping[str, Any]) -> Any:
     """What a process pool or remote executor runs: no context there."""
+    if task.timeout is not None:
+        return call_with_timeout(task.timeout, task.name, None, task.call_execute, inputs)
     return task.call_execute(inputs)
+
+
+def _in_context(context: TaskContext, task: Task, inputs: Mapping[str, Any]) -> Any:
+    """Run ``task`` with ``context`` as the current task (under its timeout, if any)."""
+    if task.timeout is None:
+        return call_in_context(context, task.call_execute, inputs)
+    return call_in_context(
+        context,
+        call_with_timeout,
+        task.timeout,
+        task.name,
+        context.abandon,
+        task.call_execute,
+        inputs,
+    )
 
 
 class Runner:
@@ -91,7 +108,7 @@ class Runner:
             (detail.started_at, node.index)
             for node in self.nodes
             if (detail := self.storage.task_detail(node.name)).started_at is not None
-            and detail.state in RAN
+            and (detail.state in RAN or self.storage.interrupted(node.name))
         ]
         self.order = dict.fromkeys(index for _, index in sorted(started))
         # Retry budgets survive a suspend or a crash: count on from what was stored.
@@ -117,6 +134,14 @@ class Runner:
                 # Results and the next RUNNING states commit together, before any
                 # further task starts; the end of the run commits on its own.
                 self.storage.sync()
+            if launched and self.suspend_event.is_set():
+                # A listener that heard of that commit (or a request) asked to stop
+                # before these tasks started: they go back to what they were.
+                for index in reversed(launched):
+                    self.tries[index] -= 1
+                    self.storage.unstart_task(self.nodes[index].name)
+                    self.ready.appendleft(index)
+                launched = []
             for index in launched:
                 self._launch(index)
             if self.inflight or self.done_inline:
@@ -158,16 +183,16 @@ class Runner:
             return
         if self.executor is None:
             try:
-                context = TaskContext(self.storage, node.name)
-                result = call_in_context(context, node.task.call_execute, inputs)
+                context = TaskContext(self.storage, node.name, self.suspend_event)
+                result = _in_context(context, node.task, inputs)
             except Exception as exc:
                 self.done_inline.append((index, False, exc))
             else:
                 self.done_inline.append((index, True, result))
             return
         if self.with_context:
-            context = TaskContext(self.storage, node.name)
-            future = self.executor.submit(call_in_context, context, node.task.call_execute, inputs)
+            context = TaskContext(self.storage, node.name, self.suspend_event)
+            future = self.executor.submit(_in_context, context, node.task, inputs)
         else:
             future = self.executor.submit(_plain_execute, node.task, inputs)
         self.inflight[future] = index
@@ -175,8 +200,8 @@ class Runner:
     def _launch_async(self, index: int, inputs: dict[str, Any]) -> None:
         """An async execute(): awaited inline (serial) or started on the loop (parallel)."""
         node = self.nodes[index]
-        context = TaskContext(self.storage, node.name)
-        coro = in_context(context, node.task.call_execute, inputs)
+        context = TaskContext(self.storage, node.name, self.suspend_event)
+        coro = in_context(context, node.task.call_execute, inputs, timeout=node.task.timeout)
         if self.executor is not None:
             self.inflight[self.aio.submit(coro)] = index
             return
@@ -188,7 +213,7 @@ class Runner:
             self.done_inline.append((index, True, result))
 
     def _await_returned(self, index: int, coro: Any) -> tuple[bool, Any]:
-        context = TaskContext(self.storage, self.nodes[index].name)
+        context = TaskContext(self.storage, self.nodes[index].name, self.suspend_event)
         try:
             return True, self.aio.call(awaiting(context, coro))
         except Exception as exc:
@@ -231,7 +256,18 @@ class Runner:
         self._fail(index, value)
 
     def _fail(self, index: int, exc: BaseException) -> None:
+        if self.storage.broken is not None:
+            # The store failed under the task (a checkpoint), not the task: stop the run
+            # and leave it resumable, reverting nothing.
+            raise self.storage.broken
         node = self.nodes[index]
+        if isinstance(exc, Interrupted):
+            # Stopped on request: back to PENDING with its checkpoint, no try spent.
+            self.tries[index] -= 1
+            self.storage.task_interrupted(node.name)
+            self.ready.appendleft(index)
+            self.suspend_event.set()
+            return
         failure = Failure.from_exception(exc)
         retry = node.task.retry
         if retry is not None and retry.should_retry(exc, self.tries[index]):
@@ -295,7 +331,10 @@ class Runner:
             if index in self.revert_failed:
                 all_ok = False
                 continue
-            if self.storage.task_state(node.name) not in RAN | {states.REVERT_FAILURE}:
+            state = self.storage.task_state(node.name)
+            if state not in RAN | {states.REVERT_FAILURE} and not self.storage.interrupted(
+                node.name
+            ):
                 continue
             self.storage.revert_started(node.name)
             self.storage.sync()
@@ -315,7 +354,7 @@ class Runner:
         self, index: int, inputs: dict[str, Any], result: Any, flow_failures: dict[str, Failure]
     ) -> None:
         task = self.nodes[index].task
-        context = TaskContext(self.storage, task.name)
+        context = TaskContext(self.storage, task.name, self.suspend_event)
         if self.with_context or self.executor is None:
             outcome = call_in_context(context, task.call_revert, inputs, result, flow_failures)
         else:
@@ -323,8 +362,10 @@ class Runner:
         if inspect.isawaitable(outcome):  # an async revert: await it on the run's loop
             self.aio.call(awaiting(context, outcome))
 
-    def revert_all(self, reason: Callable[[], dict[str, Failure]] | None = None) -> None:
-        """Revert every task that ran, newest first, then raise FlowFailed."""
+    def revert_all(
+        self, reason: Callable[[], dict[str, Failure]] | None = None, *, cancelled: bool = False
+    ) -> None:
+        """Revert every task that ran, newest first, then raise FlowFailed (FlowCancelled)."""
         failures = dict(self.failed) if reason is None else reason()
         if self.storage.flow_state != states.REVERTING:
             self.storage.set_flow_state(states.REVERTING)
@@ -334,8 +375,11 @@ class Runner:
         # Tasks that ran in an earlier process but whose start order was not known.
         ran += [n.index for n in reversed(self.nodes) if n.index not in known]
         ok = self.revert_tasks(ran, failures)
-        self.storage.set_flow_state(states.REVERTED if ok else states.FAILURE)
+        end = states.REVERTED if ok else states.FAILURE
+        self.storage.set_flow_state(states.CANCELLED if ok and cancelled else end)
         self.storage.sync(force=True)
+        if cancelled:
+            raise FlowCancelled(self.compiled.flow.name, failures)
         error = FlowFailed(self.compiled.flow.name, failures)
         cause = next(iter(self.causes.values()), None)
         raise error from cause
