@@ -19,6 +19,12 @@ def _sqlite_file(uri: str) -> Path:
     return Path(uri.removeprefix("sqlite:///"))
 
 
+def _spoil(uri: str, table: str, column: str, value: str, uuid: str) -> None:
+    """Write ``value`` into one stored row behind ledgerflow's back."""
+    with sqlite3.connect(_sqlite_file(uri)) as raw:
+        raw.execute(f"UPDATE {table} SET {column} = ? WHERE uuid = ?", (value, uuid))
+
+
 def test_check_on_a_healthy_and_on_a_missing_store(
     cli: Runner, sqlite_uri: str, tmp_path: Path
 ) -> None:
@@ -37,8 +43,7 @@ def test_check_lists_each_corrupt_record_and_exits_1(
     cli: Runner, sqlite_uri: str, store: lf.LogBook
 ) -> None:
     flow = store.flows[0]
-    with sqlite3.connect(_sqlite_file(sqlite_uri)) as raw:
-        raw.execute(f"UPDATE {FLOWS.name} SET state = 'BOGUS' WHERE uuid = ?", (flow.uuid,))
+    _spoil(sqlite_uri, FLOWS.name, "state", "BOGUS", flow.uuid)
     outcome = cli("--backend", sqlite_uri, "check")
     assert_one_line_error(outcome, 1, "1 problem found")
     [line] = outcome.stdout.strip().splitlines()
@@ -53,8 +58,7 @@ def test_check_lists_each_corrupt_record_and_exits_1(
 def test_books_lists_the_others_beside_a_corrupt_book(
     cli: Runner, sqlite_uri: str, store: lf.LogBook
 ) -> None:
-    with sqlite3.connect(_sqlite_file(sqlite_uri)) as raw:
-        raw.execute(f"UPDATE {BOOKS.name} SET meta = '{{oops' WHERE uuid = ?", (store.uuid,))
+    _spoil(sqlite_uri, BOOKS.name, "meta", "{oops", store.uuid)
     outcome = cli("--backend", sqlite_uri, "books")
     assert_one_line_error(outcome, 1, "1 corrupt record is listed", "ledgerflow check")
     lines = outcome.stdout.strip().splitlines()
@@ -141,8 +145,7 @@ def test_flows_lists_the_others_beside_a_corrupt_flow(
     cli: Runner, sqlite_uri: str, store: lf.LogBook
 ) -> None:
     flow = store.flows[0]
-    with sqlite3.connect(_sqlite_file(sqlite_uri)) as raw:
-        raw.execute(f"UPDATE {FLOWS.name} SET meta = '{{oops' WHERE uuid = ?", (flow.uuid,))
+    _spoil(sqlite_uri, FLOWS.name, "meta", "{oops", flow.uuid)
     outcome = cli("--backend", sqlite_uri, "flows")
     assert_one_line_error(outcome, 1, "1 corrupt record is listed")
     lines = outcome.stdout.strip().splitlines()

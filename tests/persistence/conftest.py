@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from tests.conftest import MYSQL_ADMIN, PG_ADMIN, _unavailable, mysql_admin
 
+import ledgerflow as lf
+
 SQL_KINDS = ["sqlite", "postgresql", "mysql"]
 
 
@@ -64,3 +66,12 @@ def fresh_uri(sql_kind: str, tmp_path: Path) -> Iterator[str]:
     """URI of a private, empty database (no schema) of each SQL engine."""
     with private_database(sql_kind, tmp_path) as uri:
         yield uri
+
+
+@pytest.fixture
+def sql_store(sql_kind: str, tmp_path: Path) -> Iterator[lf.Backend]:
+    """An upgraded, empty private database of each SQL engine, as a backend."""
+    with private_database(sql_kind, tmp_path) as uri, lf.open_backend(uri) as backend:
+        with backend.connect() as conn:
+            conn.upgrade()
+        yield backend

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.persistence.conftest import private_database
 
 import ledgerflow as lf
 from ledgerflow import states
@@ -25,14 +23,6 @@ def test_a_healthy_store_has_nothing_to_report(backend: lf.Backend) -> None:
         for index in range(3):
             conn.save_logbook(make_book(f"b{index}", flows=2, tasks=2))
         assert list(conn.check()) == []
-
-
-@pytest.fixture
-def sql_store(sql_kind: str, tmp_path: Path) -> Iterator[lf.Backend]:
-    with private_database(sql_kind, tmp_path) as uri, lf.open_backend(uri) as backend:
-        with backend.connect() as conn:
-            conn.upgrade()
-        yield backend
 
 
 def test_sql_check_names_each_bad_row_by_table_and_id(sql_store: lf.Backend) -> None:
@@ -144,3 +134,15 @@ def test_a_malformed_file_stops_every_write_at_once(tmp_path: Path) -> None:
             with pytest.raises(lf.CorruptStoreError, match="ledgerflow check"):
                 write()
     assert _sha(path) == before
+
+
+def test_file_check_names_a_corrupt_child_list(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    with lf.open_backend(f"file://{root}") as backend, backend.connect() as conn:
+        conn.upgrade()
+        book = conn.save_logbook(make_book(flows=1, tasks=2))
+        path = root / documents.children_path("task", book.flows[0].uuid)
+        path.write_text("[1, 2")
+        damages = list(conn.check())
+    assert [d.where for d in damages] == [f"file {path}"]
+    assert "list of task details" in damages[0].problem

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from tests.persistence.conftest import private_database
 
 import ledgerflow as lf
 from ledgerflow import states
@@ -112,14 +111,6 @@ def test_purge_takes_a_uri(tmp_path: Path) -> None:
         conn.upgrade()
         _store(conn)
     assert lf.purge(uri, older_than=timedelta(days=30)) == 2
-
-
-@pytest.fixture
-def sql_store(sql_kind: str, tmp_path: Path) -> Iterator[lf.Backend]:
-    with private_database(sql_kind, tmp_path) as uri, lf.open_backend(uri) as backend:
-        with backend.connect() as conn:
-            conn.upgrade()
-        yield backend
 
 
 def test_sql_purges_with_one_delete_per_batch(sql_store: lf.Backend) -> None:

@@ -212,24 +212,38 @@ def check_by_books(conn: Connection) -> Iterator[Damage]:
 
 def purge_by_books(conn: Connection, policy: PurgePolicy, progress: Progress | None) -> int:
     """``purge_logbooks`` on the public API, oldest books first, a page at a time."""
-    total, offset, done, purged = conn.count_logbooks(), 0, 0, 0
-    while True:
+
+    def batch(offset: int) -> tuple[int, int]:
         page = [book.uuid for book in conn.list_logbooks(limit=policy.batch, offset=offset)]
-        doomed = [
-            uuid
-            for uuid in page
-            if policy.purgeable([flow_fields(f) for f in conn.get_flows_for_book(uuid)])
-        ]
-        doomed = [uuid for uuid in doomed if uuid not in guarded(conn, doomed)]
+        flows = {uuid: [flow_fields(f) for f in conn.get_flows_for_book(uuid)] for uuid in page}
+        doomed = [uuid for uuid in page if policy.purgeable(flows[uuid])]
+        kept = guarded(conn, doomed) if doomed else set()
+        doomed = [uuid for uuid in doomed if uuid not in kept]
         if not policy.dry_run:
             for uuid in doomed:
                 conn.destroy_logbook(uuid)
-        purged += len(doomed)
-        done += len(page)
-        offset += len(page) - (0 if policy.dry_run else len(doomed))
+        return len(page), len(doomed)
+
+    return in_batches(conn.count_logbooks(), policy, progress, batch)
+
+
+def in_batches(
+    total: int,
+    policy: PurgePolicy,
+    progress: Progress | None,
+    batch: Callable[[int], tuple[int, int]],
+) -> int:
+    """Run ``batch(offset) -> (books looked at, books removed)`` until a short page; the sum."""
+    offset = done = purged = 0
+    while True:
+        looked, removed = batch(offset)
+        purged += removed
+        done += looked
+        # Removed books no longer take a place in the order; kept ones (and a dry run's) do.
+        offset += looked - (0 if policy.dry_run else removed)
         if progress is not None:
             progress(done, total)
-        if len(page) < policy.batch:
+        if looked < policy.batch:
             return purged
 
 
@@ -280,26 +294,20 @@ def _rows_under(conn: RecordConnection, kind: Kind, parents: Sequence[str]) -> l
 
 def purge_rows(conn: RecordConnection, policy: PurgePolicy, progress: Progress | None) -> int:
     """``purge_logbooks`` over row primitives: each batch decided and removed in one transaction."""
-    total, offset, done, purged = conn.count_logbooks(), 0, 0, 0
-    while True:
-        context = conn._snapshot() if policy.dry_run else conn._transaction()
-        with context:
+
+    def batch(offset: int) -> tuple[int, int]:
+        with conn._snapshot() if policy.dry_run else conn._transaction():
             page = conn._list_books(
                 limit=policy.batch, offset=offset, name=None, state=None, newest_first=False
             )
             assert isinstance(page, list)
-            uuids = [row["uuid"] for row in page]
-            doomed = _doomed(conn, policy, uuids)
+            doomed = _doomed(conn, policy, [row["uuid"] for row in page])
             if not policy.dry_run:
                 for uuid in doomed:
                     conn._delete_book(uuid)
-        purged += len(doomed)
-        done += len(uuids)
-        offset += len(uuids) - (0 if policy.dry_run else len(doomed))
-        if progress is not None:
-            progress(done, total)
-        if len(uuids) < policy.batch:
-            return purged
+        return len(page), len(doomed)
+
+    return in_batches(conn.count_logbooks(), policy, progress, batch)
 
 
 def _doomed(conn: RecordConnection, policy: PurgePolicy, uuids: Sequence[str]) -> list[str]:

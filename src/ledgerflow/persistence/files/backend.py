@@ -207,6 +207,8 @@ class FileConnection(RecordConnection):
                     yield f"file {path}", row, f"it holds {row['uuid']!r:.80}, not its own record"
                     continue
                 yield f"file {path}", row, None
+            if kind != "book":
+                yield from self._bad_child_lists(kind)
 
     def _listed_uuids(self, kind: Kind) -> dict[str, str]:
         """Record path -> uuid for the records the parents' child lists name (files are hashed)."""
@@ -223,6 +225,17 @@ class FileConnection(RecordConnection):
                 if isinstance(uuid, str):
                     listed[documents.record_path(kind, uuid)] = uuid
         return listed
+
+    def _bad_child_lists(self, kind: Kind) -> Iterator[care.ScanItem]:
+        """The lists of ``kind`` children that do not read (their parents will not load)."""
+        for relpath in self._store.names(documents.CHILD_DIRS[kind]):
+            try:
+                document = self._store.read(relpath)
+                parent = document.get("parent") if isinstance(document, dict) else None
+                documents.document_children(kind, str(parent), document)
+            except (ShapeError, StorageError) as exc:
+                what = f"the list of {NAMES[kind]}s of a {NAMES[_PARENT_KIND[kind]]}"
+                yield f"file {self._store.root / relpath}", None, f"{what} is corrupt: {exc}"
 
     # ---- writing ------------------------------------------------------------------
     def _insert(self, kind: Kind, rows: Sequence[Row]) -> None:

@@ -11,7 +11,7 @@ statement.  A dry run counts with the same WHERE clause.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
@@ -23,7 +23,7 @@ from ledgerflow.errors import LedgerflowError
 from ledgerflow.persistence import care, records
 from ledgerflow.persistence.care import Damage, PurgePolicy
 from ledgerflow.persistence.records import Kind
-from ledgerflow.persistence.sql.fastpath import PreparedSelect
+from ledgerflow.persistence.sql.fastpath import PreparedSelect, fetch_dicts
 from ledgerflow.persistence.sql.tables import BOOKS, FLOWS, FORMAT_DEFAULT, TABLES, UTCDateTime
 
 if TYPE_CHECKING:
@@ -96,20 +96,13 @@ def _fast_page(sa_conn: SAConnection, kind: Kind, after: int) -> list[dict[str, 
     )
     dialect = sa_conn.dialect
     sql = str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-    result = sa_conn.exec_driver_sql(sql)
-    try:
-        rows = result.cursor.fetchall() if result.cursor is not None else []
-    finally:
-        result.close()
-    if not rows:
-        return []
-    columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
-    for index, name in enumerate(names):
-        column_type = table.c[name].type
-        if isinstance(column_type, UTCDateTime):
-            convert = PreparedSelect._time_converter(column_type, dialect)
-            columns[index] = [None if v is None else convert(v) for v in columns[index]]
-    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+    types = [table.c[name].type for name in names]
+    converters = [
+        (index, PreparedSelect._time_converter(column_type, dialect))
+        for index, column_type in enumerate(types)
+        if isinstance(column_type, UTCDateTime)
+    ]
+    return fetch_dicts(sa_conn, sql, (), names, converters)
 
 
 def _format_problem(row: dict[str, Any]) -> str | None:

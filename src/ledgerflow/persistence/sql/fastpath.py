@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 
 from ledgerflow.persistence.sql.tables import UTCDateTime
 
-__all__ = ["PreparedSelect", "PreparedUpdate"]
+__all__ = ["PreparedSelect", "PreparedUpdate", "fetch_dicts"]
 
 #: How each supported DBAPI paramstyle writes the i-th value of the IN list.
 _MARKS: Final = {"qmark": "?", "format": "%s", "pyformat": "%(k{})s"}
@@ -137,16 +137,26 @@ class PreparedSelect:
         if self.style == "pyformat":
             params = {f"k{i}": key for i, key in enumerate(keys)}
         sql = self.sql.replace(_KEYS_PLACEHOLDER, f"({marks})")
-        result = conn.exec_driver_sql(sql, params)
-        try:  # plain tuples straight from the driver: no Row objects for thousands of rows
-            rows = result.cursor.fetchall() if result.cursor is not None else []
-        finally:
-            result.close()
-        if not rows:
-            return []
-        # Convert column by column and zip back: no Python loop over every value.
-        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
-        for index, convert in self.converters:
-            columns[index] = [None if v is None else convert(v) for v in columns[index]]
-        names = self.names
-        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+        return fetch_dicts(conn, sql, params, self.names, self.converters)
+
+
+def fetch_dicts(
+    conn: Connection,
+    sql: str,
+    params: Any,
+    names: Sequence[str],
+    converters: Sequence[tuple[int, Callable[[Any], Any]]],
+) -> list[dict[str, Any]]:
+    """Run ``sql``; rows as dicts of ``names``, the columns ``converters`` name converted."""
+    result = conn.exec_driver_sql(sql, params)
+    try:  # plain tuples straight from the driver: no Row objects for thousands of rows
+        rows = result.cursor.fetchall() if result.cursor is not None else []
+    finally:
+        result.close()
+    if not rows:
+        return []
+    # Convert column by column and zip back: no Python loop over every value.
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+    for index, convert in converters:
+        columns[index] = [None if v is None else convert(v) for v in columns[index]]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
