@@ -200,3 +200,30 @@ def test_a_megabyte_of_text_is_clipped_with_a_link_to_all_of_it(tmp_path: Path) 
         assert len(flow_page.text) < 100_000
         whole = client.get(f"/tasks/{task_uuid}/text/result")
         assert huge in whole.text and whole.headers["content-type"].startswith("text/plain")
+
+
+def test_hostile_task_names_and_uuids_are_escaped_in_every_table(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'hostile.db'}"
+    name = '"><img src=x onerror=alert(1)>' + HOSTILE
+    book = lf.LogBook(name)
+    flow = lf.FlowDetail(name, state=lf.states.REVERTED)
+    task = lf.TaskDetail(name, uuid='u"<&>', state=lf.states.REVERTED)
+    task.attempts = 1
+    task.failure = lf.Failure.from_exception(RuntimeError(name))
+    flow.add(task)
+    book.add(flow)
+    with lf.open_backend(uri) as backend, backend.connect() as conn:
+        conn.upgrade()
+        conn.save_logbook(book)
+    with TestClient(create_app(uri)) as client:
+        pages = [
+            client.get("/"),
+            client.get(f"/books/{book.uuid}"),
+            client.get(f"/flows/{flow.uuid}"),
+            client.get("/tasks/u%22%3C%26%3E"),
+        ]
+        for page in pages:
+            assert page.status_code == 200, page.url
+            assert "<img" not in page.text and "<script>alert" not in page.text, page.url
+            assert "\x1b" not in page.text
+        assert "/tasks/u%22%3C%26%3E" in pages[2].text

@@ -68,7 +68,12 @@ def _environment() -> Environment:
         duration=views.duration,
         printable=views.printable,
     )
-    env.globals.update(states=states, TEXT_FIELDS=TEXT_FIELDS, running=views.RUNNING_STATES)
+    env.globals.update(
+        states=states,
+        TEXT_FIELDS=TEXT_FIELDS,
+        running=views.RUNNING_STATES,
+        task_rows=views.task_rows,
+    )
     return env
 
 

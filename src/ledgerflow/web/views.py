@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import html
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
+
+from markupsafe import Markup
 
 from ledgerflow import states
-from ledgerflow.history import Timeline
+from ledgerflow.history import Timeline, task_tries
+from ledgerflow.models import TaskDetail
 
-__all__ = ["CLIP", "Clipped", "SvgBar", "clip", "duration", "preview", "svg_bars", "when"]
+__all__ = [
+    "CLIP",
+    "Clipped",
+    "SvgBar",
+    "clip",
+    "duration",
+    "preview",
+    "svg_bars",
+    "task_rows",
+    "when",
+]
 
 #: Characters of a stored string shown inline; the rest is one click away.
 CLIP = 2000
@@ -109,3 +125,54 @@ def svg_bars(drawn: Timeline | None, row_height: int = 16) -> list[SvgBar]:
             )
         )
     return bars
+
+
+def _esc(value: object) -> str:
+    """HTML-escaped text (quotes too): what autoescape does, at a fraction of the cost."""
+    return html.escape(str(value), quote=True)
+
+
+def _state(state: str) -> str:
+    return f'<span class="state s-{_esc(state)}">{_esc(state)}</span>'
+
+
+def _tries_cell(task: TaskDetail) -> str:
+    tries = task_tries(task)
+    if not tries:
+        return '<span class="muted">-</span>'
+    cells = []
+    for entry in tries:
+        failure = entry.get("failure")
+        title = printable(failure.message)[:200] if failure is not None else ""
+        cells.append(
+            f'<span title="{_esc(title)}">{_esc(entry.get("attempt"))}&nbsp;'
+            f"{_state(str(entry.get('state')))}</span>"
+        )
+    return ", ".join(cells)
+
+
+def _outcome_cell(task: TaskDetail) -> str:
+    if task.checkpoint is not None and task.state != states.SUCCESS:
+        return f"checkpoint {_esc(preview(task.checkpoint, 120).text)}"
+    return "" if task.result is None else _esc(preview(task.result, 120).text)
+
+
+def task_rows(tasks: Iterable[TaskDetail]) -> Markup:
+    """The flow page's task table rows, every stored string escaped.
+
+    Built here rather than in the template: a flow of 10,000 tasks rendered through
+    Jinja took most of the page's time (a macro call and a dozen escapes per row).
+    """
+    rows = []
+    for task in tasks:
+        took = None
+        if task.started_at is not None and task.finished_at is not None:
+            took = (task.finished_at - task.started_at).total_seconds()
+        rows.append(
+            f'<tr><td><a href="/tasks/{quote(task.uuid, safe="")}">'
+            f"{_esc(printable(task.name))}</a></td>"
+            f"<td>{_state(task.state)}</td><td>{_tries_cell(task)}</td>"
+            f'<td class="mono">{when(task.started_at)}</td><td>{duration(took)}</td>'
+            f'<td class="mono">{_outcome_cell(task)}</td></tr>'
+        )
+    return Markup("\n".join(rows))
