@@ -199,3 +199,63 @@ def test_a_sync_run_inside_a_running_loop_still_runs_async_tasks() -> None:
         return lf.run(lf.LinearFlow("f", value))  # blocks this loop, on purpose
 
     assert asyncio.run(main()) == {"x": 5}
+
+
+@pytest.mark.parametrize("engine", ["serial", "parallel"])
+def test_an_async_try_past_its_timeout_is_cancelled_and_retried(engine: str) -> None:
+    cancelled: list[int] = []
+
+    @lf.task(provides="x", timeout=0.2, retry=lf.Retry(attempts=2, backoff=0.0))
+    async def hang() -> int:
+        try:
+            await asyncio.Event().wait()  # never set: only the timeout ends this try
+        except asyncio.CancelledError:
+            cancelled.append(lf.current_task().attempt)
+            raise
+        return 1
+
+    loaded = lf.load(lf.LinearFlow("hang", hang), engine=engine)
+    with pytest.raises(lf.FlowFailed) as caught:
+        loaded.run()
+    assert caught.value.failures["hang"].matches(lf.TaskTimeout)
+    detail = loaded.flow_detail.find_by_name("hang")
+    assert detail is not None and detail.attempts == 2
+    assert cancelled == [1, 2]
+
+
+def test_an_async_task_that_raises_its_own_timeout_error_is_not_a_task_timeout() -> None:
+    @lf.task(timeout=STUCK)
+    async def own_timeout() -> None:
+        raise TimeoutError("the remote side timed out")
+
+    with pytest.raises(lf.FlowFailed) as caught:
+        lf.run(lf.LinearFlow("own", own_timeout))
+    failure = caught.value.failures["own_timeout"]
+    assert failure.matches(TimeoutError) and not failure.matches(lf.TaskTimeout)
+
+
+@pytest.mark.parametrize("engine", ["serial", "parallel"])
+def test_a_running_async_task_sees_stop_requested_on_suspend(engine: str) -> None:
+    @lf.task(provides="polls")
+    async def poll() -> int:
+        polls = 0
+        while not lf.current_task().stop_requested:
+            polls += 1
+            await asyncio.sleep(0.001)
+        raise lf.Interrupted()
+
+    @lf.task
+    def after(polls: int) -> None:
+        raise AssertionError("a suspended flow starts no new task")
+
+    loaded = lf.load(lf.LinearFlow("stop", poll, after), engine=engine)
+
+    def on_change(event: Any) -> None:
+        if event.kind == "task" and event.name == "poll" and event.state == states.RUNNING:
+            loaded.suspend()
+
+    loaded.on_change(on_change)
+    loaded.run()
+    assert loaded.flow_detail.state == states.SUSPENDED
+    detail = loaded.flow_detail.find_by_name("poll")
+    assert detail is not None and detail.state == states.PENDING
