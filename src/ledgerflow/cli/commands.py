@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import ledgerflow as lf
 from ledgerflow import states
@@ -321,6 +320,14 @@ def copy(app: App, src_uri: str, dst_uri: str) -> None:
     if local_store_missing(src_uri):
         fail(f"source store {mask_password(src_uri)} does not exist")
     with app.connect(src_uri) as src, app.connect(dst_uri) as dst:
+        from rich.progress import (  # only copy shows progress: keep reading commands light
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         has_records(src)
         dst.upgrade()
         total = src.count_logbooks()

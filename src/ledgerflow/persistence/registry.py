@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledgerflow.errors import BackendNotFound
 from ledgerflow.persistence.base import Backend
 from ledgerflow.persistence.uri import base_scheme, mask_password
+
+if TYPE_CHECKING:
+    from importlib import metadata
 
 ENTRY_POINT_GROUP = "ledgerflow.backends"
 
@@ -41,6 +43,10 @@ def _load(target: str) -> type[Backend]:
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:
+    # Imported here: importlib.metadata (with email and friends) took a tenth of
+    # `ledgerflow books`'s start-up, and built-in schemes never need it.
+    from importlib import metadata
+
     return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 

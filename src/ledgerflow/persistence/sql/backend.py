@@ -146,10 +146,13 @@ def _keyset(
     created = table.c.created_at
     if after is not None:
         at, key = after
+        # The first condition alone bounds a range of the (created_at, uuid) index on
+        # every engine (an OR on its own made SQLite scan from the start: page 2,000
+        # cost more than page 1); the second drops the cursor's own time up to its uuid.
         if newest_first:
-            past = sa.or_(created < at, sa.and_(created == at, uuid < key))
+            past = sa.and_(created <= at, sa.or_(created < at, uuid < key))
         else:
-            past = sa.or_(created > at, sa.and_(created == at, uuid > key))
+            past = sa.and_(created >= at, sa.or_(created > at, uuid > key))
         statement = statement.where(past)
     keys = [created, uuid]
     return statement.order_by(*(key.desc() if newest_first else key for key in keys))
@@ -475,6 +478,11 @@ class SQLConnection(RecordConnection):
         with self._reading() as conn:
             if conn is None:
                 return 0 if count_only else []
+            if count_only and state is not None and name is None and prefix is None:
+                # Books with a flow in ``state``, from the (state, book_uuid) index alone,
+                # instead of an EXISTS probe per book.
+                distinct = sa.select(func.count(sa.distinct(FLOWS.c.book_uuid)))
+                return int(conn.execute(distinct.where(FLOWS.c.state == state)).scalar_one())
             statement = self._books_query(conn, name, state, count_only)
             if prefix is not None:
                 statement = statement.where(_has_prefix(BOOKS.c.uuid, prefix))
