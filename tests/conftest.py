@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from sqlalchemy.engine import make_url
 
 import ledgerflow as lf
@@ -24,6 +25,12 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_ADMIN = os.environ.get("LEDGERFLOW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_ADMIN = os.environ.get("LEDGERFLOW_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
 RUN_ID = uuid.uuid4().hex[:10]
+
+# The machines are noisy (2 shared cores): no per-example deadline.  CI draws the same
+# examples on every run, so a red CI run can be replayed and a green one means the same.
+settings.register_profile("local", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+settings.load_profile("ci" if IN_CI else "local")
 
 
 def _unavailable(server: str, exc: BaseException) -> None:

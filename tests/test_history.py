@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,7 @@ import ledgerflow as lf
 from ledgerflow import states
 from ledgerflow.history import (
     History,
+    TaskView,
     decode_cursor,
     encode_cursor,
     lease_of,
@@ -118,3 +121,27 @@ def test_views_read_a_record_and_its_header() -> None:
         page = history.books(limit=1)
         assert page.total == 1 and page.next is None
         assert page.items[0].flow_states == {states.REVERTED: 1}
+
+
+def test_a_task_and_its_header_are_one_read_transaction_on_sqlite(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    uri = f"sqlite:///{tmp_path / 'runs.db'}"
+    flow = lf.FlowDetail("f")
+    flow.add(lf.TaskDetail("t"))
+    book = lf.LogBook("b")
+    book.add(flow)
+    with lf.open_backend(uri) as backend, backend.connect() as conn:
+        conn.upgrade()
+        conn.save_logbook(book)
+        History(conn).record(flow.tasks[0].uuid)  # the schema check happens once per backend
+        statements: list[str] = []
+
+        def record(*args: Any) -> None:
+            statements.append(args[2])
+
+        sa.event.listen(backend.engine, "before_cursor_execute", record)  # type: ignore[attr-defined]
+        view = History(conn).record(flow.tasks[0].uuid)
+    assert isinstance(view, TaskView) and view.book.uuid == book.uuid
+    assert [s for s in statements if s.startswith("BEGIN")] == ["BEGIN"]
+    assert len(statements) == 8  # BEGIN, 4 to locate the uuid, task, flow, book

@@ -22,12 +22,15 @@ from typing import Any, Generic, TypeVar
 from ledgerflow import states
 from ledgerflow.errors import NotFound
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
-from ledgerflow.persistence.base import Connection, Cursor
+from ledgerflow.persistence.base import Connection, RecordRef
+from ledgerflow.persistence.listing import Cursor
 from ledgerflow.persistence.records import check_uuid
 from ledgerflow.persistence.uri import mask_password
+from ledgerflow.timelines import Bar, Timeline, count_states, task_tries, timeline
 
 __all__ = [
     "PAGE_SIZE",
+    "Bar",
     "BookSummary",
     "BookView",
     "FlowSummary",
@@ -38,6 +41,7 @@ __all__ = [
     "TaskView",
     "Timeline",
     "check_uuid",
+    "count_states",
     "decode_cursor",
     "encode_cursor",
     "mask_password",
@@ -76,7 +80,7 @@ class Page(Generic[T]):
     """One page of a listing: its items, how many match in all, and the next cursor."""
 
     items: list[T]
-    total: int
+    total: int | None  # None when the caller asked not to count (count=False)
     next: str | None
     offset: int = 0
 
@@ -185,93 +189,6 @@ class FlowSummary:
 
 
 @dataclass(frozen=True)
-class Bar:
-    """One task on a timeline: seconds from the axis start, length, still open."""
-
-    task: TaskDetail
-    offset: float
-    length: float
-    open_ended: bool
-
-
-@dataclass(frozen=True)
-class Timeline:
-    """Tasks on a shared time axis (``start`` + ``span`` seconds); ``total`` were timed."""
-
-    start: datetime
-    span: float
-    bars: list[Bar]
-    total: int
-
-
-def timeline(
-    tasks: Sequence[TaskDetail], now: datetime, rows: int | None = None
-) -> Timeline | None:
-    """The timeline of ``tasks`` (None if none started); past ``rows``, the longest ones.
-
-    A task still RUNNING draws to ``now``; one whose end is unknown for another reason
-    draws to the end of the axis.
-    """
-    timed = [t for t in tasks if t.started_at is not None]
-    if not timed:
-        return None
-    starts = [t.started_at for t in timed if t.started_at is not None]
-    ends = [t.finished_at for t in timed if t.finished_at is not None]
-    start, end = min(starts), max([*ends, *starts])
-    if any(t.finished_at is None and t.state == states.RUNNING for t in timed):
-        end = max(end, now)
-    span = max((end - start).total_seconds(), 1e-6)
-
-    def bar(task: TaskDetail) -> Bar:
-        assert task.started_at is not None
-        stop = task.finished_at or end
-        offset = (task.started_at - start).total_seconds()
-        return Bar(task, offset, max(0.0, (stop - task.started_at).total_seconds()), stop is end)
-
-    bars = [bar(t) for t in timed]
-    if rows is not None and len(bars) > rows:
-        bars = sorted(bars, key=lambda b: b.length, reverse=True)[:rows]
-        bars.sort(key=lambda b: (b.offset, b.task.name))
-    return Timeline(start, span, bars, len(timed))
-
-
-def task_tries(task: TaskDetail) -> list[dict[str, Any]]:
-    """Every try of ``task``, oldest first (``td.tries`` where stored, API.md "Tries").
-
-    A store written before tries were recorded knows only the last one: it is
-    rebuilt from the task's own fields.
-    """
-    stored = getattr(task, "tries", None)
-    if stored:
-        return [dict(entry) for entry in stored]
-    if not task.attempts:
-        return []
-    if task.failure is not None:
-        state = states.FAILURE
-    elif task.state == states.RUNNING and task.finished_at is None:
-        state = states.RUNNING
-    elif task.finished_at is not None or task.state in states.TASK_STATES:
-        state = states.SUCCESS  # ended without a failure (maybe reverted since)
-    return [
-        {
-            "attempt": task.attempts,
-            "started_at": task.started_at,
-            "finished_at": task.finished_at,
-            "state": state,
-            "failure": task.failure,
-        }
-    ]
-
-
-def count_states(items: Iterable[FlowDetail | TaskDetail]) -> dict[str, int]:
-    """How many of ``items`` are in each state."""
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[item.state] = counts.get(item.state, 0) + 1
-    return counts
-
-
-@dataclass(frozen=True)
 class BookView:
     """A book with its flows and tasks."""
 
@@ -365,8 +282,13 @@ class History:
         name: str | None = None,
         prefix: str | None = None,
         newest_first: bool = True,
+        count: bool = True,
     ) -> Page[BookSummary]:
-        """Books newest first (or oldest), with their flow and task state counts."""
+        """Books newest first (or oldest), with their flow and task state counts.
+
+        ``count=False`` leaves ``total`` out (None): a count reads the whole index, which
+        a caller walking every page does not need.
+        """
         cursor = decode_cursor(after) if after else None
         limit, offset = _check_limit(limit), _check_offset(offset)
         state = _check_state(state, states.FLOW_STATES)
@@ -385,7 +307,11 @@ class History:
             uuids = [book.uuid for book in shown]
             flow_counts = conn.flow_state_counts(uuids) if uuids else {}
             task_counts = conn.task_state_counts(uuids) if uuids else {}
-            total = conn.count_logbooks(name=name, state=state, prefix=prefix or None)
+            total = (
+                conn.count_logbooks(name=name, state=state, prefix=prefix or None)
+                if count
+                else None
+            )
         items = [
             BookSummary(book, flow_counts.get(book.uuid, {}), task_counts.get(book.uuid, {}))
             for book in shown
@@ -402,6 +328,7 @@ class History:
         name: str | None = None,
         since: datetime | None = None,
         prefix: str | None = None,
+        count: bool = True,
     ) -> Page[FlowSummary]:
         """Flow runs newest first, with owner and the span of their tasks' times."""
         cursor = decode_cursor(after) if after else None
@@ -421,7 +348,11 @@ class History:
             )
             shown = found[:limit]
             spans = conn.task_time_spans([flow.uuid for _, flow in shown]) if shown else {}
-            total = conn.count_flows(name=name, state=state, since=since, prefix=prefix or None)
+            total = (
+                conn.count_flows(name=name, state=state, since=since, prefix=prefix or None)
+                if count
+                else None
+            )
         items = [
             FlowSummary(book_uuid, flow, *spans.get(flow.uuid, (None, None)), lease_of(flow, now))
             for book_uuid, flow in shown
@@ -443,36 +374,39 @@ class History:
     def flow(self, uuid: str) -> FlowView:
         """A flow with its tasks and its book; NotFound."""
         check_uuid(uuid, "flow detail uuid")
-        conn = self.conn
-        with conn.snapshot():
-            ref = conn.locate(uuid)
-            if ref.kind != "flow":
-                raise _wrong_kind(uuid, "flow detail", ref.kind)
-            flow = conn.get_flow_details(uuid)
-            book = conn.get_logbook(ref.book_uuid or "", lazy=True)
-        now = datetime.now(UTC)
-        return FlowView(book, flow, lease_of(flow, now), now)
+        with self.conn.snapshot():
+            return self._flow(self.conn.locate(uuid))
 
     def task(self, uuid: str) -> TaskView:
         """A task with its flow and book above it; NotFound."""
         check_uuid(uuid, "task detail uuid")
-        conn = self.conn
-        with conn.snapshot():
-            ref = conn.locate(uuid)
-            if ref.kind != "task":
-                raise _wrong_kind(uuid, "task detail", ref.kind)
-            task = conn.get_task_details(uuid)
-            flow = conn.get_flow_details(ref.flow_uuid or "", lazy=True)
-            book = conn.get_logbook(ref.book_uuid or "", lazy=True)
-        return TaskView(book, flow, task)
+        with self.conn.snapshot():
+            return self._task(self.conn.locate(uuid))
 
     def record(self, uuid: str) -> View:
         """The book, flow or task view that ``uuid`` names; NotFound."""
+        check_uuid(uuid)
         with self.conn.snapshot():
-            kind = self.kind(uuid)
-            if kind == "book":
+            ref = self.conn.locate(uuid)
+            if ref.kind == "book":
                 return self.book(uuid)
-            return self.flow(uuid) if kind == "flow" else self.task(uuid)
+            return self._flow(ref) if ref.kind == "flow" else self._task(ref)
+
+    def _flow(self, ref: RecordRef) -> FlowView:
+        if ref.kind != "flow":
+            raise _wrong_kind(ref.uuid, "flow detail", ref.kind)
+        flow = self.conn.get_flow_details(ref.uuid)
+        book = self.conn.get_logbook(ref.book_uuid or "", lazy=True)
+        now = datetime.now(UTC)
+        return FlowView(book, flow, lease_of(flow, now), now)
+
+    def _task(self, ref: RecordRef) -> TaskView:
+        if ref.kind != "task":
+            raise _wrong_kind(ref.uuid, "task detail", ref.kind)
+        task = self.conn.get_task_details(ref.uuid)
+        flow = self.conn.get_flow_details(ref.flow_uuid or "", lazy=True)
+        book = self.conn.get_logbook(ref.book_uuid or "", lazy=True)
+        return TaskView(book, flow, task)
 
 
 def _next(found: Sequence[LogBook | FlowDetail], limit: int) -> str | None:

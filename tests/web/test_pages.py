@@ -164,3 +164,39 @@ def test_a_missing_store_is_one_clear_page_and_the_server_goes_on(tmp_path: Path
         assert client.get("/flows/abc").status_code == 404
         assert client.get("/").status_code == 200
     assert not list(tmp_path.glob("absent.db*"))
+
+
+def test_loopback_binding_refuses_other_host_headers(store_uri: str, uuids: dict[str, str]) -> None:
+    from ledgerflow.cli.web import allowed_hosts
+
+    assert allowed_hosts("0.0.0.0") is None
+    app = create_app(store_uri, allowed_hosts=allowed_hosts("127.0.0.1"))
+    for base, status in (
+        ("http://127.0.0.1:8080", 200),
+        ("http://localhost:8080", 200),
+        ("http://evil.example:8080", 400),  # a rebinding page names its own host
+    ):
+        with TestClient(app, base_url=base) as client:
+            assert client.get("/").status_code == status, base
+
+
+def test_a_megabyte_of_text_is_clipped_with_a_link_to_all_of_it(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'big.db'}"
+    huge = "<b>" + "y" * 1_000_000
+
+    @lf.task(provides="blob")
+    def blob() -> str:
+        return huge
+
+    engine = lf.load(lf.LinearFlow("big", blob), backend=uri)
+    engine.run()
+    task_uuid = engine.flow_detail.tasks[0].uuid
+    with TestClient(create_app(uri)) as client:
+        page = client.get(f"/tasks/{task_uuid}")
+        assert len(page.text) < 100_000 and "<b>yyy" not in page.text
+        assert "&lt;b&gt;yyy" in page.text and "more characters" in page.text
+        assert f"/tasks/{task_uuid}/text/result" in page.text
+        flow_page = client.get(f"/flows/{engine.flow_detail.uuid}")
+        assert len(flow_page.text) < 100_000
+        whole = client.get(f"/tasks/{task_uuid}/text/result")
+        assert huge in whole.text and whole.headers["content-type"].startswith("text/plain")

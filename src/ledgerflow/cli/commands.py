@@ -124,7 +124,7 @@ def books(
                 start + printed, left, as_json,
             )  # fmt: skip
             fail(f"{found_corrupt} listed; run `ledgerflow check` for details")
-        total = first.total
+        total = first.total or 0
         everything = conn.count_logbooks() if query.filtered and not items else total
     _print_books(app, items, start, total, limit, query, everything)
 
@@ -175,7 +175,11 @@ def _iter_summaries(
     while left is None or left > 0:
         size = MAX_PAGE if left is None else min(left, MAX_PAGE)
         page = history.books(
-            limit=size, after=cursor, offset=0 if cursor else start, **query.filters()
+            limit=size,
+            after=cursor,
+            offset=0 if cursor else start,
+            count=False,
+            **query.filters(),
         )
         yield from page.items
         if left is not None:

@@ -148,7 +148,7 @@ def _iter_flows(
     left = limit
     while left is None or left > 0:
         size = MAX_PAGE if left is None else min(left, MAX_PAGE)
-        page = history.flows(limit=size, after=cursor, **filters)
+        page = history.flows(limit=size, after=cursor, count=False, **filters)
         yield from page.items
         if left is not None:
             left -= len(page.items)

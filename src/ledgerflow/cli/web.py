@@ -9,7 +9,7 @@ import click
 
 from ledgerflow.cli.app import App, fail
 
-__all__ = ["web"]
+__all__ = ["allowed_hosts", "web"]
 
 
 @click.command()
@@ -33,11 +33,22 @@ def web(app: App, board_uri: str | None, host: str, port: int) -> None:
         fail(f"the web view needs its extra: pip install 'ledgerflow[web]' ({exc.name} is missing)")
     board = _open_board(board_uri) if board_uri else None
     listener = _listen(host, port)
-    application = create_app(app.open(), board=board)
+    application = create_app(app.open(), board=board, allowed_hosts=allowed_hosts(host))
     bound = listener.getsockname()
     app.err.print(f"ledgerflow web: serving {app.safe_uri} on http://{bound[0]}:{bound[1]}/")
     config = uvicorn.Config(application, log_level="warning", access_log=False)
     uvicorn.Server(config).run(sockets=[listener])
+
+
+#: Names a browser uses for this machine's loopback address.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def allowed_hosts(host: str) -> list[str] | None:
+    """Host headers to serve: only loopback names when bound to loopback, else any."""
+    if host in LOOPBACK_NAMES or host.startswith("127."):
+        return sorted({*LOOPBACK_NAMES, host})
+    return None
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -38,13 +38,17 @@ from ledgerflow.errors import ConflictError, NotFound
 from ledgerflow.models import FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence import care, records
 from ledgerflow.persistence.care import Damage, PurgePolicy
+from ledgerflow.persistence.listing import (
+    Cursor,
+    Listings,
+    check_cursor,
+    check_paging,
+    given,
+)
 from ledgerflow.persistence.records import Kind, Row
 from ledgerflow.persistence.uri import mask_password
 
-__all__ = ["Backend", "Connection", "Cursor", "RecordConnection", "RecordRef", "page_rows"]
-
-#: A keyset position: the (created_at, uuid) of the last record of the previous page.
-Cursor = tuple[datetime, str]
+__all__ = ["Backend", "Connection", "RecordConnection", "RecordRef"]
 
 
 @dataclass(frozen=True)
@@ -272,40 +276,12 @@ class Backend(abc.ABC):
         return mask_password(self.uri)
 
 
-def page_rows(
-    rows: Iterable[Row],
-    *,
-    limit: int | None,
-    offset: int,
-    newest_first: bool,
-    after: Cursor | None = None,
-    prefix: str | None = None,
-) -> list[Row]:
-    """Order rows by (created_at, uuid), keep those past ``after`` and with ``prefix``, page.
-
-    The in-process version of what SQL does with WHERE/ORDER BY/LIMIT, for backends
-    that list by reading every row.
-    """
-    kept = [row for row in rows if prefix is None or row["uuid"].startswith(prefix)]
-    if after is not None:
-        kept = [
-            row
-            for row in kept
-            if ((row["created_at"], row["uuid"]) < after)
-            == newest_first  # past the cursor in the chosen direction
-            and (row["created_at"], row["uuid"]) != after
-        ]
-    kept.sort(key=lambda row: (row["created_at"], row["uuid"]), reverse=newest_first)
-    end = None if limit is None else offset + limit
-    return kept[offset:end]
-
-
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
-class RecordConnection(Connection):
+class RecordConnection(Listings, Connection):
     """The whole contract built on row primitives; subclasses implement only those."""
 
     #: How many uuids one ``_fetch`` may receive (SQL IN-list limits).
@@ -348,64 +324,6 @@ class RecordConnection(Connection):
 
         ``after``: only rows past that key in the chosen order; ``prefix``: uuid prefix.
         """
-
-    def _list_flows(
-        self,
-        *,
-        limit: int | None,
-        offset: int,
-        name: str | None,
-        state: str | None,
-        since: datetime | None,
-        after: Cursor | None,
-        prefix: str | None,
-        count_only: bool = False,
-    ) -> list[Row] | int:
-        """Flow rows newest first by (created_at, uuid), or their count.
-
-        The default reads every book's flows; SQL backends override it with one query.
-        """
-        with self._snapshot():
-            books = self._list_books(
-                limit=None, offset=0, name=None, state=None, newest_first=False
-            )
-            assert isinstance(books, list)
-            flows = self._fetch_many("flow", parents=[row["uuid"] for row in books])
-        flows = [
-            row
-            for row in flows
-            if (name is None or row["name"] == name)
-            and (state is None or row["state"] == state)
-            and (since is None or row["created_at"] >= since)
-        ]
-        if count_only:
-            return len(page_rows(flows, limit=None, offset=0, newest_first=True, prefix=prefix))
-        return page_rows(
-            flows, limit=limit, offset=offset, newest_first=True, after=after, prefix=prefix
-        )
-
-    def _flow_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
-        """Default: count from fetched flow rows; SQL overrides with a GROUP BY."""
-        counts: dict[str, dict[str, int]] = {uuid: {} for uuid in book_uuids}
-        for row in self._fetch_many("flow", parents=list(book_uuids)):
-            per_state = counts[row["book_uuid"]]
-            per_state[row["state"]] = per_state.get(row["state"], 0) + 1
-        return counts
-
-    def _task_time_spans(
-        self, flow_uuids: Sequence[str]
-    ) -> dict[str, tuple[datetime | None, datetime | None]]:
-        """Default: from fetched task rows; SQL overrides with a GROUP BY."""
-        spans: dict[str, tuple[datetime | None, datetime | None]] = {}
-        for row in self._fetch_many("task", parents=list(flow_uuids)):
-            first, last = spans.get(row["flow_uuid"], (None, None))
-            started, finished = row["started_at"], row["finished_at"]
-            if started is not None and (first is None or started < first):
-                first = started
-            if finished is not None and (last is None or finished > last):
-                last = finished
-            spans[row["flow_uuid"]] = (first, last)
-        return spans
 
     @abc.abstractmethod
     def _insert(self, kind: Kind, rows: Sequence[Row]) -> None:
@@ -541,7 +459,7 @@ class RecordConnection(Connection):
         lazy: bool = False,
     ) -> list[LogBook]:
         """Return books ordered by (created_at, uuid), paged and filtered by exact name."""
-        _check_paging(limit, offset)
+        check_paging(limit, offset)
         with self._snapshot():
             rows = self._list_books(
                 limit=limit, offset=offset, name=name, state=None, newest_first=False
@@ -561,10 +479,10 @@ class RecordConnection(Connection):
         prefix: str | None = None,
     ) -> list[LogBook]:
         """Return books without details; ``state`` keeps books with a flow in that state."""
-        _check_paging(limit, offset)
+        check_paging(limit, offset)
         # Only a filter that is set reaches the primitive: third-party backends written
         # before keyset paging keep working for everything they support.
-        extra = _given(after=_check_cursor(after), prefix=prefix)
+        extra = given(after=check_cursor(after), prefix=prefix)
         rows = self._list_books(
             limit=limit, offset=offset, name=name, state=state, newest_first=newest_first, **extra
         )
@@ -582,67 +500,10 @@ class RecordConnection(Connection):
             state=state,
             newest_first=False,
             count_only=True,
-            **_given(prefix=prefix),
+            **given(prefix=prefix),
         )
         assert isinstance(count, int)
         return count
-
-    def list_flows(
-        self,
-        *,
-        limit: int | None = None,
-        offset: int = 0,
-        name: str | None = None,
-        state: str | None = None,
-        since: datetime | None = None,
-        after: Cursor | None = None,
-        prefix: str | None = None,
-    ) -> list[tuple[str, FlowDetail]]:
-        """Return (book uuid, flow without tasks) newest first; ``since``: created then or later."""
-        _check_paging(limit, offset)
-        rows = self._list_flows(
-            limit=limit,
-            offset=offset,
-            name=name,
-            state=state,
-            since=since,
-            after=_check_cursor(after),
-            prefix=prefix,
-        )
-        assert isinstance(rows, list)
-        return [(row["book_uuid"], records.row_to_flow(row)) for row in rows]
-
-    def count_flows(
-        self,
-        *,
-        name: str | None = None,
-        state: str | None = None,
-        since: datetime | None = None,
-        prefix: str | None = None,
-    ) -> int:
-        """Count the flows matching the filters of ``list_flows``."""
-        count = self._list_flows(
-            limit=None,
-            offset=0,
-            name=name,
-            state=state,
-            since=since,
-            after=None,
-            prefix=prefix,
-            count_only=True,
-        )
-        assert isinstance(count, int)
-        return count
-
-    def task_time_spans(
-        self, flow_uuids: Sequence[str]
-    ) -> dict[str, tuple[datetime | None, datetime | None]]:
-        """Return, per flow uuid, its tasks' earliest ``started_at`` and latest ``finished_at``."""
-        return self._task_time_spans(list(flow_uuids))
-
-    def flow_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
-        """Return, per book uuid, how many of its flows are in each state."""
-        return self._flow_state_counts(list(book_uuids))
 
     def task_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
         """Return, per book uuid, how many of its tasks are in each state."""
@@ -762,28 +623,3 @@ def _check_parents(kind: Kind, rows: Sequence[Row], stored: dict[str, Row]) -> N
             raise ConflictError(
                 f"{kind} detail {row['uuid']} belongs to {old[key]}, not to {row[key]}"
             )
-
-
-def _given(**filters: Any) -> dict[str, Any]:
-    return {key: value for key, value in filters.items() if value is not None}
-
-
-def _check_cursor(after: Cursor | None) -> Cursor | None:
-    if after is None:
-        return None
-    if (
-        not isinstance(after, tuple)
-        or len(after) != 2
-        or not isinstance(after[0], datetime)
-        or after[0].tzinfo is None
-        or not isinstance(after[1], str)
-    ):
-        raise ValueError(f"after must be an (aware created_at, uuid) pair, not {after!r}")
-    return after
-
-
-def _check_paging(limit: int | None, offset: int) -> None:
-    if limit is not None and (not isinstance(limit, int) or limit < 0):
-        raise ValueError(f"limit must be a non-negative integer or None, not {limit!r}")
-    if not isinstance(offset, int) or offset < 0:
-        raise ValueError(f"offset must be a non-negative integer, not {offset!r}")

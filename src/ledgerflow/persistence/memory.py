@@ -14,7 +14,8 @@ from datetime import UTC
 from typing import Any
 
 from ledgerflow.errors import ConflictError, NotFound
-from ledgerflow.persistence.base import Backend, Cursor, RecordConnection, page_rows
+from ledgerflow.persistence.base import Backend, RecordConnection
+from ledgerflow.persistence.listing import Cursor, page_rows
 from ledgerflow.persistence.records import PARENT_KEY, Kind, Row
 
 KINDS: tuple[Kind, ...] = ("book", "flow", "task")

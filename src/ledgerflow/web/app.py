@@ -9,13 +9,15 @@ parameter, a store that cannot be read a 503 page (the server goes on serving).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -29,8 +31,7 @@ from starlette.routing import Route
 from ledgerflow import states
 from ledgerflow.errors import InvalidUUIDError, NotFound, SchemaVersionError, StorageError
 from ledgerflow.history import PAGE_SIZE, History, check_uuid, task_tries
-from ledgerflow.persistence.base import Backend, Connection
-from ledgerflow.persistence.registry import open_backend
+from ledgerflow.persistence import Backend, Connection, open_backend
 from ledgerflow.web import views
 
 __all__ = ["create_app"]
@@ -285,11 +286,15 @@ def _error_handlers(site: _Site) -> dict[Any, Callable[..., Any]]:
     }
 
 
-def create_app(backend: Backend | str, *, board: Any = None) -> Starlette:
+def create_app(
+    backend: Backend | str, *, board: Any = None, allowed_hosts: Sequence[str] | None = None
+) -> Starlette:
     """An ASGI app showing ``backend``'s books, flows and tasks (and ``board``'s jobs).
 
     ``backend`` is a Backend or a URI (opened here, closed at shutdown). ``board`` is a
     job board (``lf.open_board``): with one, ``/jobs`` lists its jobs; without, it is 404.
+    ``allowed_hosts``: the Host headers served (others get 400), e.g. the loopback names,
+    so a web page elsewhere cannot read the view through DNS rebinding; None: any.
     """
     owned = isinstance(backend, str)
     the_backend = open_backend(backend) if isinstance(backend, str) else backend
@@ -316,6 +321,14 @@ def create_app(backend: Backend | str, *, board: Any = None) -> Starlette:
             if owned:
                 the_backend.close()
 
-    app = Starlette(routes=routes, exception_handlers=_error_handlers(site), lifespan=lifespan)
+    middleware = []
+    if allowed_hosts is not None:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+    app = Starlette(
+        routes=routes,
+        exception_handlers=_error_handlers(site),
+        lifespan=lifespan,
+        middleware=middleware,
+    )
     app.state.backend = the_backend
     return app

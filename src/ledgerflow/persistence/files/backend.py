@@ -10,10 +10,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ledgerflow.errors import ConflictError, NotFound, StorageError
 from ledgerflow.persistence import care
-from ledgerflow.persistence.base import Backend, Cursor, RecordConnection, page_rows
+from ledgerflow.persistence.base import Backend, RecordConnection
 from ledgerflow.persistence.files import documents
 from ledgerflow.persistence.files.documents import NAMES, ShapeError
 from ledgerflow.persistence.files.store import FileStore
+from ledgerflow.persistence.listing import Cursor, page_rows
 from ledgerflow.persistence.records import Kind, Row
 
 _PARENT_KIND: dict[Kind, Kind] = {"flow": "book", "task": "flow"}

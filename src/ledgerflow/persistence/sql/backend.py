@@ -38,11 +38,12 @@ from ledgerflow.errors import (
 )
 from ledgerflow.models import FlowDetail, TaskDetail
 from ledgerflow.persistence import care, records
-from ledgerflow.persistence.base import Backend, Cursor, RecordConnection
+from ledgerflow.persistence.base import Backend, RecordConnection
 from ledgerflow.persistence.care import Damage, PurgePolicy
+from ledgerflow.persistence.listing import Cursor
 from ledgerflow.persistence.records import Kind, Row
 from ledgerflow.persistence.sql import care as sql_care
-from ledgerflow.persistence.sql import migrate
+from ledgerflow.persistence.sql import migrate, queries
 from ledgerflow.persistence.sql.engines import (
     SQLITE_WAL,
     StoreAddress,
@@ -67,18 +68,13 @@ _SETTABLE: Final[dict[Kind, tuple[str, ...]]] = {
 }
 
 
-def _columns(kind: Kind) -> list[sa.Column[Any]]:
-    table = TABLES[kind]
-    return [table.c[name] for name in records.COLUMNS[kind]] + [table.c.format]
-
-
 def _keys() -> sa.BindParameter[list[str]]:
     return bindparam("keys", expanding=True)
 
 
 def _select_by(kind: Kind, key: str) -> sa.Select[Any]:
     table = TABLES[kind]
-    return sa.select(*_columns(kind)).where(table.c[key].in_(_keys())).order_by(table.c.id)
+    return sa.select(*queries.columns(kind)).where(table.c[key].in_(_keys())).order_by(table.c.id)
 
 
 def _update_statement(kind: Kind, checked: bool) -> sa.Update:
@@ -100,64 +96,6 @@ _REVISION: Final = {
 }
 _INSERT: Final = {kind: table.insert() for kind, table in TABLES.items()}
 _DELETE_BOOK: Final = BOOKS.delete().where(BOOKS.c.uuid == bindparam("w_uuid"))
-_STATE_COUNTS: Final = (
-    sa.select(FLOWS.c.book_uuid, TASKS.c.state, func.count())
-    .select_from(TASKS.join(FLOWS, TASKS.c.flow_uuid == FLOWS.c.uuid))
-    .where(FLOWS.c.book_uuid.in_(_keys()))
-    .group_by(FLOWS.c.book_uuid, TASKS.c.state)
-)
-_FLOW_STATES: Final = (
-    sa.select(FLOWS.c.book_uuid, FLOWS.c.state, func.count())
-    .where(FLOWS.c.book_uuid.in_(_keys()))
-    .group_by(FLOWS.c.book_uuid, FLOWS.c.state)
-)
-_TIME_SPANS: Final = (
-    sa.select(TASKS.c.flow_uuid, func.min(TASKS.c.started_at), func.max(TASKS.c.finished_at))
-    .where(TASKS.c.flow_uuid.in_(_keys()))
-    .group_by(TASKS.c.flow_uuid)
-)
-
-
-def _exactly(conn: SAConnection, column: sa.Column[Any], value: str) -> sa.ColumnElement[bool]:
-    """``column == value`` as an exact match on every engine."""
-    match = column == value
-    if conn.dialect.name in ("mysql", "mariadb"):
-        # PAD SPACE collations find "a " for "a": an exact match, as elsewhere.
-        match = sa.and_(match, func.char_length(column) == len(value))
-    return match
-
-
-def _has_prefix(column: sa.Column[Any], prefix: str) -> sa.ColumnElement[bool]:
-    """Case-sensitive ``startswith`` (SQLite's LIKE ignores case, so no LIKE)."""
-    return func.substr(column, 1, len(prefix)) == prefix
-
-
-def _keyset(
-    conn: SAConnection,
-    table: sa.Table,
-    statement: sa.Select[Any],
-    newest_first: bool,
-    after: Cursor | None,
-) -> sa.Select[Any]:
-    """Order by (created_at, uuid) and, with a cursor, start past it: an index range scan."""
-    uuid: sa.ColumnElement[Any] = table.c.uuid
-    if conn.dialect.name == "postgresql":  # code-point order, as on every engine
-        uuid = uuid.collate("C")
-    created = table.c.created_at
-    if after is not None:
-        at, key = after
-        # The first condition alone bounds a range of the (created_at, uuid) index on
-        # every engine (an OR on its own made SQLite scan from the start: page 2,000
-        # cost more than page 1); the second drops the cursor's own time up to its uuid.
-        if newest_first:
-            past = sa.and_(created <= at, sa.or_(created < at, uuid < key))
-        else:
-            past = sa.and_(created >= at, sa.or_(created > at, uuid > key))
-        statement = statement.where(past)
-    keys = [created, uuid]
-    return statement.order_by(*(key.desc() if newest_first else key for key in keys))
-
-
 #: Any fixed number identifies our upgrade lock among PostgreSQL advisory locks.
 _PG_UPGRADE_LOCK: Final = 0x1ED6E5F10
 
@@ -478,17 +416,10 @@ class SQLConnection(RecordConnection):
         with self._reading() as conn:
             if conn is None:
                 return 0 if count_only else []
-            if count_only and state is not None and name is None and prefix is None:
-                # Books with a flow in ``state``, from the (state, book_uuid) index alone,
-                # instead of an EXISTS probe per book.
-                distinct = sa.select(func.count(sa.distinct(FLOWS.c.book_uuid)))
-                return int(conn.execute(distinct.where(FLOWS.c.state == state)).scalar_one())
-            statement = self._books_query(conn, name, state, count_only)
-            if prefix is not None:
-                statement = statement.where(_has_prefix(BOOKS.c.uuid, prefix))
+            statement = queries.books(conn, name, state, prefix, count_only)
             if count_only:
                 return int(conn.execute(statement).scalar_one())
-            statement = _keyset(conn, BOOKS, statement, newest_first, after)
+            statement = queries.keyset(conn, BOOKS, statement, newest_first, after)
             return self._fetch_rows(conn, statement.limit(limit).offset(offset or None), "book")
 
     def _list_flows(
@@ -506,56 +437,42 @@ class SQLConnection(RecordConnection):
         with self._reading() as conn:
             if conn is None:
                 return 0 if count_only else []
-            columns = [func.count()] if count_only else _columns("flow")
-            statement = sa.select(*columns).select_from(FLOWS)
-            if name is not None:
-                statement = statement.where(_exactly(conn, FLOWS.c.name, name))
-            if state is not None:
-                statement = statement.where(FLOWS.c.state == state)
-            if since is not None:
-                statement = statement.where(FLOWS.c.created_at >= since)
-            if prefix is not None:
-                statement = statement.where(_has_prefix(FLOWS.c.uuid, prefix))
+            statement = queries.flows(conn, name, state, since, prefix, count_only)
             if count_only:
                 return int(conn.execute(statement).scalar_one())
-            statement = _keyset(conn, FLOWS, statement, True, after)
+            statement = queries.keyset(conn, FLOWS, statement, True, after)
             return self._fetch_rows(conn, statement.limit(limit).offset(offset or None), "flow")
+
+    def _grouped(self, statement: sa.Select[Any], keys: Sequence[str]) -> list[Any]:
+        """Rows of a GROUP BY over ``keys`` (bound as ``:keys``), a chunk of keys at a time."""
+        with self._reading() as conn:
+            if conn is None:
+                return []
+            return [
+                row
+                for start in range(0, len(keys), self.fetch_chunk)
+                for row in conn.execute(
+                    statement, {"keys": list(keys[start : start + self.fetch_chunk])}
+                )
+            ]
+
+    def _task_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {uuid: {} for uuid in book_uuids}
+        for book_uuid, state, count in self._grouped(queries.TASK_STATES, book_uuids):
+            counts[book_uuid][state] = int(count)
+        return counts
 
     def _flow_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {uuid: {} for uuid in book_uuids}
-        with self._reading() as conn:
-            if conn is None:
-                return counts
-            for start in range(0, len(book_uuids), self.fetch_chunk):
-                chunk = list(book_uuids[start : start + self.fetch_chunk])
-                for book_uuid, state, count in conn.execute(_FLOW_STATES, {"keys": chunk}):
-                    counts[book_uuid][state] = int(count)
+        for book_uuid, state, count in self._grouped(queries.FLOW_STATES, book_uuids):
+            counts[book_uuid][state] = int(count)
         return counts
 
     def _task_time_spans(
         self, flow_uuids: Sequence[str]
     ) -> dict[str, tuple[datetime | None, datetime | None]]:
-        spans: dict[str, tuple[datetime | None, datetime | None]] = {}
-        with self._reading() as conn:
-            if conn is None:
-                return spans
-            for start in range(0, len(flow_uuids), self.fetch_chunk):
-                chunk = list(flow_uuids[start : start + self.fetch_chunk])
-                for flow_uuid, first, last in conn.execute(_TIME_SPANS, {"keys": chunk}):
-                    spans[flow_uuid] = (first, last)
-        return spans
-
-    def _books_query(
-        self, conn: SAConnection, name: str | None, state: str | None, count_only: bool
-    ) -> sa.Select[Any]:
-        statement = sa.select(func.count()) if count_only else sa.select(*_columns("book"))
-        statement = statement.select_from(BOOKS)
-        if name is not None:
-            statement = statement.where(_exactly(conn, BOOKS.c.name, name))
-        if state is not None:
-            has_flow = sa.exists().where(FLOWS.c.book_uuid == BOOKS.c.uuid, FLOWS.c.state == state)
-            statement = statement.where(has_flow)
-        return statement
+        rows = self._grouped(queries.TIME_SPANS, flow_uuids)
+        return {flow_uuid: (first, last) for flow_uuid, first, last in rows}
 
     def _fetch_rows(self, conn: SAConnection, statement: sa.Select[Any], kind: Kind) -> list[Row]:
         result = conn.execute(statement)
@@ -567,17 +484,6 @@ class SQLConnection(RecordConnection):
                     f"{_NAMES[kind]} {row['uuid']} is stored in an unknown format"
                 )
         return rows
-
-    def _task_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
-        counts: dict[str, dict[str, int]] = {uuid: {} for uuid in book_uuids}
-        with self._reading() as conn:
-            if conn is None:
-                return counts
-            for start in range(0, len(book_uuids), self.fetch_chunk):
-                chunk = list(book_uuids[start : start + self.fetch_chunk])
-                for book_uuid, state, count in conn.execute(_STATE_COUNTS, {"keys": chunk}):
-                    counts[book_uuid][state] = int(count)
-        return counts
 
     # ---- writes ---------------------------------------------------------------------
     def _insert(self, kind: Kind, rows: Sequence[Row]) -> None:
