@@ -17,6 +17,8 @@ SCRIPTS = [
     "observe_bench.py",
     "field_checks.py",
     "care_bench.py",
+    "values_bench.py",
+    "async_bench.py",
 ]
 
 

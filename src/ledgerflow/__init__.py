@@ -1,7 +1,16 @@
 """ledgerflow: durable, resumable workflows whose state lives in a logbook."""
 
 from ledgerflow import states
-from ledgerflow.engine import Engine, TaskContext, current_task, load, resume, run
+from ledgerflow.engine import (
+    Engine,
+    TaskContext,
+    aresume,
+    arun,
+    current_task,
+    load,
+    resume,
+    run,
+)
 from ledgerflow.errors import (
     BackendNotFound,
     ConflictError,
@@ -14,6 +23,8 @@ from ledgerflow.errors import (
     MissingDriverError,
     MissingInputsError,
     NotFound,
+    NotResumableError,
+    NotResumableWarning,
     ProcessDied,
     SchemaVersionError,
     SerializationError,
@@ -27,6 +38,7 @@ from ledgerflow.persistence import Backend, Connection, available_schemes, open_
 from ledgerflow.persistence.care import Damage, purge
 from ledgerflow.storage import StateChange, Storage
 from ledgerflow.task import Retry, Task, task
+from ledgerflow.values import UnresolvedValue, register_type
 
 __version__ = "0.1.0"
 
@@ -52,6 +64,8 @@ __all__ = [
     "MissingDriverError",
     "MissingInputsError",
     "NotFound",
+    "NotResumableError",
+    "NotResumableWarning",
     "ProcessDied",
     "Retry",
     "SchemaVersionError",
@@ -64,12 +78,16 @@ __all__ = [
     "TaskContext",
     "TaskDetail",
     "UnorderedFlow",
+    "UnresolvedValue",
     "VersionMismatchError",
+    "aresume",
+    "arun",
     "available_schemes",
     "current_task",
     "load",
     "open_backend",
     "purge",
+    "register_type",
     "resume",
     "run",
     "states",

@@ -12,6 +12,7 @@
     ├── VersionMismatchError      stored task major version differs from the code's
     ├── FactoryImportError        (also ImportError) a stored flow factory cannot be imported
     ├── ProcessDied               (recorded, not raised) a try's process died inside it
+    ├── NotResumableError         (also ValueError) a stored flow cannot be resumed so
     ├── ConflictError             a write based on a stale copy of a record
     ├── StorageError              the store failed; the driver's exception is __cause__
     │   ├── MissingDriverError    a driver's extra is not installed
@@ -19,6 +20,8 @@
     │   ├── CorruptRecordError    a stored record cannot be decoded
     │   └── CorruptStoreError     the store's file is malformed: nothing more is written
     └── FlowFailed                a flow failed and was reverted
+
+    NotResumableWarning (a UserWarning): lf.load of a flow the store alone cannot rebuild
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ __all__ = [
     "MissingDriverError",
     "MissingInputsError",
     "NotFound",
+    "NotResumableError",
+    "NotResumableWarning",
     "ProcessDied",
     "SchemaVersionError",
     "SerializationError",
@@ -91,6 +96,14 @@ class VersionMismatchError(LedgerflowError):
 
 class FactoryImportError(LedgerflowError, ImportError):
     """A flow factory path cannot be imported; the message names it and where it looked."""
+
+
+class NotResumableError(LedgerflowError, ValueError):
+    """A stored flow cannot be resumed as asked; the message says exactly why."""
+
+
+class NotResumableWarning(UserWarning):
+    """``lf.load`` of a flow that ``lf.resume`` cannot rebuild from the store alone."""
 
 
 class ProcessDied(LedgerflowError):

@@ -17,7 +17,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
-from ledgerflow import states
+from ledgerflow import serialization, states
 
 __all__ = [
     "Failure",
@@ -225,8 +225,8 @@ class _Record:
                 value = None if value is None else value.to_dict()
             elif name == "tries":
                 value = tries_to_json(value)
-            elif name in _MUTABLE_FIELDS:
-                value = copy.deepcopy(value)
+            elif name in _MUTABLE_FIELDS:  # the tagged JSON form, sharing nothing
+                value = copy.deepcopy(serialization.to_json(value, f"{name} of {self!r:.80}"))
             out[name] = value
         if self._CHILDREN is not None:
             out[self._CHILDREN] = [child.to_dict() for child in self._children().values()]
@@ -247,7 +247,7 @@ class _Record:
             elif f.name == "tries":
                 value = tries_from_json(value)
             elif f.name in _MUTABLE_FIELDS:
-                value = copy.deepcopy(value)
+                value = serialization.from_json(value, f"{f.name} of a {cls.__name__}")
             kwargs[f.name] = value
         record = cls(**kwargs)
         if cls._CHILDREN is not None:
@@ -317,6 +317,20 @@ class TaskDetail(_Record):
         if not self.meta:
             self.meta = {}
 
+    def remember_encoding(self, field_name: str, value: Any, text: str) -> None:
+        """Note that ``value`` (in ``field_name``) encodes as ``text``: the next write reuses it.
+
+        Not a field: it is neither compared nor stored, and it only applies while the
+        field still holds that very object.
+        """
+        self.__dict__.setdefault("_encoded", {})[field_name] = (value, text)
+
+    def encoding_of(self, field_name: str, value: Any) -> str | None:
+        """The text remembered for ``value`` in ``field_name``, else None."""
+        remembered = self.__dict__.get("_encoded")
+        hit = remembered.get(field_name) if remembered else None
+        return hit[1] if hit is not None and hit[0] is value else None
+
 
 @dataclass
 class FlowDetail(_Record):
@@ -351,6 +365,10 @@ class FlowDetail(_Record):
     def find(self, uuid: str) -> TaskDetail | None:
         """Return the task detail with ``uuid``, or None."""
         return self._tasks.get(uuid)
+
+    def remove(self, uuid: str) -> TaskDetail | None:
+        """Take the task detail with ``uuid`` out (the store is not touched); None if absent."""
+        return self._tasks.pop(uuid, None)
 
     def find_by_name(self, name: str) -> TaskDetail | None:
         """Return the first task detail named ``name``, or None."""

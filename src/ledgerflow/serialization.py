@@ -1,7 +1,11 @@
 """JSON encoding of user values (results, meta, checkpoints, stores).
 
 Everything a user hands to ledgerflow is stored as JSON: it is readable by any
-tool, and loading it never imports or executes code (unlike pickle).
+tool, and loading it never imports or executes code (unlike pickle).  Values JSON
+has no type for (datetimes, Decimals, tuples, sets, dict keys that are not strings,
+Enums, dataclasses, registered types...) are written in the tagged form of
+``ledgerflow.values``; plain JSON values are written exactly as before, so values
+stored by earlier versions read back as they did.
 """
 
 from __future__ import annotations
@@ -10,13 +14,18 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from ledgerflow import values
 from ledgerflow.errors import CorruptRecordError, SerializationError
 
 FORMAT = "json"
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _decoder = json.JSONDecoder()
+#: Only for text that holds tags: each parsed object goes through ``values.decode_object``.
+_tag_decoder = json.JSONDecoder(object_hook=values.decode_object)
 _scan: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
+#: Only text holding this can hold a tagged value: the rest skips the decoding walk.
+_TAG_TEXT = f'"{values.MARK}"'
 
 
 #: ``what`` names the value in error messages; a callable is only called on error, so hot
@@ -28,65 +37,41 @@ def _name(what: What) -> str:
     return what if isinstance(what, str) else what()
 
 
+def _type_name(value: Any) -> str:
+    cls = type(value)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
+def to_json(value: Any, what: What) -> Any:
+    """The JSON-safe (tagged) form of ``value``; SerializationError names what, where, type."""
+    try:
+        return value if values.is_plain(value) else values.encode(value)
+    except values.Unencodable as exc:
+        raise SerializationError(
+            f"{_name(what)} cannot be stored: the value at {exc.where()} is of type "
+            f"{_type_name(exc.value)}, which is neither JSON nor a type ledgerflow knows "
+            "(lf.register_type adds one)"
+        ) from None
+    except RecursionError as exc:
+        raise SerializationError(
+            f"{_name(what)} cannot be stored: it is nested too deeply or contains itself"
+        ) from exc
+
+
 def dumps(value: Any, what: What) -> str:
     """Encode ``value`` as JSON text; SerializationError names ``what`` on failure."""
     if value is None:  # the commonest values: skip the encoder
         return "null"
+    safe = to_json(value, what)
     try:
-        text: str = _encoder.encode(value)
+        text: str = _encoder.encode(safe)
         if not text.isascii():  # O(1) for ASCII text; a lone surrogate is no UTF-8
             text.encode("utf-8")
     except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(f"{_name(what)} is not JSON-encodable: {exc}") from exc
-    if "{" in text:  # JSON writes a dict as an object: look for keys it would rewrite
-        _check_keys(value, what)
     return text
-
-
-#: Types JSON writes as they are: a walk for dict keys never descends into them.
-_LEAVES = frozenset({str, int, float, bool, type(None)})
-
-
-def _check_keys(value: Any, what: What) -> None:
-    """SerializationError for a dict key that is not a string.
-
-    JSON turns 1, 2.5, True and None keys into strings, so the value a resumed flow
-    reads back would differ from the one the first run passed on: refuse it instead.
-    (Tuples coming back as lists is documented and harmless for unpacking.)
-    """
-    stack = [value]
-    pop, push = stack.pop, stack.append
-    while stack:  # the fast pass: no paths, no messages
-        item = pop()
-        if isinstance(item, dict):
-            for key, child in item.items():
-                if not isinstance(key, str):
-                    raise _key_error(value, what)
-                if type(child) not in _LEAVES:
-                    push(child)
-        elif isinstance(item, list | tuple):
-            for child in item:
-                if type(child) not in _LEAVES:
-                    push(child)
-
-
-def _key_error(value: Any, what: What) -> SerializationError:
-    """Find the first non-string key again, this time keeping the path to name it."""
-    stack: list[tuple[Any, str]] = [(value, "")]
-    while stack:
-        item, path = stack.pop()
-        if isinstance(item, dict):
-            for key, child in item.items():
-                if not isinstance(key, str):
-                    return SerializationError(
-                        f"{_name(what)} has a dict key {key!r} ({type(key).__name__}) at "
-                        f"{path or 'the top'}: JSON keeps only string keys and would read it "
-                        f"back as {json.dumps(key)!r}"
-                    )
-                stack.append((child, f"{path}[{key!r}]"))
-        elif isinstance(item, list | tuple):
-            stack.extend((child, f"{path}[{index}]") for index, child in enumerate(item))
-    raise AssertionError("unreachable: the fast pass found a non-string key")
 
 
 def loads(text: str | bytes | None, what: What) -> Any:
@@ -97,6 +82,17 @@ def loads(text: str | bytes | None, what: What) -> Any:
         return {}
     if isinstance(text, bytes | bytearray):
         text = text.decode("utf-8")
+    if _TAG_TEXT not in text:
+        return _parse(text, what)
+    try:
+        return _tag_decoder.decode(text)
+    except json.JSONDecodeError as exc:
+        raise CorruptRecordError(f"{_name(what)} is corrupt: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise CorruptRecordError(f"{_name(what)} holds a corrupt tagged value: {exc!r}") from exc
+
+
+def _parse(text: str, what: What) -> Any:
     try:
         # Our encoder writes no whitespace: the C scanner alone decodes it, skipping the
         # decoder's whitespace regexes (a third of the cost of loading 10,000 tasks).
@@ -109,6 +105,13 @@ def loads(text: str | bytes | None, what: What) -> Any:
         return _decoder.decode(text)
     except (TypeError, ValueError) as exc:
         raise CorruptRecordError(f"{_name(what)} is corrupt: {exc}") from exc
+
+
+def from_json(data: Any, what: What) -> Any:
+    """The value a JSON-safe (tagged) form stands for; ``data`` itself is left untouched."""
+    if data is None or type(data) in (str, int, float, bool):
+        return data
+    return loads(_encoder.encode(data), what)
 
 
 def check(value: Any, what: What) -> None:

@@ -251,11 +251,14 @@ class Storage:
 
     def task_succeeded(self, name: str, result: Any) -> None:
         """Record ``result``; SerializationError/ValueError (nothing changed) if unusable."""
-        serialization.check(result, f"result of task {name!r}")
+        text = serialization.dumps(result, f"result of task {name!r}")
         values = self._objects[name].extract(result) if name in self._objects else {}
         now = utcnow()
         tries = close_try(self._tasks[name].tries, states.SUCCESS, now)
-        self._set_task_state(name, states.SUCCESS, result=result, finished_at=now, tries=tries)
+        detail = self._set_task_state(
+            name, states.SUCCESS, result=result, finished_at=now, tries=tries
+        )
+        detail.remember_encoding("result", result, text)  # the write encodes nothing again
         self._values[name] = values
 
     def task_failed(self, name: str, failure: Failure, *, retrying: bool = False) -> None:
@@ -325,10 +328,11 @@ class Storage:
 
     def checkpoint(self, name: str, value: Any) -> None:
         """Save ``value`` as task ``name``'s checkpoint, committed before returning."""
-        serialization.check(value, f"checkpoint of task {name!r}")
+        text = serialization.dumps(value, f"checkpoint of task {name!r}")
         with self._lock:
             detail = self._tasks[name]
             detail.checkpoint = value
+            detail.remember_encoding("checkpoint", value, text)
             detail.updated_at = utcnow()
             self._dirty.pop(detail.uuid, None)
             self._conn.update_details(detail)

@@ -12,11 +12,15 @@ import importlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 __all__ = ["FunctionTask", "Retry", "Task", "task"]
 
 _REVERT_RESERVED = frozenset({"result", "flow_failures"})
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -71,14 +75,34 @@ def _normalize_provides(provides: Any, owner: str) -> dict[str, Any]:
     if provides is None:
         return {}
     if isinstance(provides, str):
-        return {provides: None}
-    if isinstance(provides, Mapping):
-        return {str(symbol): key for symbol, key in provides.items()}
-    if isinstance(provides, Sequence):
-        if not all(isinstance(symbol, str) for symbol in provides):
-            raise TypeError(f"task {owner!r}: provides must name symbols with strings")
-        return {symbol: index for index, symbol in enumerate(provides)}
-    raise TypeError(f"task {owner!r}: provides must be None, a str, a tuple or a dict")
+        pairs: list[tuple[Any, Any]] = [(provides, None)]
+    elif isinstance(provides, Mapping):
+        pairs = list(provides.items())
+    elif isinstance(provides, Sequence):
+        pairs = [(symbol, index) for index, symbol in enumerate(provides)]
+    else:
+        raise TypeError(f"task {owner!r}: provides must be None, a str, a tuple or a dict")
+    out: dict[str, Any] = {}
+    for symbol, key in pairs:
+        if not isinstance(symbol, str):
+            raise TypeError(
+                f"task {owner!r}: provides must name symbols with strings, not {symbol!r}"
+            )
+        if not symbol.strip():
+            raise ValueError(f"task {owner!r}: provides names an empty symbol {symbol!r}")
+        if symbol in out:
+            raise ValueError(f"task {owner!r}: provides names the symbol {symbol!r} twice")
+        out[symbol] = key
+    return out
+
+
+def _checked_name(name: Any) -> str:
+    """``name`` if it is a usable task name; TypeError/ValueError naming the argument."""
+    if not isinstance(name, str):
+        raise TypeError(f"task name must be a string, not {type(name).__name__}: {name!r}")
+    if not name.strip():
+        raise ValueError(f"task name must not be empty or blank, got {name!r}")
+    return name
 
 
 class Task:
@@ -93,7 +117,7 @@ class Task:
         version: str | None = None,
         retry: Retry | None = None,
     ) -> None:
-        self.name = name or type(self).__qualname__
+        self.name = type(self).__qualname__ if name is None else _checked_name(name)
         self.version = str(version) if version is not None else "1.0"
         self.retry = retry
         self.provides_map = _normalize_provides(provides, self.name)
@@ -103,15 +127,23 @@ class Task:
             if isinstance(provides, Sequence) and not isinstance(provides, str)
             else None
         )
-        self._bind(self._execute_callable(), rebind, requires)
+        execute = self._execute_callable()
+        #: execute() is ``async def``: the engine awaits it on an event loop.
+        self.is_async = inspect.iscoroutinefunction(execute)
+        self._bind(execute, rebind, requires)
 
     # ---- what a subclass writes ------------------------------------------------
-    def execute(self, **inputs: Any) -> Any:
-        """Do the work; the return value is the task's result."""
+    # ``*args: Any, **kwargs: Any``: a subclass declares the parameters it needs
+    # (``def execute(self, image: str) -> str``) and still type-checks as an override.
+    def execute(self, *args: Any, **inputs: Any) -> Any:
+        """Do the work; the return value is the task's result (``async def`` works too)."""
         raise NotImplementedError(f"task {self.name!r} defines no execute()")
 
-    def revert(self, *, result: Any, flow_failures: Mapping[str, Any], **inputs: Any) -> None:
-        """Undo ``execute``; the default does nothing."""
+    def revert(self, *args: Any, **inputs: Any) -> Any:
+        """Undo ``execute``: called with ``result=``, ``flow_failures=`` and the inputs it names.
+
+        The default does nothing; ``async def`` works too.
+        """
 
     # ---- engine-facing ---------------------------------------------------------
     @property
@@ -202,20 +234,24 @@ class Task:
         """Run ``execute`` with ``inputs`` (parameter name -> value)."""
         return self.execute(**inputs)
 
-    def call_revert(self, inputs: Mapping[str, Any], result: Any, flow_failures: Any) -> None:
-        """Run ``revert`` with the execute inputs it accepts, the result and the failures."""
-        _invoke_revert(self.revert, inputs, result, flow_failures)
+    def call_revert(self, inputs: Mapping[str, Any], result: Any, flow_failures: Any) -> Any:
+        """Run ``revert`` with the inputs it accepts; an async revert's coroutine is returned."""
+        return _invoke_revert(self.revert, inputs, result, flow_failures)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} v{self.version}>"
 
 
-class FunctionTask(Task):
-    """A task made from a function by ``@task``; calling it calls the function."""
+class FunctionTask(Task, Generic[P, R]):
+    """A task made from a function by ``@task``; calling it calls the function.
+
+    Generic in the function's parameters and result, so a direct call type-checks
+    against the function's own signature.
+    """
 
     def __init__(
         self,
-        func: Callable[..., Any],
+        func: Callable[P, R],
         name: str | None = None,
         provides: str | Sequence[str] | Mapping[str, Any] | None = None,
         requires: Iterable[str] | None = None,
@@ -226,7 +262,9 @@ class FunctionTask(Task):
         self.func = func
         self.revert_func: Callable[..., Any] | None = None
         functools.update_wrapper(self, func)
-        super().__init__(name or func.__name__, provides, requires, rebind, version, retry)
+        super().__init__(
+            func.__name__ if name is None else name, provides, requires, rebind, version, retry
+        )
 
     def _execute_callable(self) -> Callable[..., Any]:
         return self.func
@@ -236,24 +274,26 @@ class FunctionTask(Task):
         """Qualified name of the decorated function (stored as the task detail's type)."""
         return f"{self.func.__module__}.{self.func.__qualname__}"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
     def call_execute(self, inputs: Mapping[str, Any]) -> Any:
         """Run the function with ``inputs``."""
-        return self.func(**inputs)
+        func: Callable[..., Any] = self.func
+        return func(**inputs)
 
-    def revert(self, func: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+    def revert(self, func: _F | None = None, /, **kwargs: Any) -> _F:
         """Register ``func`` as this task's revert (``@my_task.revert``); returns it."""
-        if func is None or kwargs:
+        if func is None or kwargs or not callable(func):
             raise TypeError(f"use @{self.name}.revert as a decorator of a function")
         self.revert_func = func
         return func
 
-    def call_revert(self, inputs: Mapping[str, Any], result: Any, flow_failures: Any) -> None:
-        """Run the registered revert function, if any, with what it accepts."""
-        if self.revert_func is not None:
-            _invoke_revert(self.revert_func, inputs, result, flow_failures)
+    def call_revert(self, inputs: Mapping[str, Any], result: Any, flow_failures: Any) -> Any:
+        """Run the registered revert function, if any; an async one's coroutine is returned."""
+        if self.revert_func is None:
+            return None
+        return _invoke_revert(self.revert_func, inputs, result, flow_failures)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickle by reference: the module attribute *is* this task, so a worker
@@ -263,12 +303,12 @@ class FunctionTask(Task):
 
 def _invoke_revert(
     func: Callable[..., Any], inputs: Mapping[str, Any], result: Any, flow_failures: Any
-) -> None:
-    """Call a revert with the execute inputs its signature accepts."""
+) -> Any:
+    """Call a revert with the execute inputs its signature accepts; return what it returns."""
     required, optional, var_kw = _parameters(func)
     accepted = set(required) | set(optional)
     args = inputs if var_kw else {k: v for k, v in inputs.items() if k in accepted}
-    func(result=result, flow_failures=flow_failures, **args)
+    return func(result=result, flow_failures=flow_failures, **args)
 
 
 def _import_task(module: str, qualname: str) -> Any:
@@ -279,7 +319,7 @@ def _import_task(module: str, qualname: str) -> Any:
 
 
 @overload
-def task(name: Callable[..., Any], /) -> FunctionTask: ...
+def task(name: Callable[P, R], /) -> FunctionTask[P, R]: ...
 
 
 @overload
@@ -291,7 +331,7 @@ def task(
     retry: Retry | None = None,
     *,
     requires: Iterable[str] | None = None,
-) -> Callable[[Callable[..., Any]], FunctionTask]: ...
+) -> Callable[[Callable[P, R]], FunctionTask[P, R]]: ...
 
 
 def task(
@@ -302,7 +342,7 @@ def task(
     retry: Retry | None = None,
     *,
     requires: Iterable[str] | None = None,
-) -> FunctionTask | Callable[[Callable[..., Any]], FunctionTask]:
+) -> FunctionTask[..., Any] | Callable[[Callable[..., Any]], FunctionTask[..., Any]]:
     """Turn a function into a Task: bare ``@task``, ``@task("name")``, ``@task(provides=...)``."""
     if callable(name):
         return FunctionTask(name, None, provides, requires, rebind, version, retry)
@@ -310,7 +350,7 @@ def task(
         raise TypeError(f"task name must be a string, not {type(name).__name__}: {name!r}")
     task_name = name
 
-    def wrap(f: Callable[..., Any]) -> FunctionTask:
+    def wrap(f: Callable[..., Any]) -> FunctionTask[..., Any]:
         return FunctionTask(f, task_name, provides, requires, rebind, version, retry)
 
     return wrap

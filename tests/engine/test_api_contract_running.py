@@ -281,10 +281,14 @@ def test_unserializable_result_fails_the_task_with_serialization_error() -> None
     assert td.failure is not None and td.failure.matches(lf.SerializationError)
 
 
+class _Unregistered:
+    """A class no one registered with lf.register_type: its instances cannot be stored."""
+
+
 def test_unserializable_checkpoint_raises_serialization_error() -> None:
     @lf.task
     def cp() -> None:
-        lf.current_task().checkpoint({1, 2})
+        lf.current_task().checkpoint({"socket": _Unregistered()})
 
     with pytest.raises(lf.FlowFailed) as info:
         lf.run(lf.LinearFlow("f", cp))

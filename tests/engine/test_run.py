@@ -253,10 +253,14 @@ def test_unserializable_result_fails_task_with_serialization_error() -> None:
     assert [n for k, n in log if k == "revert"] == ["a"]
 
 
+class _Unregistered:
+    """A class no one registered with lf.register_type: its instances cannot be stored."""
+
+
 def test_unserializable_checkpoint_fails_task() -> None:
     @lf.task
     def bad_checkpoint() -> None:
-        lf.current_task().checkpoint({1, 2})
+        lf.current_task().checkpoint([_Unregistered()])
 
     with pytest.raises(lf.FlowFailed) as info:
         lf.run(lf.LinearFlow("f", bad_checkpoint))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from concurrent import futures
 from typing import Any
 
 from ledgerflow import serialization
+from ledgerflow.engine import resumable
 from ledgerflow.engine.compile import Compiled, compile_flow
 from ledgerflow.engine.engine import ENGINES, Engine
 from ledgerflow.errors import VersionMismatchError
@@ -18,7 +21,7 @@ from ledgerflow.persistence.memory import MemoryBackend
 from ledgerflow.persistence.registry import open_backend
 from ledgerflow.storage import SAVE_POLICIES, StateChange, Storage
 
-__all__ = ["load", "resume", "run"]
+__all__ = ["aresume", "arun", "load", "resume", "run"]
 
 FlowSource = Flow | Callable[[], Flow] | str
 
@@ -30,33 +33,44 @@ def _import_factory(path: str) -> Callable[[], Flow]:
     return obj  # type: ignore[no-any-return]
 
 
-def _factory_path(factory: Callable[..., Any]) -> str | None:
-    """The import path of ``factory`` if importing it gives it back, else None."""
-    module = getattr(factory, "__module__", None)
-    qualname = getattr(factory, "__qualname__", None)
-    if not module or not qualname or "<" in qualname or module == "__main__":
-        return None
-    path = f"{module}:{qualname}"
-    try:
-        return path if _import_factory(path) is factory else None
-    except (ImportError, AttributeError, ValueError):
-        return None
-
-
-def _materialize(source: FlowSource) -> tuple[Flow, str | None]:
+def _materialize(source: FlowSource) -> tuple[Flow, str | None, str | None]:
+    """(the flow, its factory path or None, why there is no path or None)."""
     if isinstance(source, Flow):
-        return source, None
+        return source, None, resumable.FLOW_OBJECT
     if isinstance(source, str):
         factory = _import_factory(source)
         path: str | None = source
+        reason: str | None = None
     elif callable(source):
-        factory, path = source, _factory_path(source)
+        factory = source
+        path, reason = resumable.factory_path(source)
     else:
         raise TypeError(f"expected a flow, a factory or 'module:function', not {source!r}")
     flow = factory()
     if not isinstance(flow, Flow):
         raise TypeError(f"flow factory {source!r} returned {type(flow).__name__}, not a flow")
-    return flow, path
+    return flow, path, reason
+
+
+def _store(store: Any) -> dict[str, Any]:
+    """A copy of ``store=``; TypeError unless it is a mapping with string keys."""
+    if store is None:
+        return {}
+    if not isinstance(store, Mapping):
+        raise TypeError(
+            f"store must be a mapping of symbol names to values, not {type(store).__name__}"
+        )
+    bad = [key for key in store if not isinstance(key, str)]
+    if bad:
+        raise TypeError(f"store keys are symbol names and must be strings, not {bad[0]!r}")
+    return dict(store)
+
+
+def _outlives_process(backend: Backend | str | None) -> bool:
+    """Whether ``backend`` is a store another process could resume a flow from."""
+    if isinstance(backend, str):
+        return not backend.startswith("memory:")
+    return backend is not None and not isinstance(backend, MemoryBackend)
 
 
 def _open(backend: Backend | str | None) -> tuple[Backend, bool]:
@@ -96,11 +110,11 @@ def load(
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if save not in SAVE_POLICIES:
         raise ValueError(f"save must be one of {', '.join(SAVE_POLICIES)}, not {save!r}")
-    flow, factory = _materialize(flow_or_factory)
-    store_values = dict(store or {})
+    store_values = _store(store)
+    flow, factory, reason = _materialize(flow_or_factory)
     serialization.check(store_values, "store")
     compiled = compile_flow(flow, store_values)
-    meta = {
+    meta: dict[str, Any] = {
         "factory": factory,
         "store": store_values,
         "engine": engine,
@@ -109,6 +123,10 @@ def load(
     }
     if book is not None and not isinstance(book, LogBook | str):
         raise TypeError(f"book must be a LogBook, a name or None, not {type(book).__name__}")
+    if reason is not None:
+        meta[resumable.REASON_KEY] = reason
+        if _outlives_process(backend):
+            resumable.warn(flow.name, reason)
     the_book = book if isinstance(book, LogBook) else LogBook(book or flow.name)
     flow_detail = FlowDetail(flow.name, type=type(flow).__name__, meta=meta)
     for node in compiled.nodes:
@@ -190,6 +208,40 @@ def resume(
     ``on_change`` (an extension of the contract) is registered as with
     ``engine.on_change`` before anything runs, so it hears every state change.
     """
+    return _resumed(backend, flow_uuid, flow, store, on_change).run()
+
+
+async def arun(flow_or_factory: FlowSource, **kwargs: Any) -> dict[str, Any]:
+    """``lf.run`` from inside a running event loop, without blocking it (same arguments).
+
+    Loading and the engine's writes happen in a thread; ``async def`` tasks run on this
+    loop (``Engine.arun``).
+    """
+    engine = await asyncio.to_thread(load, flow_or_factory, **kwargs)
+    return await engine.arun()
+
+
+async def aresume(
+    backend: Backend | str,
+    flow_uuid: str,
+    *,
+    flow: Flow | None = None,
+    store: Mapping[str, Any] | None = None,
+    on_change: Callable[[StateChange], Any] | None = None,
+) -> dict[str, Any]:
+    """``lf.resume`` from inside a running event loop, without blocking it."""
+    engine = await asyncio.to_thread(_resumed, backend, flow_uuid, flow, store, on_change)
+    return await engine.arun()
+
+
+def _resumed(
+    backend: Backend | str,
+    flow_uuid: str,
+    flow: Flow | None,
+    store: Mapping[str, Any] | None,
+    on_change: Callable[[StateChange], Any] | None,
+) -> Engine:
+    """The engine that continues stored flow detail ``flow_uuid`` (not run yet)."""
     the_backend, owned = _open(backend)
     conn: Connection | None = None
     try:
@@ -203,7 +255,7 @@ def resume(
         raise
     if on_change is not None:
         engine.on_change(on_change)
-    return engine.run()
+    return engine
 
 
 def _resume_engine(
@@ -214,6 +266,13 @@ def _resume_engine(
     store: Mapping[str, Any] | None,
     owned: bool,
 ) -> Engine:
+    if flow is None:
+        stored_meta = conn.get_flow_details(flow_uuid, lazy=True).meta
+        if not stored_meta.get("factory"):
+            raise resumable.refusal(flow_uuid, stored_meta)
+        flow, _, _ = _materialize(stored_meta["factory"])
+    # Read after the factory's import: stored Enums and dataclasses of its modules decode
+    # to their classes (decoding itself never imports).
     flow_detail = conn.get_flow_details(flow_uuid)
     ref = conn.locate(flow_uuid)
     book = (
@@ -221,18 +280,16 @@ def _resume_engine(
     )
     book.add(flow_detail)
     meta = flow_detail.meta
-    if flow is None:
-        factory = meta.get("factory")
-        if not factory:
-            raise ValueError(
-                f"flow detail {flow_uuid} was run from a flow object, not a factory: "
-                "pass flow= to resume it"
-            )
-        flow, _ = _materialize(factory)
-    store_values = {**(meta.get("store") or {}), **(store or {})}
+    store_values = {**(meta.get("store") or {}), **_store(store)}
     serialization.check(store_values, "store")
     compiled = compile_flow(flow, store_values)
     _check_versions(compiled, flow_detail)
+    never_ran = resumable.vanished_tasks(compiled, flow_detail)
+    if never_ran:  # gone from the code before they ever started: drop them
+        with contextlib.suppress(NotImplementedError):
+            conn.destroy_task_details(flow_uuid, [td.uuid for td in never_ran])
+            for td in never_ran:
+                flow_detail.remove(td.uuid)
     if store:
         flow_detail.meta = {**meta, "store": store_values}
     storage = Storage(backend, book, flow_detail, save=meta.get("save", "always"), connection=conn)

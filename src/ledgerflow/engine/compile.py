@@ -135,6 +135,8 @@ class _Builder:
         for position, part in enumerate(level.parts):
             for symbol in part.provides:
                 level.providers.setdefault(symbol, []).append(position)
+        if not issubclass(level.kind, LinearFlow | GraphFlow):
+            self._refuse_shared_symbols(flow, level)
         self.active.pop()
         if isinstance(flow, LinearFlow):
             return self._linear(level)
@@ -184,10 +186,17 @@ class _Builder:
                 raise ValueError(f"graph flow {flow.name!r} links {_label(parts[a])} to itself")
             succs[a].add(b)
         for b, part in enumerate(parts):
-            for symbol in part.requires:
-                for a in level.providers.get(symbol, ()):
-                    if a != b:
-                        succs[a].add(b)
+            for symbol in sorted(part.requires):
+                providers = [a for a in level.providers.get(symbol, ()) if a != b]
+                if len(providers) > 1:
+                    first, second = (self._provider(level, a, symbol) for a in providers[:2])
+                    raise ValueError(
+                        f"graph flow {flow.name!r}: {self._consumer(part, symbol)} could take "
+                        f"{symbol!r} from both {first!r} and {second!r}; give one of them "
+                        "another symbol (provides=, rebind=) or put them in a LinearFlow"
+                    )
+                for a in providers:
+                    succs[a].add(b)
         _check_acyclic(flow, parts, succs)
         indegree = [0] * len(parts)
         for a, targets in enumerate(succs):
@@ -197,6 +206,28 @@ class _Builder:
         heads = [p for i, p in enumerate(parts) if indegree[i] == 0]
         tails = [p for i, p in enumerate(parts) if not succs[i]]
         return _merge(parts, heads, tails, _outside_needs(level))
+
+    def _provider(self, level: _Level, position: int, symbol: str) -> str:
+        return self.nodes[level.parts[position].provides[symbol]].name
+
+    def _consumer(self, part: _Part, symbol: str) -> str:
+        """'task NAME' of the task in ``part`` that needs ``symbol``."""
+        for name in part.label:
+            task = self.by_name[name].task
+            if symbol in task.required_args.values() or symbol in task.optional_args.values():
+                return f"task {name!r}"
+        return f"{_label(part)!r}"
+
+    def _refuse_shared_symbols(self, flow: Flow, level: _Level) -> None:
+        """Items of an unordered flow run in any order: two may not provide one symbol."""
+        for symbol, positions in level.providers.items():
+            if len(positions) > 1:
+                first, second = (self._provider(level, p, symbol) for p in positions[:2])
+                raise ValueError(
+                    f"unordered flow {flow.name!r}: {symbol!r} is provided by both {first!r} "
+                    f"and {second!r}, which run in no particular order; give one of them "
+                    "another symbol"
+                )
 
 
 def _outside_needs(level: _Level) -> set[str]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 from ledgerflow.engine import observe
@@ -36,6 +39,10 @@ class TaskContext:
         self._storage.checkpoint(self.name, value)
         self._last = value
 
+    async def acheckpoint(self, value: Any) -> None:
+        """``checkpoint`` for async tasks: the write runs in a thread, the loop goes on."""
+        await asyncio.to_thread(self.checkpoint, value)
+
     def __repr__(self) -> str:
         return f"<TaskContext {self.name!r} attempt={self.attempt}>"
 
@@ -51,12 +58,19 @@ def current_task() -> TaskContext:
         ) from None
 
 
-def call_in_context(context: TaskContext, func: Any, *args: Any) -> Any:
-    """Call ``func(*args)`` with ``context`` as the current task."""
+@contextlib.contextmanager
+def bind_context(context: TaskContext) -> Iterator[None]:
+    """Make ``context`` the current task (and its trace context current) inside the block."""
     token = _CURRENT.set(context)
     trace_token = observe.enter(context.trace_context)
     try:
-        return func(*args)
+        yield
     finally:
         observe.leave(trace_token)
         _CURRENT.reset(token)
+
+
+def call_in_context(context: TaskContext, func: Any, *args: Any) -> Any:
+    """Call ``func(*args)`` with ``context`` as the current task."""
+    with bind_context(context):
+        return func(*args)

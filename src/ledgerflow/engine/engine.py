@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from concurrent import futures
@@ -9,6 +10,7 @@ from typing import Any
 
 from ledgerflow import states
 from ledgerflow.engine import observe
+from ledgerflow.engine.aio import AsyncBridge
 from ledgerflow.engine.compile import Compiled
 from ledgerflow.engine.runner import Runner
 from ledgerflow.models import FlowDetail, LogBook
@@ -44,6 +46,8 @@ class Engine:
         self._max_workers = max_workers
         self._owned_backend = owned_backend
         self._suspend = threading.Event()
+        #: The loop of an ``arun()`` caller: async tasks run there.
+        self._caller_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def book(self) -> LogBook:
@@ -63,6 +67,18 @@ class Engine:
         """Stop after the tasks in flight; ``run()`` then returns and the flow is SUSPENDED."""
         self._suspend.set()
 
+    async def arun(self) -> dict[str, Any]:
+        """``run()`` from inside a running event loop, without blocking it.
+
+        The engine works in a thread; async tasks run on this loop, sync ones in that
+        thread (serial) or the executor (parallel).
+        """
+        self._caller_loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.to_thread(self.run)
+        finally:
+            self._caller_loop = None
+
     def run(self) -> dict[str, Any]:
         """Run the flow to the end; return every provided symbol; FlowFailed on failure."""
         own_executor: futures.Executor | None = None
@@ -74,17 +90,20 @@ class Engine:
                     self._max_workers, thread_name_prefix="ledgerflow"
                 )
             limit = self._max_workers or getattr(executor, "_max_workers", None) or 2**31
+        aio = AsyncBridge(self._caller_loop)
         runner = Runner(
             self.compiled,
             self.storage,
             executor=executor,
             limit=limit,
             suspend_event=self._suspend,
+            aio=aio,
         )
         try:
             with observe.watching(self.storage):
                 return self._run(runner)
         finally:
+            aio.close()
             self._suspend.clear()
             if own_executor is not None:
                 own_executor.shutdown(wait=True)

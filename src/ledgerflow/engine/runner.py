@@ -11,6 +11,7 @@ executor.  Every state change goes through ``Storage``, which commits at the
 from __future__ import annotations
 
 import heapq
+import inspect
 import threading
 import time
 from collections import deque
@@ -19,6 +20,7 @@ from concurrent import futures
 from typing import Any
 
 from ledgerflow import states
+from ledgerflow.engine.aio import AsyncBridge, awaiting, in_context
 from ledgerflow.engine.compile import Compiled
 from ledgerflow.engine.context import TaskContext, call_in_context
 from ledgerflow.errors import FlowFailed, SerializationError
@@ -49,8 +51,11 @@ class Runner:
         executor: futures.Executor | None,
         limit: int,
         suspend_event: threading.Event,
+        aio: AsyncBridge | None = None,
     ) -> None:
         self.compiled = compiled
+        #: Where async execute()/revert() coroutines run (the engine closes it).
+        self.aio = aio if aio is not None else AsyncBridge()
         self.nodes = compiled.nodes
         self.storage = storage
         self.executor = executor
@@ -148,6 +153,9 @@ class Runner:
     def _launch(self, index: int) -> None:
         node = self.nodes[index]
         inputs = self.storage.fetch_args(node.name)
+        if node.task.is_async:
+            self._launch_async(index, inputs)
+            return
         if self.executor is None:
             try:
                 context = TaskContext(self.storage, node.name)
@@ -163,6 +171,28 @@ class Runner:
         else:
             future = self.executor.submit(_plain_execute, node.task, inputs)
         self.inflight[future] = index
+
+    def _launch_async(self, index: int, inputs: dict[str, Any]) -> None:
+        """An async execute(): awaited inline (serial) or started on the loop (parallel)."""
+        node = self.nodes[index]
+        context = TaskContext(self.storage, node.name)
+        coro = in_context(context, node.task.call_execute, inputs)
+        if self.executor is not None:
+            self.inflight[self.aio.submit(coro)] = index
+            return
+        try:
+            result = self.aio.call(coro)
+        except Exception as exc:
+            self.done_inline.append((index, False, exc))
+        else:
+            self.done_inline.append((index, True, result))
+
+    def _await_returned(self, index: int, coro: Any) -> tuple[bool, Any]:
+        context = TaskContext(self.storage, self.nodes[index].name)
+        try:
+            return True, self.aio.call(awaiting(context, coro))
+        except Exception as exc:
+            return False, exc
 
     def _collect(self) -> list[_Outcome]:
         if self.done_inline:
@@ -181,6 +211,9 @@ class Runner:
 
     def _handle(self, index: int, ok: bool, value: Any) -> None:
         node = self.nodes[index]
+        if ok and inspect.iscoroutine(value):
+            # A plain function that returned a coroutine (a wrapped async function): await it.
+            ok, value = self._await_returned(index, value)
         if ok:
             try:
                 self.storage.task_succeeded(node.name, value)
@@ -269,11 +302,7 @@ class Runner:
             inputs = self.storage.fetch_args(node.name)
             result = self.storage.revert_result(node.name)
             try:
-                if self.with_context or self.executor is None:
-                    context = TaskContext(self.storage, node.name)
-                    call_in_context(context, node.task.call_revert, inputs, result, flow_failures)
-                else:
-                    node.task.call_revert(inputs, result, flow_failures)
+                self._call_revert(node.index, inputs, result, flow_failures)
             except Exception as exc:
                 self.storage.task_reverted(node.name, Failure.from_exception(exc))
                 self.revert_failed.add(index)
@@ -281,6 +310,18 @@ class Runner:
             else:
                 self.storage.task_reverted(node.name)
         return all_ok
+
+    def _call_revert(
+        self, index: int, inputs: dict[str, Any], result: Any, flow_failures: dict[str, Failure]
+    ) -> None:
+        task = self.nodes[index].task
+        context = TaskContext(self.storage, task.name)
+        if self.with_context or self.executor is None:
+            outcome = call_in_context(context, task.call_revert, inputs, result, flow_failures)
+        else:
+            outcome = task.call_revert(inputs, result, flow_failures)
+        if inspect.isawaitable(outcome):  # an async revert: await it on the run's loop
+            self.aio.call(awaiting(context, outcome))
 
     def revert_all(self, reason: Callable[[], dict[str, Failure]] | None = None) -> None:
         """Revert every task that ran, newest first, then raise FlowFailed."""

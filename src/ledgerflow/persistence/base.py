@@ -122,6 +122,13 @@ class Connection(abc.ABC):
     def destroy_logbook(self, uuid: str) -> None:
         """Delete a book with its flow and task details; NotFound if unknown."""
 
+    def destroy_task_details(self, flow_uuid: str, task_uuids: Sequence[str]) -> None:
+        """Delete these task details of flow ``flow_uuid`` together; NotFound if one is unknown.
+
+        The built-in backends implement it; the default says it is not supported.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot delete task details")
+
     @abc.abstractmethod
     def update_flow_details(self, flow_detail: FlowDetail) -> FlowDetail:
         """Write the flow record and insert its task details not stored yet; return it."""
@@ -341,6 +348,10 @@ class RecordConnection(Listings, Connection):
     def _delete_book(self, uuid: str) -> bool:
         """Delete a book and everything under it; False if there was no such book."""
 
+    def _delete_tasks(self, flow_uuid: str, uuids: Sequence[str]) -> None:
+        """Delete these task rows of flow ``flow_uuid`` (all stored), inside ``_transaction``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete task details")
+
     @abc.abstractmethod
     def _clear(self) -> None:
         """Delete every row."""
@@ -515,6 +526,18 @@ class RecordConnection(Listings, Connection):
         with self._transaction():
             if not self._delete_book(uuid):
                 raise NotFound(f"no logbook with uuid {uuid!r}")
+
+    def destroy_task_details(self, flow_uuid: str, task_uuids: Sequence[str]) -> None:
+        """Delete these task details of flow ``flow_uuid`` together; NotFound if one is unknown."""
+        records.check_uuid(flow_uuid, "flow detail uuid")
+        uuids = [records.check_uuid(uuid, "task detail uuid") for uuid in task_uuids]
+        with self._transaction():
+            stored = {row["uuid"]: row for row in self._fetch("task", uuids=uuids)}
+            for uuid in uuids:
+                if stored.get(uuid, {}).get("flow_uuid") != flow_uuid:
+                    raise NotFound(f"no task detail with uuid {uuid!r} in flow {flow_uuid!r}")
+            if uuids:
+                self._delete_tasks(flow_uuid, uuids)
 
     def update_flow_details(self, flow_detail: FlowDetail) -> FlowDetail:
         """Write the flow record and insert its task details not stored yet; return it."""

@@ -214,6 +214,21 @@ class MemoryConnection(RecordConnection):
             self._log(undo)
             return True
 
+    def _delete_tasks(self, flow_uuid: str, uuids: Sequence[str]) -> None:
+        with self._transaction():
+            rows, children = self._s.rows["task"], self._s.children["task"]
+            index = children.get(flow_uuid, {})
+            before = dict(index)
+            removed = {uuid: rows.pop(uuid) for uuid in uuids}
+            for uuid in uuids:
+                index.pop(uuid, None)
+
+            def undo() -> None:
+                rows.update(removed)
+                children[flow_uuid] = before
+
+            self._log(undo)
+
     def _restore(
         self, rows: dict[Kind, dict[str, Row]], children: dict[Kind, dict[str, dict[str, None]]]
     ) -> None:

@@ -109,6 +109,21 @@ def _is_task_state(value: object) -> bool:
     return isinstance(value, str) and value in states.TASK_STATES
 
 
+def _is_try(entry: object) -> bool:
+    return (
+        isinstance(entry, dict)
+        and _is_count(entry.get("attempt"))
+        and _is_time(entry.get("started_at"))
+        and _is_optional_time(entry.get("finished_at"))
+        and entry.get("state") in states.TRY_STATES
+        and _is_failure(entry.get("failure"))
+    )
+
+
+def _are_tries(value: object) -> bool:
+    return isinstance(value, list) and all(_is_try(entry) for entry in value)
+
+
 _KEY = (_is_key, f"a string of at most {MAX_KEY_LENGTH} characters")
 _OPTIONAL_KEY = (_is_optional_key, f"None or a string of at most {MAX_KEY_LENGTH} characters")
 _TIME = (_is_time, "a datetime")
@@ -136,6 +151,12 @@ FIELD_RULES: Final[dict[Kind, tuple[tuple[str, Callable[[object], bool], str], .
         ("revert_failure", *_FAILURE),
         ("meta", _is_meta, "a dict"),
         ("attempts", *_COUNT),
+        (
+            "tries",
+            _are_tries,
+            "a list of dicts with attempt, started_at, finished_at, state (a try state) "
+            "and failure",
+        ),
         ("started_at", *_OPTIONAL_TIME),
         ("finished_at", *_OPTIONAL_TIME),
         *_COMMON,
@@ -218,6 +239,7 @@ def _task_fits(task: TaskDetail) -> bool:
         and (task.failure is None or type(task.failure) is Failure)
         and (task.revert_failure is None or type(task.revert_failure) is Failure)
         and type(task.meta) is dict
+        and type(task.tries) is list
     )
 
 
@@ -263,6 +285,10 @@ def _dump(value: Any, field: str, task: TaskDetail) -> str:
         return "null"
     if type(value) is dict and not value:
         return "{}"
+    # The engine encoded a result or checkpoint once already to check it: reuse that text.
+    text = task.encoding_of(field, value)
+    if text is not None:
+        return text
     return dumps(value, lambda: f"{field} of task detail {task.name!r} ({task.uuid})")
 
 
@@ -304,11 +330,38 @@ def task_to_row(task: TaskDetail, flow_uuid: str | None) -> Row:
     }
 
 
+#: One try as stored; filled in directly, because every state change of a task writes it.
+_TRY_TEXT: Final = '{"attempt":%d,"started_at":"%s","finished_at":%s,"state":"%s","failure":%s}'
+_TRY_STATE_TEXT: Final = {state: state for state in states.TRY_STATES}
+
+
+def _try_text(entry: dict[str, Any]) -> str | None:
+    """The stored text of one try in its usual shape, else None (the general path)."""
+    attempt, started, finished = entry["attempt"], entry["started_at"], entry["finished_at"]
+    state, failure = _TRY_STATE_TEXT.get(entry["state"]), entry["failure"]
+    if type(attempt) is not int or state is None or type(started) is not datetime:
+        return None
+    if finished is not None and type(finished) is not datetime:
+        return None
+    if failure is not None and not isinstance(failure, Failure):
+        return None
+    return _TRY_TEXT % (
+        attempt,
+        started.isoformat(),
+        "null" if finished is None else f'"{finished.isoformat()}"',
+        state,
+        "null" if failure is None else serialization.dumps(failure.to_dict(), "a failure"),
+    )
+
+
 def _dump_tries(task: TaskDetail) -> str | None:
     tries = task.tries
     if not tries:
         return None
     try:
+        texts = [_try_text(entry) for entry in tries]
+        if None not in texts:
+            return f"[{','.join(texts)}]"  # type: ignore[arg-type]
         data = tries_to_json(tries)
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(

@@ -299,6 +299,17 @@ class FileConnection(RecordConnection):
             self._store.stage(documents.record_path("book", uuid), None)
             return True
 
+    def _delete_tasks(self, flow_uuid: str, uuids: Sequence[str]) -> None:
+        with self._store.writing():
+            gone = set(uuids)
+            for uuid in uuids:
+                self._store.stage(documents.record_path("task", uuid), None)
+            children = [uuid for uuid in self._children("task", flow_uuid) if uuid not in gone]
+            self._store.stage(
+                documents.children_path("task", flow_uuid),
+                documents.children_document("task", flow_uuid, children),
+            )
+
     def _clear(self) -> None:
         with self._store.writing():
             self._store.clear()

@@ -96,6 +96,9 @@ _REVISION: Final = {
 }
 _INSERT: Final = {kind: table.insert() for kind, table in TABLES.items()}
 _DELETE_BOOK: Final = BOOKS.delete().where(BOOKS.c.uuid == bindparam("w_uuid"))
+_DELETE_TASKS: Final = TASKS.delete().where(
+    TASKS.c.uuid.in_(_keys()), TASKS.c.flow_uuid == bindparam("w_flow")
+)
 #: Any fixed number identifies our upgrade lock among PostgreSQL advisory locks.
 _PG_UPGRADE_LOCK: Final = 0x1ED6E5F10
 
@@ -581,6 +584,12 @@ class SQLConnection(RecordConnection):
         with self._transaction():
             # ON DELETE CASCADE removes the flows and tasks in the same statement.
             return bool(self._writer().execute(_DELETE_BOOK, {"w_uuid": uuid}).rowcount)
+
+    def _delete_tasks(self, flow_uuid: str, uuids: Sequence[str]) -> None:
+        with self._transaction():
+            for start in range(0, len(uuids), self.fetch_chunk):
+                keys = list(uuids[start : start + self.fetch_chunk])
+                self._writer().execute(_DELETE_TASKS, {"keys": keys, "w_flow": flow_uuid})
 
     def _clear(self) -> None:
         conn = self._writer()

@@ -1,0 +1,120 @@
+"""Typed values through the engine: encoded once per write, classes back after a crash."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ledgerflow as lf
+from ledgerflow import values
+
+BIN = Path(sys.executable).parent
+
+
+def test_a_result_is_encoded_once_for_its_success_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = {"rows": [1, 2, 3], "ids": (4, 5)}
+    seen: list[Any] = []
+    original = values.encode
+
+    def counting(value: Any) -> Any:
+        if value is result:
+            seen.append(value)
+        return original(value)
+
+    monkeypatch.setattr(values, "encode", counting)
+
+    @lf.task(provides="out")
+    def produce() -> dict[str, Any]:
+        return result
+
+    @lf.task
+    def consume(out: dict[str, Any]) -> None:
+        assert out["ids"] == (4, 5)
+
+    lf.run(lf.LinearFlow("f", produce, consume), backend="memory://")
+    assert len(seen) == 1
+
+
+def test_a_checkpoint_is_encoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    mark = {"offset": (1, 2)}
+    seen: list[Any] = []
+    original = values.encode
+    monkeypatch.setattr(
+        values, "encode", lambda v: (seen.append(v) if v is mark else None) or original(v)
+    )
+
+    @lf.task
+    def long() -> None:
+        lf.current_task().checkpoint(mark)
+
+    lf.run(lf.LinearFlow("f", long), backend="memory://")
+    assert len(seen) == 1
+
+
+JOBS = """
+import dataclasses, enum, os
+from datetime import date
+from decimal import Decimal
+import ledgerflow as lf
+
+class Tier(enum.Enum):
+    GOLD = "gold"
+
+@dataclasses.dataclass(frozen=True)
+class Quote:
+    amount: Decimal
+    tier: Tier
+    valid_until: date
+
+@lf.task(provides="quote")
+def make_quote() -> Quote:
+    return Quote(Decimal("19.90"), Tier.GOLD, date(2026, 12, 31))
+
+@lf.task(provides="summary")
+def summarize(quote: Quote) -> str:
+    if os.environ.get("CRASH"):
+        os.kill(os.getpid(), 9)
+    assert isinstance(quote, Quote) and quote.tier is Tier.GOLD, repr(quote)
+    return f"{quote.amount} {quote.tier.value} until {quote.valid_until.isoformat()}"
+
+def build() -> lf.Flow:
+    return lf.LinearFlow("quote", make_quote, summarize)
+"""
+
+
+@pytest.mark.slow
+def test_a_new_process_resumes_with_dataclasses_and_enums_of_the_factory(tmp_path: Path) -> None:
+    (tmp_path / "quote_jobs.py").write_text(textwrap.dedent(JOBS))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LEDGERFLOW_BACKEND")}
+    env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", NO_COLOR="1")
+    start = (
+        "import ledgerflow as lf, quote_jobs\n"
+        "engine = lf.load(quote_jobs.build, backend='sqlite:///q.db')\n"
+        "print(engine.flow_detail.uuid, flush=True); engine.run()"
+    )
+    crashed = subprocess.run(
+        [sys.executable, "-c", start],
+        cwd=tmp_path,
+        env={**env, "CRASH": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert crashed.returncode == -9, crashed.stderr
+    flow_uuid = crashed.stdout.split()[0]
+    resumed = subprocess.run(
+        ["ledgerflow", "--backend", "sqlite:///q.db", "resume", flow_uuid],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert 'summary = "19.90 gold until 2026-12-31"' in resumed.stdout
