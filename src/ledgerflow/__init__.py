@@ -21,6 +21,7 @@ from ledgerflow.errors import (
     VersionMismatchError,
 )
 from ledgerflow.flow import Flow, GraphFlow, LinearFlow, UnorderedFlow
+from ledgerflow.jobs import Job, JobBoard, open_board
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence import Backend, Connection, available_schemes, open_backend
 from ledgerflow.storage import StateChange, Storage
@@ -42,6 +43,8 @@ __all__ = [
     "FlowFailed",
     "GraphFlow",
     "InvalidUUIDError",
+    "Job",
+    "JobBoard",
     "LedgerflowError",
     "LinearFlow",
     "LogBook",
@@ -65,6 +68,7 @@ __all__ = [
     "current_task",
     "load",
     "open_backend",
+    "open_board",
     "resume",
     "run",
     "states",

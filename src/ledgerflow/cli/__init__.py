@@ -14,6 +14,7 @@ from ledgerflow.cli.app import BACKEND_ENV, DEFAULT_BACKEND, App, LedgerflowGrou
 from ledgerflow.cli.commands import books, copy, show, upgrade
 from ledgerflow.cli.demo import demo, demo_child
 from ledgerflow.cli.flows import flows
+from ledgerflow.cli.jobs import conductor, jobs
 from ledgerflow.cli.run import resume
 from ledgerflow.cli.web import web
 
@@ -58,7 +59,7 @@ def cli(ctx: click.Context, backend_uri: str, debug: bool, log_level: str) -> No
     )
 
 
-for _command in (books, flows, show, resume, upgrade, copy, web, demo, demo_child):
+for _command in (books, flows, show, resume, upgrade, copy, web, demo, demo_child, jobs, conductor):
     cli.add_command(_command)
 
 

@@ -11,7 +11,6 @@ A subclass provides the storage primitives (the abstract methods) and nothing el
 from __future__ import annotations
 
 import abc
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass

@@ -76,15 +76,16 @@ def _sql_board(uri: str, backend: Backend | str | None, create: bool) -> JobBoar
     from ledgerflow.jobs.sql import SQLBoard
     from ledgerflow.persistence.sql.backend import SQLBackend
 
-    store = open_backend(uri)
-    assert isinstance(store, SQLBackend)
+    opened = open_backend(uri)
+    assert isinstance(opened, SQLBackend)
+    store: SQLBackend = opened
     owns_store = True
     if backend is None:
         logbooks, owns_backend = store, False
     else:
         logbooks, owns_backend = _backend(backend, None)
         if isinstance(logbooks, SQLBackend) and logbooks.engine.url == store.engine.url:
-            store.close()  # one database: share its backend, so post is one transaction
+            opened.close()  # one database: share its backend, so post is one transaction
             store, owns_store = logbooks, owns_backend
     board = SQLBoard(store, logbooks, owns_store=owns_store, owns_backend=owns_backend)
     try:

@@ -28,7 +28,7 @@ from ledgerflow.jobs.board import Idle, JobBoard
 from ledgerflow.jobs.model import CLAIMED, ENDED, READY, Job
 from ledgerflow.models import LogBook, utcnow
 from ledgerflow.persistence.base import Backend
-from ledgerflow.persistence.sql.backend import SQLBackend, SQLConnection
+from ledgerflow.persistence.sql.backend import SQLBackend, SQLConnection, _begin_immediate
 from ledgerflow.persistence.sql.engines import translate_errors
 
 __all__ = ["SQLBoard"]
@@ -92,13 +92,16 @@ class SQLBoard(JobBoard):
         """Create or migrate the logbook schema and the job tables; idempotent."""
         self._conn.upgrade()
         conn = self._conn
-        with conn._connect("upgrade the job tables") as raw, conn._upgrade_lock(raw):
-            with raw.begin():
-                if self._dialect == "sqlite":
-                    raw.exec_driver_sql("SELECT 1")  # the WAL switch happened in upgrade()
-                elif self._dialect == "postgresql":
-                    raw.execute(sa.select(func.pg_advisory_xact_lock(_PG_UPGRADE_LOCK)))
-                schema.upgrade(raw, store_where(self.store))
+        with (
+            conn._connect("upgrade the job tables") as raw,
+            conn._upgrade_lock(raw),
+            raw.begin(),
+        ):
+            if self._dialect == "sqlite":  # two upgrades at once: one waits
+                _begin_immediate(raw)
+            elif self._dialect == "postgresql":
+                raw.execute(sa.select(func.pg_advisory_xact_lock(_PG_UPGRADE_LOCK)))
+            schema.upgrade(raw, store_where(self.store))
         self._tables_seen = True
 
     @contextlib.contextmanager
