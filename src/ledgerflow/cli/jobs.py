@@ -16,6 +16,7 @@ import click
 
 from ledgerflow.cli.app import App, fail, local_store_missing
 from ledgerflow.jobs import JOB_STATES, Job, JobBoard, open_board
+from ledgerflow.jobs.open import board_scheme
 
 __all__ = ["conductor", "jobs"]
 
@@ -35,7 +36,8 @@ _board_option = click.option(
 def _open(app: App, board_uri: str | None, *, create: bool) -> Iterator[JobBoard | None]:
     """The board (None: a reading command on a store that does not exist yet)."""
     uri = board_uri or app.backend_uri
-    if not create and not uri.startswith(("redis", "memory")) and local_store_missing(uri):
+    scheme = board_scheme(uri)
+    if not create and scheme not in ("redis", "memory") and local_store_missing(uri):
         yield None
         return
     backend = None if uri == app.backend_uri else app.backend_uri

@@ -10,7 +10,7 @@ from ledgerflow.persistence.base import Backend
 from ledgerflow.persistence.memory import MemoryBackend
 from ledgerflow.persistence.registry import open_backend, scheme_of
 
-__all__ = ["BOARD_SCHEMES", "open_board"]
+__all__ = ["BOARD_SCHEMES", "board_scheme", "open_board"]
 
 _SQL: Final = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
 BOARD_SCHEMES: Final = ("memory", *_SQL, "redis")
@@ -28,7 +28,8 @@ def _backend(backend: Backend | str | None, default: str | None) -> tuple[Backen
     return open_backend(target), True
 
 
-def _scheme(uri: str) -> str:
+def board_scheme(uri: str) -> str:
+    """The board scheme of ``uri``; BackendNotFound listing the board schemes."""
     if not isinstance(uri, str):
         raise TypeError(f"a board URI must be a string, not {type(uri).__name__}")
     try:
@@ -45,7 +46,7 @@ def _scheme(uri: str) -> str:
 
 def open_board(uri: str, *, backend: Backend | str | None = None, create: bool = True) -> JobBoard:
     """Open the board at ``uri``; ``create=False`` (reading commands) creates no tables."""
-    scheme = _scheme(uri)
+    scheme = board_scheme(uri)
     if scheme == "memory":
         logbooks, owned = _backend(backend, None)
         from ledgerflow.jobs.memory import MemoryBoard
