@@ -13,6 +13,10 @@ SCRIPTS = [
     "engine_bench.py",
     "sqlite_anatomy.py",
     "cli_bench.py",
+    "web_bench.py",
+    "observe_bench.py",
+    "field_checks.py",
+    "care_bench.py",
 ]
 
 

@@ -12,10 +12,13 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 import ledgerflow as lf
+from ledgerflow.persistence.uri import mask_password
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_ADMIN = os.environ.get("LEDGERFLOW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -48,21 +51,35 @@ def _pg_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def mysql_admin(**kwargs: Any) -> Any:
+    """A PyMySQL connection to the server LEDGERFLOW_TEST_MYSQL names (no database)."""
+    import pymysql
+
+    url = make_url(MYSQL_ADMIN)
+    return pymysql.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 3306,
+        user=url.username or "root",
+        password=url.password or "",
+        **kwargs,
+    )
+
+
 def _mysql_database() -> Iterator[str]:
     import pymysql
 
     name = f"lf_test_{RUN_ID}"
     try:
-        conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=5)
+        conn = mysql_admin(connect_timeout=5)
     except pymysql.err.OperationalError as exc:
-        _unavailable("MariaDB at 127.0.0.1:3306", exc)
+        _unavailable(f"MariaDB at {mask_password(MYSQL_ADMIN)}", exc)
     with conn:
         conn.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     base = MYSQL_ADMIN.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"
     finally:
-        with pymysql.connect(host="127.0.0.1", port=3306, user="root") as conn:
+        with mysql_admin() as conn:
             conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 

@@ -6,6 +6,7 @@ from ledgerflow.errors import (
     BackendNotFound,
     ConflictError,
     CorruptRecordError,
+    CorruptStoreError,
     FactoryImportError,
     FlowFailed,
     InvalidUUIDError,
@@ -24,6 +25,7 @@ from ledgerflow.flow import Flow, GraphFlow, LinearFlow, UnorderedFlow
 from ledgerflow.jobs import Job, JobBoard, open_board
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence import Backend, Connection, available_schemes, open_backend
+from ledgerflow.persistence.care import Damage, purge
 from ledgerflow.storage import StateChange, Storage
 from ledgerflow.task import Retry, Task, task
 
@@ -35,6 +37,8 @@ __all__ = [
     "ConflictError",
     "Connection",
     "CorruptRecordError",
+    "CorruptStoreError",
+    "Damage",
     "Engine",
     "FactoryImportError",
     "Failure",
@@ -68,7 +72,11 @@ __all__ = [
     "current_task",
     "load",
     "open_backend",
+<<<<<<< HEAD
     "open_board",
+=======
+    "purge",
+>>>>>>> main
     "resume",
     "run",
     "states",

@@ -16,7 +16,8 @@
     ├── StorageError              the store failed; the driver's exception is __cause__
     │   ├── MissingDriverError    a driver's extra is not installed
     │   ├── SchemaVersionError    the store was written by a newer schema / needs upgrade
-    │   └── CorruptRecordError    a stored record cannot be decoded
+    │   ├── CorruptRecordError    a stored record cannot be decoded
+    │   └── CorruptStoreError     the store's file is malformed: nothing more is written
     └── FlowFailed                a flow failed and was reverted
 """
 
@@ -32,6 +33,7 @@ __all__ = [
     "BackendNotFound",
     "ConflictError",
     "CorruptRecordError",
+    "CorruptStoreError",
     "FactoryImportError",
     "FlowFailed",
     "InvalidUUIDError",
@@ -113,6 +115,10 @@ class SchemaVersionError(StorageError):
 
 class CorruptRecordError(StorageError):
     """A stored record cannot be decoded; the message names the record."""
+
+
+class CorruptStoreError(StorageError):
+    """The store itself is damaged (SQLite: malformed file); the backend stops writing to it."""
 
 
 class FlowFailed(LedgerflowError):

@@ -22,8 +22,9 @@ from typing import Any, Generic, TypeVar
 from ledgerflow import states
 from ledgerflow.errors import NotFound
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
-from ledgerflow.persistence.base import Connection, Cursor, mask_password
+from ledgerflow.persistence.base import Connection, Cursor
 from ledgerflow.persistence.records import check_uuid
+from ledgerflow.persistence.uri import mask_password
 
 __all__ = [
     "PAGE_SIZE",

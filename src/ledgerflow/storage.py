@@ -17,15 +17,16 @@ state change.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ledgerflow import serialization, states
-from ledgerflow.errors import ProcessDied
+from ledgerflow.errors import ProcessDied, StateTransitionError
 from ledgerflow.models import (
     Failure,
     FlowDetail,
@@ -181,7 +182,8 @@ class Storage:
         """Move the flow to ``state`` (checked)."""
         with self._lock:
             flow = self.flow_detail
-            states.check_flow_transition(flow.state, state)
+            with _naming(f"flow detail {flow.name!r} ({flow.uuid})"):
+                states.check_flow_transition(flow.state, state)
             flow.state = state
             flow.updated_at = utcnow()
             self._dirty[flow.uuid] = flow
@@ -190,7 +192,8 @@ class Storage:
     def _set_task_state(self, name: str, state: str, **fields: Any) -> TaskDetail:
         with self._lock:
             detail = self._tasks[name]
-            states.check_task_transition(detail.state, state)
+            with _naming(f"task detail {name!r} ({detail.uuid})"):
+                states.check_task_transition(detail.state, state)
             detail.state = state
             for key, value in fields.items():
                 setattr(detail, key, value)
@@ -368,3 +371,12 @@ class Storage:
 
     def __repr__(self) -> str:
         return f"<Storage flow={self.flow_detail.name!r} {self.flow_detail.uuid} save={self.save}>"
+
+
+@contextlib.contextmanager
+def _naming(record: str) -> Iterator[None]:
+    """Prefix a StateTransitionError with the record it is about (a stored state may be bad)."""
+    try:
+        yield
+    except StateTransitionError as exc:
+        raise StateTransitionError(f"{record}: {exc}") from None

@@ -60,6 +60,14 @@ def log_lines(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
+def wait_for_lines(log: Path, count: int, proc: subprocess.Popen[str]) -> None:
+    """Block until the child has logged ``count`` lines in all, or exited."""
+    deadline = time.monotonic() + 120
+    while len(log_lines(log)) < count and proc.poll() is None:
+        assert time.monotonic() < deadline, f"the child logged {len(log_lines(log))} lines"
+        time.sleep(0.002)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
@@ -112,7 +120,10 @@ def test_kill_at_random_moments(store_uri: str, tmp_path: Path) -> None:
             args = ["resume", store_uri, flow_uuid]
         offset = len(log_lines(log))
         proc = child(args, log, LEDGERFLOW_TEST_SLEEP="0.03")
-        time.sleep(rng.uniform(0.3, 1.2))
+        # A random moment measured in the child's own progress, not in wall-clock time:
+        # right after its n-th logged step event (inside a task, or between a task's
+        # end and its SUCCESS being stored), however slow the machine is.
+        wait_for_lines(log, offset + rng.randint(1, 7), proc)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=120)
         kills += proc.returncode == -signal.SIGKILL

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import MYSQL_ADMIN, PG_ADMIN, _unavailable
+from tests.conftest import MYSQL_ADMIN, PG_ADMIN, _unavailable, mysql_admin
 
 SQL_KINDS = ["sqlite", "postgresql", "mysql"]
 
@@ -40,15 +40,15 @@ def private_database(kind: str, tmp_path: Path) -> Iterator[str]:
         import pymysql
 
         try:
-            admin = pymysql.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=5)
+            admin = mysql_admin(connect_timeout=5)
         except pymysql.err.OperationalError as exc:
-            _unavailable("MariaDB at 127.0.0.1:3306", exc)
+            _unavailable("MariaDB", exc)
         with admin:
             admin.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
         try:
             yield f"{MYSQL_ADMIN.rsplit('/', 1)[0]}/{name}"
         finally:
-            with pymysql.connect(host="127.0.0.1", port=3306, user="root") as admin:
+            with mysql_admin() as admin:
                 admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 

@@ -119,16 +119,58 @@ def test_loading_a_big_book_takes_a_constant_number_of_queries(store: SQLBackend
         assert len(conn.get_logbook(big.uuid).flows[0]) == 10_000
 
 
-def test_sixteen_megabyte_results_round_trip(store: SQLBackend) -> None:
+def _server_packet_limit(store: SQLBackend) -> int | None:
     with store.connect() as conn:
-        book = make_book(tasks=1)
-        task = book.flows[0].tasks[0]
-        task.result = {"blob": "é" * (8 * 1024 * 1024)}  # 16 MB of UTF-8
-        task.checkpoint = "c" * (16 * 1024 * 1024)
+        conn.count_logbooks()  # a connection reads the server's limit
+    return None if store.packets is None else store.packets.limit
+
+
+def test_sixteen_megabyte_results_round_trip(store: SQLBackend) -> None:
+    """Round-trips where the server takes it; MySQL at its default refuses it before writing."""
+    book = make_book(tasks=1)
+    task = book.flows[0].tasks[0]
+    task.result = {"blob": "é" * (8 * 1024 * 1024)}  # 16 MB of UTF-8
+    task.checkpoint = "c" * (16 * 1024 * 1024)
+    limit = _server_packet_limit(store)
+    with store.connect() as conn:
+        if limit is not None and limit < 17 * 2**20:
+            with pytest.raises(lf.StorageError, match="max_allowed_packet"):
+                conn.save_logbook(book)
+            assert conn.count_logbooks() == 0
+            return
         conn.save_logbook(book)
         loaded = conn.get_task_details(task.uuid)
         assert loaded.result == task.result
         assert loaded.checkpoint == task.checkpoint
+
+
+@pytest.mark.parametrize("sql_kind", ["mysql"])
+def test_a_value_above_max_allowed_packet_is_refused_before_anything_is_written(
+    store: SQLBackend,
+) -> None:
+    limit = _server_packet_limit(store)
+    assert store.packets is not None and limit is not None
+    store.packets.limit = 2 * 2**20  # what a server at a 2 MB setting would take (read-only here)
+    with store.connect() as conn:
+        book = conn.save_logbook(make_book(tasks=2))
+        before = conn.get_logbook(book.uuid).to_dict()
+        task = book.flows[0].tasks[1]
+        task.result = '"quoted"\\' * (200 * 1024)  # 2 MB of text, 2.6 MB once escaped
+        with pytest.raises(lf.StorageError) as caught:
+            conn.update_details(book.flows[0], task)
+        message = str(caught.value)
+        assert task.uuid in message and "result" in message
+        assert "max_allowed_packet of 2.0 MB" in message and "SET GLOBAL" in message
+        assert "nothing was written" in message
+        new = make_book("big", tasks=1)
+        new.flows[0].tasks[0].checkpoint = "c" * (3 * 2**20)
+        with pytest.raises(lf.StorageError, match="checkpoint"):
+            conn.save_logbook(new)
+        assert conn.count_logbooks() == 1
+        assert conn.get_logbook(book.uuid).to_dict() == before
+        task.result = "r" * (1 * 2**20)  # under the limit: written
+        conn.update_task_details(task)
+        assert conn.get_task_details(task.uuid).result == task.result
 
 
 def test_a_corrupt_record_is_named_and_the_others_still_load(store: SQLBackend) -> None:

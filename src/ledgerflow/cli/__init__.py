@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 
 from ledgerflow.cli.app import BACKEND_ENV, DEFAULT_BACKEND, App, LedgerflowGroup
+from ledgerflow.cli.care import check, purge
 from ledgerflow.cli.commands import books, copy, show, upgrade
 from ledgerflow.cli.demo import demo, demo_child
 from ledgerflow.cli.flows import flows
@@ -59,7 +60,8 @@ def cli(ctx: click.Context, backend_uri: str, debug: bool, log_level: str) -> No
     )
 
 
-for _command in (books, flows, show, resume, upgrade, copy, web, demo, demo_child, jobs, conductor):
+_COMMANDS = (books, flows, show, resume, upgrade, copy, web, demo, demo_child, check, purge)
+for _command in (*_COMMANDS, jobs, conductor):
     cli.add_command(_command)
 
 

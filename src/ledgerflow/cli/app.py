@@ -10,14 +10,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 from rich.console import Console
 
 import ledgerflow as lf
-from ledgerflow.persistence.base import mask_password
+from ledgerflow.persistence.uri import base_scheme, local_path, mask_password, redact
 
 DEFAULT_BACKEND = "sqlite:///ledgerflow.db"
 BACKEND_ENV = "LEDGERFLOW_BACKEND"
@@ -117,8 +116,8 @@ def open_uri(uri: str) -> lf.Backend:
     except ValueError as exc:
         if isinstance(exc, lf.LedgerflowError):
             raise
-        message = str(exc)
-        if uri not in message:  # e.g. SQLAlchemy's URL parser names only the bad part
+        message = redact(str(exc), uri)
+        if mask_password(uri) not in message:  # e.g. SQLAlchemy names only the bad part
             message = f"bad backend URI {mask_password(uri)!r}: {message}"
         raise CLIUsageError(message) from exc
 
@@ -131,22 +130,8 @@ def local_store_missing(uri: str) -> bool:
     (opening a backend creates nothing), so a bad one is an error, not "missing".
     """
     open_uri(uri).close()
-    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
-    if scheme == "sqlite":
-        path = _sqlite_path(uri)
-        return path is not None and not path.exists()
-    if scheme == "file":
-        return not Path(uri.split("://", 1)[1].split("?", 1)[0]).exists()
-    return False
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    """The database file of a SQLite URI (SQLAlchemy's rules), None for in-memory ones."""
-    rest = uri.split("://", 1)[1].split("?", 1)[0]
-    database = rest[1:] if rest.startswith("/") else rest
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database)
+    path = local_path(uri) if base_scheme(uri) in ("sqlite", "file") else None
+    return path is not None and not path.exists()
 
 
 def has_records(conn: lf.Connection) -> bool:
@@ -204,4 +189,8 @@ class LedgerflowGroup(click.Group):
         except Exception as exc:
             if ctx.params.get("debug"):
                 raise
-            raise translate(exc) from exc
+            error = translate(exc)
+            uri = ctx.params.get("backend_uri")
+            if isinstance(uri, str):  # a driver's own text may quote the connection string
+                error = cli_error(redact(error.message, uri), error.exit_code)
+            raise error from exc

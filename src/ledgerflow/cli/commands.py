@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import ledgerflow as lf
 from ledgerflow import states
-from ledgerflow.cli import render
+from ledgerflow.cli import listing, render
 from ledgerflow.cli.app import EXIT_USAGE, App, fail, has_records, local_store_missing
 from ledgerflow.cli.render import Text
 from ledgerflow.history import (
@@ -31,6 +30,7 @@ from ledgerflow.history import (
     check_uuid,
     mask_password,
 )
+from ledgerflow.persistence.care import record_problems
 
 __all__ = ["books", "copy", "load", "show", "upgrade", "view"]
 
@@ -99,23 +99,31 @@ def books(
             _print_no_books(app, as_json, "holds no logbooks")
             return
         history = History(conn)
-        if as_json:
-            found = _iter_summaries(history, query, start, limit)
-            _echo_json([conn.get_logbook(item.book.uuid).to_dict() for item in found])
-            return
-        if not interactive:  # piped: exactly one line per book, streamed a page at a time
-            printed = False
-            for item in _iter_summaries(history, query, start, limit):
-                render.emit(app.out, [render.book_line(item)])
-                printed = True
-            if not printed:
-                total = conn.count_logbooks(name=query.name, state=query.state)
-                _print_books(app, [], start, total, limit, query, conn.count_logbooks())
-            return
-        first = history.books(
-            limit=min(limit or MAX_PAGE, MAX_PAGE), offset=start, **query.filters()
-        )
-        items = first.items + list(_iter_summaries(history, query, start, limit, first))
+        printed = 0
+        try:
+            if as_json:
+                found = _iter_summaries(history, query, start, limit)
+                _echo_json([conn.get_logbook(item.book.uuid).to_dict() for item in found])
+                return
+            if not interactive:  # piped: exactly one line per book, streamed a page at a time
+                for item in _iter_summaries(history, query, start, limit):
+                    render.emit(app.out, [render.book_line(item)])
+                    printed += 1
+                if not printed:
+                    total = conn.count_logbooks(name=query.name, state=query.state)
+                    _print_books(app, [], start, total, limit, query, conn.count_logbooks())
+                return
+            first = history.books(
+                limit=min(limit or MAX_PAGE, MAX_PAGE), offset=start, **query.filters()
+            )
+            items = first.items + list(_iter_summaries(history, query, start, limit, first))
+        except lf.CorruptRecordError:  # list the rest record by record, the corrupt as such
+            left = None if limit is None else limit - printed
+            found_corrupt = listing.print_books_around_corruption(
+                app, conn, listing.BookFilter(query.name, query.state, query.newest_first),
+                start + printed, left, as_json,
+            )  # fmt: skip
+            fail(f"{found_corrupt} listed; run `ledgerflow check` for details")
         total = first.total
         everything = conn.count_logbooks() if query.filtered and not items else total
     _print_books(app, items, start, total, limit, query, everything)
@@ -227,10 +235,15 @@ def show(app: App, uuid: str, verbose: bool, as_json: bool) -> None:
         if not has_records(conn):
             fail(f"no logbook, flow or task with uuid {uuid!r}: {app.safe_uri} is empty")
         if as_json:
-            _echo_json(load(conn, uuid).to_dict())
-            return
-        _, lines = view(conn, uuid, verbose, app.out.width)
-    render.emit(app.out, lines)
+            record = load(conn, uuid)
+            _echo_json(record.to_dict())
+        else:
+            record, lines = view(conn, uuid, verbose, app.out.width)
+            render.emit(app.out, lines)
+    problems = record_problems(record)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        fail(f"{problems[0]}{more}; run `ledgerflow check`")
 
 
 def load(conn: lf.Connection, uuid: str) -> lf.LogBook | lf.FlowDetail | lf.TaskDetail:
@@ -307,6 +320,14 @@ def copy(app: App, src_uri: str, dst_uri: str) -> None:
     if local_store_missing(src_uri):
         fail(f"source store {mask_password(src_uri)} does not exist")
     with app.connect(src_uri) as src, app.connect(dst_uri) as dst:
+        from rich.progress import (  # only copy shows progress: keep reading commands light
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         has_records(src)
         dst.upgrade()
         total = src.count_logbooks()

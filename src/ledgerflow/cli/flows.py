@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
+import ledgerflow as lf
 from ledgerflow import states
-from ledgerflow.cli import render
+from ledgerflow.cli import listing, render
 from ledgerflow.cli.app import App, has_records, local_store_missing
 from ledgerflow.cli.render import Text
 from ledgerflow.history import MAX_PAGE, FlowSummary, History
@@ -88,24 +89,35 @@ def flows(
             _nothing(app, as_json, f"no flows: {app.safe_uri} holds no logbooks")
             return
         history = History(conn)
-        found = list(_iter_flows(history, limit, filters))
+        try:
+            found: list[FlowSummary | lf.CorruptRecordError] = list(
+                _iter_flows(history, limit, filters)
+            )
+        except lf.CorruptRecordError:  # list flow by flow, each corrupt one as such
+            found = listing.flows_around_corruption(
+                history, conn.count_flows(**filters), limit, filters
+            )
         total = conn.count_flows(**filters) if found or any(filters.values()) else 0
         everything = conn.count_flows()
+    corrupt = sum(isinstance(item, lf.CorruptRecordError) for item in found)
     if as_json:
-        click.echo(json.dumps([item.to_dict() for item in found], indent=2, ensure_ascii=False))
+        entries = [listing.entry_json(item) for item in found]
+        click.echo(json.dumps(entries, indent=2, ensure_ascii=False))
+        listing.fail_if_corrupt(corrupt)
         return
     if not found:
         app.out.print(_empty_message(filters, since, everything, app.safe_uri))
         return
     lines = [Text(f"{'UUID':36}  {'CREATED (UTC)':19}  NAME  STATE  DURATION  OWNER", style="bold")]
     lines = lines if interactive else []
-    lines.extend(_flow_line(item) for item in found)
+    lines.extend(listing.entry_line(item, _flow_line) for item in found)
     if interactive:
         footer = f"flows 1-{len(found)} of {total}"
         if len(found) < total:
             footer += f"; {total - len(found)} more: --limit N or --all"
         lines.append(Text(footer, style="dim"))
     render.emit(app.out, lines)
+    listing.fail_if_corrupt(corrupt)
 
 
 def _nothing(app: App, as_json: bool, message: str) -> None:

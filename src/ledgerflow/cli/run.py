@@ -12,7 +12,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text as RichText
 
 import ledgerflow as lf
@@ -37,6 +36,15 @@ class ProgressDisplay:
     """A progress bar over a flow's tasks plus one line per notable state change."""
 
     def __init__(self, console: Console, flow: lf.FlowDetail) -> None:
+        # Imported here: rich.progress is heavy and only resume needs it.
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self._console = console
         self._lock = threading.Lock()
         self._states = {task.uuid: task.state for task in flow}

@@ -39,13 +39,14 @@ FLOW_ENDS = frozenset(
 )
 FLOW_ERRORS = frozenset({states.REVERTED, states.FAILURE, "CANCELLED"})
 TRY_ENDS = frozenset({states.SUCCESS, states.RETRYING, states.FAILURE})
-_TASK_MESSAGES = {
-    states.RUNNING: "task %s started (attempt %d)",
-    states.SUCCESS: "task %s succeeded (attempt %d)",
-    states.RETRYING: "task %s failed, will retry (attempt %d): %s",
-    states.FAILURE: "task %s failed (attempt %d): %s",
-    states.REVERTED: "task %s reverted (attempt %d)",
-    states.REVERT_FAILURE: "task %s revert failed (attempt %d): %s",
+#: Task state -> (log message, the failure field its last argument shows, if any).
+_TASK_LOGS: dict[str, tuple[str, str | None]] = {
+    states.RUNNING: ("task %s started (attempt %d)", None),
+    states.SUCCESS: ("task %s succeeded (attempt %d)", None),
+    states.RETRYING: ("task %s failed, will retry (attempt %d): %s", "failure"),
+    states.FAILURE: ("task %s failed (attempt %d): %s", "failure"),
+    states.REVERTED: ("task %s reverted (attempt %d)", None),
+    states.REVERT_FAILURE: ("task %s revert failed (attempt %d): %s", "revert_failure"),
 }
 _ACTIVE: dict[int, Observer] = {}
 _ACTIVE_LOCK = threading.Lock()
@@ -85,7 +86,6 @@ class Observer:
         self.flow_span: Any = None
         self.flow_context: Any = None  # the flow span's context, parent of every try's span
         self.task_spans: dict[str, Any] = {}
-        self.lock = threading.Lock()
 
     # ---- events -------------------------------------------------------------------
     def on_change(self, event: StateChange) -> None:
@@ -145,38 +145,37 @@ class Observer:
 
     def _task(self, event: StateChange) -> None:
         detail = self.storage.task_detail(event.name)
-        attempt = detail.attempts
-        if self.logs and event.state in _TASK_MESSAGES:
-            extra = {"flow_uuid": event.flow_uuid, "task": event.name, "attempt": attempt}
-            failure = (
-                detail.revert_failure if event.state == states.REVERT_FAILURE else detail.failure
-            )
-            args: tuple[Any, ...] = (event.name, attempt)
-            if "%s" in _TASK_MESSAGES[event.state][-2:]:
-                args += (str(failure) if failure is not None else "",)
-            _info(_TASK_MESSAGES[event.state], args, extra)
-        if self.tracer is None or self.trace is None:
+        state = event.state
+        if self.logs:
+            entry = _TASK_LOGS.get(state)
+            if entry is not None:
+                message, failure_field = entry
+                args: tuple[Any, ...] = (event.name, detail.attempts)
+                if failure_field is not None:
+                    args += (str(getattr(detail, failure_field) or ""),)
+                extra = {"flow_uuid": event.flow_uuid, "task": event.name, "attempt": args[1]}
+                _info(message, args, extra)
+        if self.tracer is None:
             return
-        if event.state == states.RUNNING:
-            span = self.tracer.start_span(
+        if state == states.RUNNING:
+            # Dict operations are atomic under the GIL: the worker thread reads this
+            # dict (span_context) while the engine's thread writes it.
+            self.task_spans[event.name] = self.tracer.start_span(
                 f"task {event.name}",
                 context=self.flow_context,
                 attributes={
                     "ledgerflow.flow_uuid": event.flow_uuid,
                     "ledgerflow.task_uuid": event.task_uuid or "",
                     "ledgerflow.task": event.name,
-                    "ledgerflow.attempt": attempt,
+                    "ledgerflow.attempt": detail.attempts,
                 },
             )
-            with self.lock:
-                self.task_spans[event.name] = span
-        elif event.state in TRY_ENDS:
-            with self.lock:
-                span = self.task_spans.pop(event.name, None)
+        elif state in TRY_ENDS:
+            span = self.task_spans.pop(event.name, None)
             if span is None:
                 return
-            if event.state != states.SUCCESS:
-                span.set_attribute("ledgerflow.state", event.state)
+            if state != states.SUCCESS:
+                span.set_attribute("ledgerflow.state", state)
                 self._error(span, "task failed", detail.failure)
             span.end()
 
@@ -197,16 +196,14 @@ class Observer:
 
     def span_context(self, name: str) -> Any:
         """The OpenTelemetry context with task ``name``'s span current (None: no span)."""
-        if self.trace is None:
+        span = self.task_spans.get(name)
+        if span is None or self.trace is None:
             return None
-        with self.lock:
-            span = self.task_spans.get(name)
-        return None if span is None else self.trace.set_span_in_context(span)
+        return self.trace.set_span_in_context(span)
 
     def close(self, exc: BaseException | None) -> None:
         """End what is still open (the run stopped on an error before its end state)."""
-        with self.lock:
-            spans, self.task_spans = list(self.task_spans.values()), {}
+        spans, self.task_spans = list(self.task_spans.values()), {}
         if self.flow_span is not None:
             spans.append(self.flow_span)
             self.flow_span = None

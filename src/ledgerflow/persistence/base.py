@@ -36,8 +36,10 @@ from typing import Any, ClassVar, Self
 
 from ledgerflow.errors import ConflictError, NotFound
 from ledgerflow.models import FlowDetail, LogBook, TaskDetail
-from ledgerflow.persistence import records
+from ledgerflow.persistence import care, records
+from ledgerflow.persistence.care import Damage, PurgePolicy
 from ledgerflow.persistence.records import Kind, Row
+from ledgerflow.persistence.uri import mask_password
 
 __all__ = ["Backend", "Connection", "Cursor", "RecordConnection", "RecordRef", "page_rows"]
 
@@ -216,6 +218,22 @@ class Connection(abc.ABC):
     def clear_all(self) -> None:
         """Delete every record."""
 
+    def check(self) -> Iterator[Damage]:
+        """Read every record; yield each corrupt one (uuid, where it lives, what is wrong).
+
+        Also yields what the store's own integrity check finds (SQLite: the file).
+        This default reads book by book through the contract; backends refine it.
+        """
+        return care.check_by_books(self)
+
+    def purge_logbooks(self, policy: PurgePolicy, progress: care.Progress | None = None) -> int:
+        """Remove the books ``policy`` allows, in batches (or count them: dry run); return how many.
+
+        Each batch is atomic and re-checks the books it removes, so a flow resumed
+        meanwhile keeps its book.  ``progress(done, total)`` follows the books looked at.
+        """
+        return care.purge_by_books(self, policy, progress)
+
 
 class Backend(abc.ABC):
     """A configured store, safe to share across threads; ``connect()`` opens sessions."""
@@ -252,18 +270,6 @@ class Backend(abc.ABC):
     def safe_uri(self) -> str:
         """The URI with any password masked, for messages and logs."""
         return mask_password(self.uri)
-
-
-def mask_password(uri: str) -> str:
-    """Replace the password of ``scheme://user:password@host`` with ``***``."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return uri
-    userinfo, _, hostpart = rest.partition("@")
-    if ":" not in userinfo:
-        return uri
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{hostpart}"
 
 
 def page_rows(
@@ -420,6 +426,27 @@ class RecordConnection(Connection):
     @abc.abstractmethod
     def _clear(self) -> None:
         """Delete every row."""
+
+    def _scan(self, kind: Kind) -> Iterator[care.ScanItem]:
+        """Every stored row of ``kind`` as ``(where, row, problem)``; ``check`` decodes the rows.
+
+        ``row`` is None (and ``problem`` says why) for what could not even be read.  This
+        default walks books, then flows and tasks through their parents; backends that can
+        tell which row is broken (SQL: the table row; files: the file) override it.
+        """
+        return care.scan_by_parents(self, kind)
+
+    def _check_store(self) -> Iterator[Damage]:
+        """What the store's own integrity check finds (default: nothing to check)."""
+        return iter(())
+
+    def check(self) -> Iterator[Damage]:
+        """Read every record; yield each corrupt one (uuid, where it lives, what is wrong)."""
+        return care.check_rows(self)
+
+    def purge_logbooks(self, policy: PurgePolicy, progress: care.Progress | None = None) -> int:
+        """Remove the books ``policy`` allows, a batch per transaction; return how many."""
+        return care.purge_rows(self, policy, progress)
 
     def _task_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
         """Default: count from fetched rows; SQL overrides with a GROUP BY."""

@@ -8,9 +8,11 @@ raises SerializationError and leaves the store untouched.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Final, Literal
 
-from ledgerflow import serialization
+from ledgerflow import serialization, states
 from ledgerflow.errors import CorruptRecordError, InvalidUUIDError
 from ledgerflow.models import (
     Failure,
@@ -66,28 +68,169 @@ def check_uuid(value: object, what: str = "uuid") -> str:
     return value
 
 
-def _fits(value: object, optional: bool = False) -> bool:
-    return (type(value) is str and len(value) <= MAX_KEY_LENGTH) or (optional and value is None)
+#: Counters (revision, attempts) are INTEGER columns in SQL stores: 32-bit signed.
+MAX_COUNT: Final = 2**31 - 1
+NAMES: Final[dict[Kind, str]] = {"book": "logbook", "flow": "flow detail", "task": "task detail"}
 
 
-def _refuse_bad_keys(what: str, *fields: tuple[str, object, bool]) -> None:
-    """ValueError for the first (field, value, optional) that no store can keep as it is."""
-    for field, value, optional in fields:
-        if _fits(value, optional):
-            continue
-        if isinstance(value, str):
-            raise ValueError(
-                f"{field} of {what} is {len(value)} characters long ({value[:40]!r}...); "
-                f"stores keep at most {MAX_KEY_LENGTH}"
-            )
-        expected = "a string" + (" or None" if optional else "")
-        raise ValueError(f"{field} of {what} must be {expected}, not {type(value).__name__}")
+def _is_key(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_KEY_LENGTH
+
+
+def _is_optional_key(value: object) -> bool:
+    return value is None or _is_key(value)
+
+
+def _is_time(value: object) -> bool:
+    return isinstance(value, datetime)
+
+
+def _is_optional_time(value: object) -> bool:
+    return value is None or isinstance(value, datetime)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT
+
+
+def _is_meta(value: object) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_failure(value: object) -> bool:
+    return value is None or isinstance(value, Failure)
+
+
+def _is_flow_state(value: object) -> bool:
+    return isinstance(value, str) and value in states.FLOW_STATES
+
+
+def _is_task_state(value: object) -> bool:
+    return isinstance(value, str) and value in states.TASK_STATES
+
+
+_KEY = (_is_key, f"a string of at most {MAX_KEY_LENGTH} characters")
+_OPTIONAL_KEY = (_is_optional_key, f"None or a string of at most {MAX_KEY_LENGTH} characters")
+_TIME = (_is_time, "a datetime")
+_OPTIONAL_TIME = (_is_optional_time, "None or a datetime")
+_COUNT = (_is_count, f"an integer from 0 to {MAX_COUNT}")
+_FAILURE = (_is_failure, "None or an lf.Failure")
+_COMMON: Final = (("created_at", *_TIME), ("updated_at", *_TIME), ("revision", *_COUNT))
+#: (field, test, what the field must be) for every field a store keeps as it is; JSON
+#: fields (result, checkpoint, meta's content) are checked by encoding them.
+FIELD_RULES: Final[dict[Kind, tuple[tuple[str, Callable[[object], bool], str], ...]]] = {
+    "book": (("name", *_KEY), ("meta", _is_meta, "a dict"), *_COMMON),
+    "flow": (
+        ("name", *_KEY),
+        ("type", *_OPTIONAL_KEY),
+        ("state", _is_flow_state, "a flow state (lf.states)"),
+        ("meta", _is_meta, "a dict"),
+        *_COMMON,
+    ),
+    "task": (
+        ("name", *_KEY),
+        ("type", *_OPTIONAL_KEY),
+        ("version", *_KEY),
+        ("state", _is_task_state, "a task state (lf.states)"),
+        ("failure", *_FAILURE),
+        ("revert_failure", *_FAILURE),
+        ("meta", _is_meta, "a dict"),
+        ("attempts", *_COUNT),
+        ("started_at", *_OPTIONAL_TIME),
+        ("finished_at", *_OPTIONAL_TIME),
+        *_COMMON,
+    ),
+}
+
+
+def check_fields(kind: Kind, record: LogBook | FlowDetail | TaskDetail) -> None:
+    """ValueError naming the record, the field and the value for the first field no store keeps.
+
+    Every backend writes through this check, before anything is written, so a value
+    one store would refuse (or mangle) is refused by all of them alike.
+    """
+    check_uuid(record.uuid, f"{NAMES[kind]} uuid")
+    if _FITS[kind](record):  # the common case in one expression; the rules say what is wrong
+        return
+    for field, test, expected in FIELD_RULES[kind]:
+        value = getattr(record, field)
+        if not test(value):
+            raise ValueError(_bad_field(f"{NAMES[kind]} {record.uuid}", field, value, expected))
+
+
+def _bad_field(what: str, field: str, value: object, expected: str) -> str:
+    if isinstance(value, str) and len(value) > MAX_KEY_LENGTH:
+        shown = f"{len(value)} characters long ({value[:40]!r}...)"
+    else:
+        text = repr(value)
+        shown = f"{type(value).__name__} {text if len(text) <= 80 else text[:77] + '...'}"
+    return f"{field} of {what} must be {expected}, not {shown}"
+
+
+def _common_fit(record: LogBook | FlowDetail | TaskDetail) -> bool:
+    name, revision = record.name, record.revision
+    return (
+        type(name) is str
+        and len(name) <= MAX_KEY_LENGTH
+        and type(revision) is int
+        and 0 <= revision <= MAX_COUNT
+        and type(record.created_at) is datetime
+        and type(record.updated_at) is datetime
+        and type(record.meta) is dict
+    )
+
+
+def _book_fits(book: Any) -> bool:
+    return _common_fit(book)
+
+
+def _flow_fits(flow: Any) -> bool:
+    kind, state = flow.type, flow.state
+    return (
+        _common_fit(flow)
+        and (kind is None or (type(kind) is str and len(kind) <= MAX_KEY_LENGTH))
+        and type(state) is str
+        and state in states.FLOW_STATES
+    )
+
+
+def _task_fits(task: TaskDetail) -> bool:
+    """The common case of ``check_fields("task", ...)`` in one expression (the hot path)."""
+    name, kind, version, attempts, revision = (
+        task.name, task.type, task.version, task.attempts, task.revision,
+    )  # fmt: skip
+    return (
+        type(name) is str
+        and len(name) <= MAX_KEY_LENGTH
+        and (kind is None or (type(kind) is str and len(kind) <= MAX_KEY_LENGTH))
+        and type(version) is str
+        and len(version) <= MAX_KEY_LENGTH
+        and type(task.state) is str
+        and task.state in states.TASK_STATES
+        and type(attempts) is int
+        and 0 <= attempts <= MAX_COUNT
+        and type(revision) is int
+        and 0 <= revision <= MAX_COUNT
+        and type(task.created_at) is datetime
+        and type(task.updated_at) is datetime
+        and (task.started_at is None or type(task.started_at) is datetime)
+        and (task.finished_at is None or type(task.finished_at) is datetime)
+        and (task.failure is None or type(task.failure) is Failure)
+        and (task.revert_failure is None or type(task.revert_failure) is Failure)
+        and type(task.meta) is dict
+    )
+
+
+_FITS: Final[dict[Kind, Callable[[Any], bool]]] = {
+    "book": _book_fits,
+    "flow": _flow_fits,
+    "task": _task_fits,
+}
 
 
 def book_to_row(book: LogBook) -> Row:
     """Encode a book's own fields (not its flows) as a row."""
-    check_uuid(book.uuid, "logbook uuid")
-    _refuse_bad_keys(f"logbook {book.uuid}", ("name", book.name, False))
+    check_fields("book", book)
     return {
         "uuid": book.uuid,
         "name": book.name,
@@ -100,10 +243,7 @@ def book_to_row(book: LogBook) -> Row:
 
 def flow_to_row(flow: FlowDetail, book_uuid: str | None) -> Row:
     """Encode a flow detail's own fields (not its tasks) as a row."""
-    check_uuid(flow.uuid, "flow detail uuid")
-    _refuse_bad_keys(
-        f"flow detail {flow.uuid}", ("name", flow.name, False), ("type", flow.type, True)
-    )
+    check_fields("flow", flow)
     return {
         "uuid": flow.uuid,
         "book_uuid": book_uuid,
@@ -137,13 +277,8 @@ def _load(text: str | None, field: str, uuid: str) -> Any:
 def task_to_row(task: TaskDetail, flow_uuid: str | None) -> Row:
     """Encode a task detail as a row (the engine's hot path: keep it lean)."""
     check_uuid(task.uuid, "task detail uuid")
-    if not (_fits(task.name) and _fits(task.type, True) and _fits(task.version)):  # hot path
-        _refuse_bad_keys(
-            f"task detail {task.uuid}",
-            ("name", task.name, False),
-            ("type", task.type, True),
-            ("version", task.version, False),
-        )
+    if not _task_fits(task):  # hot path: the full check only when the quick one fails
+        check_fields("task", task)
     failure, revert_failure = task.failure, task.revert_failure
     return {
         "uuid": task.uuid,

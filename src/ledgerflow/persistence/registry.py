@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledgerflow.errors import BackendNotFound
 from ledgerflow.persistence.base import Backend
+from ledgerflow.persistence.uri import base_scheme, mask_password
+
+if TYPE_CHECKING:
+    from importlib import metadata
 
 ENTRY_POINT_GROUP = "ledgerflow.backends"
 
@@ -40,6 +43,10 @@ def _load(target: str) -> type[Backend]:
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:
+    # Imported here: importlib.metadata (with email and friends) took a tenth of
+    # `ledgerflow books`'s start-up, and built-in schemes never need it.
+    from importlib import metadata
+
     return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
@@ -50,12 +57,14 @@ def available_schemes() -> list[str]:
 
 def scheme_of(uri: str) -> str:
     """Return the base scheme of ``uri`` (``postgresql+psycopg2://`` -> ``postgresql``)."""
-    if not isinstance(uri, str) or "://" not in uri:
+    scheme = base_scheme(uri) if isinstance(uri, str) else None
+    if scheme is None:
+        shown = mask_password(uri) if isinstance(uri, str) else uri
         raise BackendNotFound(
-            f"not a backend URI: {uri!r} (expected scheme://..., one of: "
+            f"not a backend URI: {shown!r} (expected scheme://..., one of: "
             f"{', '.join(available_schemes())})"
         )
-    return uri.split("://", 1)[0].split("+", 1)[0].lower()
+    return scheme
 
 
 def backend_class(scheme: str) -> type[Backend]:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ledgerflow.errors import ConflictError, NotFound
+from ledgerflow.errors import ConflictError, NotFound, StorageError
+from ledgerflow.persistence import care
 from ledgerflow.persistence.base import Backend, Cursor, RecordConnection, page_rows
 from ledgerflow.persistence.files import documents
 from ledgerflow.persistence.files.documents import NAMES, ShapeError
@@ -184,6 +185,43 @@ class FileConnection(RecordConnection):
         if count_only:
             return len(books)
         return page_rows(books, limit=limit, offset=offset, newest_first=newest_first, after=after)
+
+    def _scan(self, kind: Kind) -> Iterator[care.ScanItem]:
+        """Every record file of ``kind``, read one at a time; ``where`` is the file's path."""
+        with self._store.reading():
+            relpaths = self._store.names(documents.RECORD_DIRS[kind])
+            known = self._listed_uuids(kind)
+            for relpath in relpaths:
+                path = self._store.root / relpath
+                try:
+                    document = self._store.read(relpath)
+                    if document is None:
+                        continue
+                    row = documents.document_to_row(kind, document)
+                except (ShapeError, StorageError) as exc:
+                    uuid = known.get(relpath)
+                    yield f"file {path}", None if uuid is None else {"uuid": uuid}, str(exc)
+                    continue
+                if documents.record_path(kind, row["uuid"]) != relpath:
+                    yield f"file {path}", row, f"it holds {row['uuid']!r:.80}, not its own record"
+                    continue
+                yield f"file {path}", row, None
+
+    def _listed_uuids(self, kind: Kind) -> dict[str, str]:
+        """Record path -> uuid for the records the parents' child lists name (files are hashed)."""
+        if kind == "book":
+            return {}
+        listed: dict[str, str] = {}
+        for relpath in self._store.names(documents.CHILD_DIRS[kind]):
+            try:
+                document = self._store.read(relpath)
+                uuids = document.get("children") if isinstance(document, dict) else None
+            except (ShapeError, StorageError):
+                continue
+            for uuid in uuids if isinstance(uuids, list) else ():
+                if isinstance(uuid, str):
+                    listed[documents.record_path(kind, uuid)] = uuid
+        return listed
 
     # ---- writing ------------------------------------------------------------------
     def _insert(self, kind: Kind, rows: Sequence[Row]) -> None:

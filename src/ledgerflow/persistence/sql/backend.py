@@ -29,11 +29,19 @@ import sqlalchemy as sa
 from sqlalchemy import Connection as SAConnection
 from sqlalchemy import bindparam, func
 
-from ledgerflow.errors import ConflictError, CorruptRecordError, NotFound, SchemaVersionError
+from ledgerflow.errors import (
+    ConflictError,
+    CorruptRecordError,
+    CorruptStoreError,
+    NotFound,
+    SchemaVersionError,
+)
 from ledgerflow.models import FlowDetail, TaskDetail
-from ledgerflow.persistence import records
+from ledgerflow.persistence import care, records
 from ledgerflow.persistence.base import Backend, Cursor, RecordConnection
+from ledgerflow.persistence.care import Damage, PurgePolicy
 from ledgerflow.persistence.records import Kind, Row
+from ledgerflow.persistence.sql import care as sql_care
 from ledgerflow.persistence.sql import migrate
 from ledgerflow.persistence.sql.engines import (
     SQLITE_WAL,
@@ -43,6 +51,7 @@ from ledgerflow.persistence.sql.engines import (
 )
 from ledgerflow.persistence.sql.engines import translate_errors as _translate
 from ledgerflow.persistence.sql.fastpath import PreparedSelect, PreparedUpdate
+from ledgerflow.persistence.sql.packets import PacketLimit
 from ledgerflow.persistence.sql.tables import BOOKS, FLOWS, FORMAT_DEFAULT, TABLES, TASKS
 
 __all__ = ["SQLBackend", "SQLConnection"]
@@ -137,10 +146,13 @@ def _keyset(
     created = table.c.created_at
     if after is not None:
         at, key = after
+        # The first condition alone bounds a range of the (created_at, uuid) index on
+        # every engine (an OR on its own made SQLite scan from the start: page 2,000
+        # cost more than page 1); the second drops the cursor's own time up to its uuid.
         if newest_first:
-            past = sa.or_(created < at, sa.and_(created == at, uuid < key))
+            past = sa.and_(created <= at, sa.or_(created < at, uuid < key))
         else:
-            past = sa.or_(created > at, sa.and_(created == at, uuid > key))
+            past = sa.and_(created >= at, sa.or_(created > at, uuid > key))
         statement = statement.where(past)
     keys = [created, uuid]
     return statement.order_by(*(key.desc() if newest_first else key for key in keys))
@@ -177,6 +189,12 @@ class SQLBackend(Backend):
         self.engine = create_engine(self.address)
         #: Set once the tables are known to exist, so later calls skip the check.
         self.schema_seen = False
+        #: Set when SQLite reported the file malformed: every later write is refused.
+        self.corrupt: CorruptStoreError | None = None
+        #: MySQL/MariaDB: the server's max_allowed_packet, checked before each row is sent.
+        self.packets: PacketLimit | None = None
+        if self.address.backend_name in ("mysql", "mariadb"):
+            self.packets = PacketLimit(self.engine, self.address.where)
         dialect = self.engine.dialect
         self.updates: dict[tuple[Kind, bool], PreparedUpdate] = {
             (kind, checked): PreparedUpdate(_update_statement(kind, checked), dialect)
@@ -275,6 +293,7 @@ class SQLConnection(RecordConnection):
             return
         if self._open_snapshot is not None:
             raise RuntimeError("a write cannot start inside a snapshot read")
+        self._refuse_if_corrupt()
         if self._file_missing():
             raise self._needs_upgrade("has no ledgerflow schema (the file does not exist)")
         with self._connect("write") as conn:
@@ -289,10 +308,25 @@ class SQLConnection(RecordConnection):
             finally:
                 self._local.conn = None
 
+    def _refuse_if_corrupt(self) -> None:
+        corrupt = self._backend.corrupt
+        if corrupt is not None:
+            raise CorruptStoreError(str(corrupt)) from corrupt
+
+    @contextlib.contextmanager
+    def _translating(self, action: str) -> Iterator[None]:
+        """Driver errors become ours; a malformed SQLite file stops all further writes."""
+        try:
+            with _translate(self._address, action):
+                yield
+        except CorruptStoreError as error:
+            self._backend.corrupt = self._backend.corrupt or error
+            raise
+
     @contextlib.contextmanager
     def _connect(self, action: str) -> Iterator[SAConnection]:
         """A pooled connection; driver errors (connecting included) become ours."""
-        with self._guard(), _translate(self._address, action):
+        with self._guard(), self._translating(action):
             conn = self._checkout()
             try:
                 yield conn
@@ -352,6 +386,9 @@ class SQLConnection(RecordConnection):
     def upgrade(self) -> None:
         """Create or migrate the schema to the current version; idempotent."""
         where = self._address.where
+        self._refuse_if_corrupt()
+        if self._up_to_date():  # no write lock, no write: a reader may call this freely
+            return
         if self._address.path is not None:  # the one call that may create the file
             os.makedirs(os.path.dirname(self._address.path), exist_ok=True)
         with self._connect("upgrade") as conn, self._upgrade_lock(conn):
@@ -365,6 +402,15 @@ class SQLConnection(RecordConnection):
                     conn.execute(sa.select(func.pg_advisory_xact_lock(_PG_UPGRADE_LOCK)))
                 migrate.upgrade(conn, where)
         self._backend.schema_seen = True
+
+    def _up_to_date(self) -> bool:
+        """Whether the schema is already this version's (read only; False if unsure)."""
+        if self._file_missing():
+            return False
+        with self._connect("upgrade") as conn:
+            status = migrate.schema_status(conn)
+        status.check_known(self._address.where)
+        return status.current is not None and status.up_to_date and status.has_tables
 
     @contextlib.contextmanager
     def _upgrade_lock(self, conn: SAConnection) -> Iterator[None]:
@@ -432,6 +478,11 @@ class SQLConnection(RecordConnection):
         with self._reading() as conn:
             if conn is None:
                 return 0 if count_only else []
+            if count_only and state is not None and name is None and prefix is None:
+                # Books with a flow in ``state``, from the (state, book_uuid) index alone,
+                # instead of an EXISTS probe per book.
+                distinct = sa.select(func.count(sa.distinct(FLOWS.c.book_uuid)))
+                return int(conn.execute(distinct.where(FLOWS.c.state == state)).scalar_one())
             statement = self._books_query(conn, name, state, count_only)
             if prefix is not None:
                 statement = statement.where(_has_prefix(BOOKS.c.uuid, prefix))
@@ -531,7 +582,15 @@ class SQLConnection(RecordConnection):
     # ---- writes ---------------------------------------------------------------------
     def _insert(self, kind: Kind, rows: Sequence[Row]) -> None:
         with self._transaction():
+            self._check_packets(kind, rows)
             self._writer().execute(_INSERT[kind], list(rows))
+
+    def _check_packets(self, kind: Kind, rows: Sequence[Row]) -> None:
+        """MySQL: refuse a row its server would refuse, before it is sent (see ``packets``)."""
+        packets = self._backend.packets
+        if packets is not None:
+            for row in rows:
+                packets.check(_NAMES[kind], row["uuid"], row)
 
     def _update(self, kind: Kind, row: Row, expected_revision: int | None) -> int:
         conn = self._current
@@ -539,6 +598,8 @@ class SQLConnection(RecordConnection):
             with self._transaction():
                 return self._update(kind, row, expected_revision)
         # Inside the caller's transaction from here (the engine's hot path).
+        if self._backend.packets is not None:
+            self._check_packets(kind, [row])
         params = {name: row[name] for name in _SETTABLE[kind]}
         params["w_uuid"] = uuid = row["uuid"]
         updates = self._backend.updates
@@ -567,7 +628,8 @@ class SQLConnection(RecordConnection):
         # committed on the driver connection, each UPDATE is a compare-and-set on its
         # revision, and any surprise (a row missing or moved on) rolls back and is
         # replayed by the general path, which tells NotFound from ConflictError.
-        with _translate(self._address, "write"):
+        self._refuse_if_corrupt()
+        with self._translating("write"):
             driver: sqlite3.Connection = self._checkout().connection.driver_connection  # type: ignore[assignment]
             driver.execute("BEGIN IMMEDIATE")
             try:
@@ -596,6 +658,18 @@ class SQLConnection(RecordConnection):
             and self._open_snapshot is None
             and all(detail.revision for detail in details)  # revision 0: a blind write
         )
+
+    def _scan(self, kind: Kind) -> Iterator[care.ScanItem]:
+        """Every row of ``kind`` by table and id, decoded one at a time (see ``sql.care``)."""
+        return sql_care.scan(self, kind)
+
+    def _check_store(self) -> Iterator[Damage]:
+        """SQLite's ``PRAGMA integrity_check`` of the file (servers check themselves)."""
+        return sql_care.integrity_problems(self)
+
+    def purge_logbooks(self, policy: PurgePolicy, progress: care.Progress | None = None) -> int:
+        """Remove the books ``policy`` allows with one DELETE per batch; return how many."""
+        return sql_care.purge(self, policy, progress)
 
     def _delete_book(self, uuid: str) -> bool:
         with self._transaction():

@@ -15,10 +15,12 @@ Drivers are imported by SQLAlchemy when the engine is created, never at import t
 from __future__ import annotations
 
 import contextlib
+import errno
 import inspect
 import os
 import sqlite3
 import threading
+import urllib.parse
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,12 +34,14 @@ from sqlalchemy.pool import StaticPool
 from ledgerflow.errors import (
     BackendNotFound,
     ConflictError,
+    CorruptStoreError,
     LedgerflowError,
     MissingDriverError,
+    NotFound,
     SerializationError,
     StorageError,
 )
-from ledgerflow.persistence.base import mask_password
+from ledgerflow.persistence.uri import Authority, hide_secret, mask_password, split_authority
 
 __all__ = ["StoreAddress", "create_engine", "parse_uri", "translate_errors"]
 
@@ -95,17 +99,22 @@ class StoreAddress:
 
 def parse_uri(uri: str) -> StoreAddress:
     """Parse a ledgerflow SQL URI; ValueError names what is wrong."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        raise ValueError(f"not a SQL URI: {uri!r}")
-    base = scheme.lower()
+    authority = split_authority(uri)
+    if authority is None:
+        raise ValueError(f"not a SQL URI: {mask(uri)!r}")
+    base = authority.scheme.lower()
     if base.startswith("postgres+"):  # SQLAlchemy knows only the long name
         base = "postgresql+" + base.split("+", 1)[1]
     scheme = DEFAULT_DRIVERS.get(base, base)
+    if scheme.startswith("sqlite") and not authority.rest.startswith("/") and authority.rest:
+        raise ValueError(
+            f"{mask(uri)!r} names a host ({authority.rest.split('/', 1)[0]!r}); a SQLite URI "
+            "has three slashes: sqlite:///runs.db (relative) or sqlite:////abs/runs.db"
+        )
     try:
-        url = make_url(f"{scheme}://{rest}")
-    except exc.ArgumentError as error:
-        raise ValueError(f"malformed SQL URI {mask(uri)}: {error}") from None
+        url = make_url(f"{scheme}://{_sqlalchemy_userinfo(authority)}{authority.rest}")
+    except exc.ArgumentError:  # its message quotes the whole URI, password and all
+        raise ValueError(f"malformed SQL URI {mask(uri)!r}") from None
     query = dict(url.query)
     synchronous = str(query.pop("synchronous", "full")).lower()
     busy = query.pop("busy_timeout", str(SQLITE_BUSY_TIMEOUT_MS))
@@ -128,6 +137,20 @@ def parse_uri(uri: str) -> StoreAddress:
             address.url = address.url.set(database=address.path)
         address.lock = threading.RLock() if address.memory else None
     return address
+
+
+def _sqlalchemy_userinfo(authority: Authority) -> str:
+    """User info as SQLAlchemy parses it: it splits at the first ``@``, so quote the rest.
+
+    ``%`` stays as it is: a password already %-encoded (SQLAlchemy's convention) still
+    means what it meant.
+    """
+    if authority.user is None:
+        return ""
+    user = urllib.parse.quote(authority.user, safe="%")
+    if authority.password is None:
+        return f"{user}@"
+    return f"{user}:{urllib.parse.quote(authority.password, safe='%')}@"
 
 
 def mask(uri: str | URL) -> str:
@@ -158,6 +181,7 @@ def create_engine(address: StoreAddress) -> Engine:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT
         if address.url.get_driver_name() == "pymysql":
             connect_args["max_allowed_packet"] = MYSQL_CLIENT_MAX_PACKET
+            _check_pymysql_charset(address)
         if "charset" not in address.url.query:
             connect_args["charset"] = "utf8mb4"  # 4-byte UTF-8: emoji and all
     try:
@@ -184,6 +208,23 @@ def create_engine(address: StoreAddress) -> Engine:
     if name == "sqlite":
         _install_sqlite_pragmas(engine, address)
     return engine
+
+
+def _check_pymysql_charset(address: StoreAddress) -> None:
+    """ValueError for a ?charset= PyMySQL does not know (it would fail with AttributeError)."""
+    charset = address.url.query.get("charset")
+    if charset is None:
+        return
+    try:
+        from pymysql.charset import charset_by_name
+    except ImportError:  # reported as a missing driver when the engine is created
+        return
+    if not isinstance(charset, str) or charset_by_name(charset) is None:
+        raise ValueError(
+            f"unknown charset {charset!r} for the {address.backend_name} store at "
+            f"{address.where}; leave it out (utf8mb4 is the default) or name a MySQL "
+            "character set, e.g. charset=utf8mb4"
+        )
 
 
 def _check_driver_options(engine: Engine, address: StoreAddress) -> None:
@@ -293,7 +334,22 @@ def _too_large_in_chain(error: BaseException) -> exc.DBAPIError | None:
 
 @contextlib.contextmanager
 def translate_errors(address: StoreAddress, action: str) -> Iterator[None]:
-    """Turn driver errors into ledgerflow's, once, at the backend boundary."""
+    """Turn driver errors into ledgerflow's, once, at the backend boundary.
+
+    A driver may quote its connection string: no message carries the password.
+    """
+    try:
+        with _translate(address, action):
+            yield
+    except LedgerflowError as error:
+        secret = address.url.password
+        if secret and error.args and isinstance(error.args[0], str):
+            error.args = (hide_secret(error.args[0], str(secret)), *error.args[1:])
+        raise
+
+
+@contextlib.contextmanager
+def _translate(address: StoreAddress, action: str) -> Iterator[None]:
     try:
         yield
     except LedgerflowError:
@@ -301,9 +357,7 @@ def translate_errors(address: StoreAddress, action: str) -> Iterator[None]:
     except UnicodeEncodeError as error:  # a name with a lone surrogate: no UTF-8 for it
         raise SerializationError(f"{action}: a text value is not valid UTF-8 ({error})") from error
     except exc.IntegrityError as error:
-        raise ConflictError(
-            f"{action}: a record was written concurrently ({_first_line(error)})"
-        ) from _driver_error(error)
+        raise _integrity_error(address, action, error) from _driver_error(error)
     except exc.DBAPIError as error:
         too_large = _too_large_in_chain(error) if address.backend_name != "postgresql" else None
         if too_large is not None:
@@ -312,24 +366,113 @@ def translate_errors(address: StoreAddress, action: str) -> Iterator[None]:
                 f"{address.where}; raise it (SET GLOBAL max_allowed_packet=268435456, or "
                 f"max_allowed_packet=256M under [mysqld]) ({_first_line(too_large)})"
             ) from _driver_error(too_large)
-        if error.connection_invalidated or _is_connect_error(error):
-            target = (
-                f"open the SQLite {address.where}"
-                if address.backend_name == "sqlite"
-                else f"reach the {address.backend_name} server at {address.where}"
-            )
-            raise StorageError(f"cannot {target}: {_first_line(error)}") from _driver_error(error)
-        raise StorageError(
-            f"{action} failed on {address.where}: {_first_line(error)}"
-        ) from _driver_error(error)
+        raise _storage_error(address, action, error) from _driver_error(error)
     except exc.SQLAlchemyError as error:
         raise StorageError(
             f"{action} failed on {address.where}: {_first_line(error)}"
         ) from _driver_error(error)
     except sqlite3.Error as error:  # raised by statements we send to the driver directly
-        raise StorageError(f"{action} failed on {address.where}: {error}") from _driver_error(error)
+        raise _storage_error(address, action, error) from error
     except OSError as error:
         raise StorageError(f"{action} failed on {address.where}: {error}") from _driver_error(error)
+
+
+#: Driver codes of a uniqueness violation (the one IntegrityError that is a race) and
+#: of a missing parent row, per driver: sqlite3 error names, SQLSTATEs, MySQL numbers.
+_UNIQUE: Final = frozenset(
+    {"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY", "23505", 1062}
+)
+_NO_PARENT: Final = frozenset({"SQLITE_CONSTRAINT_FOREIGNKEY", "23503", 1452, 1216})
+
+
+def _driver_codes(error: BaseException) -> set[object]:
+    """The codes a driver attaches to an error: sqlite3's name, a SQLSTATE, MySQL's number."""
+    orig = _driver_error(error)
+    args = getattr(orig, "args", ())
+    return {
+        getattr(orig, "sqlite_errorname", None),
+        getattr(orig, "sqlstate", None),
+        args[0] if args and isinstance(args[0], int) else None,
+    } - {None}
+
+
+def _integrity_error(address: StoreAddress, action: str, error: exc.IntegrityError) -> Exception:
+    """A uniqueness race is a ConflictError; a vanished parent NotFound; else the store refused."""
+    codes = _driver_codes(error)
+    if codes & _UNIQUE:
+        return ConflictError(f"{action}: a record was written concurrently ({_first_line(error)})")
+    if codes & _NO_PARENT:
+        return NotFound(
+            f"{action}: the logbook or flow detail a record belongs to no longer exists "
+            f"({_first_line(error)})"
+        )
+    return StorageError(
+        f"{action}: the store at {address.where} refused a record ({_first_line(error)})"
+    )
+
+
+def _storage_error(address: StoreAddress, action: str, error: BaseException) -> StorageError:
+    """The StorageError whose words fit what the driver reported."""
+    if _is_corrupt(error):
+        return CorruptStoreError(
+            f"the SQLite {address.where} is malformed ({_first_line(error)}); nothing more is "
+            "written to it: run `ledgerflow check` on it"
+        )
+    for words in (_sqlite_words, _login_words):
+        message = words(address, error)
+        if message is not None:
+            return StorageError(f"{action}: {message}")
+    if isinstance(error, exc.DBAPIError) and (
+        error.connection_invalidated or _is_connect_error(error)
+    ):
+        target = (
+            f"open the SQLite {address.where}"
+            if address.backend_name == "sqlite"
+            else f"reach the {address.backend_name} server at {address.where}"
+        )
+        return StorageError(f"cannot {target}: {_first_line(error)}")
+    return StorageError(f"{action} failed on {address.where}: {_first_line(error)}")
+
+
+def _is_corrupt(error: BaseException) -> bool:
+    """Whether SQLite reported the file malformed (SQLITE_CORRUPT) or not a database."""
+    return any(
+        str(code).startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) for code in _driver_codes(error)
+    )
+
+
+def _sqlite_words(address: StoreAddress, error: BaseException) -> str | None:
+    codes = _driver_codes(error)
+    name = next((str(code) for code in codes if str(code).startswith("SQLITE_")), "")
+    where = address.where
+    if name.startswith("SQLITE_FULL") or errno.ENOSPC in codes:
+        return f"the disk holding the SQLite {where} is full; free some space and try again"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return (
+            f"the SQLite {where} is locked by another process or connection (waited "
+            f"{address.busy_timeout_ms / 1000:g} s; set busy_timeout=MS in the URI to wait longer)"
+        )
+    return None
+
+
+def _login_words(address: StoreAddress, error: BaseException) -> str | None:
+    """A server that answered but refused the database, the role or the password."""
+    if address.backend_name == "sqlite":
+        return None
+    text = _first_line(error)
+    server = f"the {address.backend_name} server at {address.where.split(' ', 1)[0]}"
+    codes = _driver_codes(error)
+    database, user = address.url.database, address.url.username
+    if 1049 in codes or ("does not exist" in text and "database" in text):
+        return (
+            f"{server} has no database {database!r}; create it (CREATE DATABASE) "
+            f"or fix the URI ({text})"
+        )
+    if "role" in text and "does not exist" in text:
+        return f"{server} has no role {user!r}; create it or fix the URI's user ({text})"
+    if codes & {1044, 1045, 1698} or "password authentication failed" in text:
+        return f"{server} refused user {user!r}: check the URI's user and password ({text})"
+    return None
 
 
 def _is_connect_error(error: exc.DBAPIError) -> bool:

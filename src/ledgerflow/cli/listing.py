@@ -1,0 +1,188 @@
+"""Listings that show a corrupt record as such and still list the others (API.md, Store care).
+
+A page that fails to load because one record in it is corrupt is split in halves
+until the corrupt record stands alone, so one bad record costs a few more queries,
+not a listing.  Each corrupt entry is the ``CorruptRecordError`` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+import ledgerflow as lf
+from ledgerflow.cli import render
+from ledgerflow.cli.render import Text
+from ledgerflow.history import MAX_PAGE, BookSummary, FlowSummary, History
+
+if TYPE_CHECKING:
+    from ledgerflow.cli.app import App
+
+__all__ = [
+    "BookFilter",
+    "corrupt_line",
+    "entry_json",
+    "entry_line",
+    "fail_if_corrupt",
+    "flows_around_corruption",
+    "per_item",
+    "print_books_around_corruption",
+    "robust_page",
+]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+def robust_page(
+    fetch: Callable[[int, int | None], Sequence[T]], offset: int, limit: int | None, total: int
+) -> list[T | lf.CorruptRecordError]:
+    """``fetch(offset, limit)``; if a corrupt record breaks it, each such record as its error.
+
+    ``total`` (how many records match) bounds the page when ``limit`` is None.
+    """
+    try:
+        return list(fetch(offset, limit))
+    except lf.CorruptRecordError:
+        count = max(total - offset, 0) if limit is None else limit
+        return _split(fetch, offset, count)
+
+
+def _split(
+    fetch: Callable[[int, int | None], Sequence[T]], offset: int, count: int
+) -> list[T | lf.CorruptRecordError]:
+    if count <= 0:
+        return []
+    try:
+        return list(fetch(offset, count))
+    except lf.CorruptRecordError as exc:
+        if count == 1:
+            return [exc]
+        half = count // 2
+        return _split(fetch, offset, half) + _split(fetch, offset + half, count - half)
+
+
+def per_item(
+    load: Callable[[Sequence[str]], dict[str, U]], keys: Sequence[str]
+) -> dict[str, U | lf.CorruptRecordError]:
+    """``load(keys)``; if it fails on a corrupt record, each key loaded alone (errors kept)."""
+    try:
+        return dict(load(keys))
+    except lf.CorruptRecordError:
+        out: dict[str, U | lf.CorruptRecordError] = {}
+        for key in keys:
+            try:
+                out.update(load([key]))
+            except lf.CorruptRecordError as exc:
+                out[key] = exc
+        return out
+
+
+@dataclass(frozen=True)
+class BookFilter:
+    """What a ``books`` listing selects, in its order."""
+
+    name: str | None
+    state: str | None
+    newest_first: bool
+
+
+def print_books_around_corruption(
+    app: App, conn: lf.Connection, query: BookFilter, start: int, limit: int | None, as_json: bool
+) -> str:
+    """Print the books from ``start`` with each corrupt record shown as such; say how many."""
+    total = conn.count_logbooks(name=query.name, state=query.state)
+
+    def fetch(offset: int, count: int | None) -> list[lf.LogBook]:
+        return conn.list_logbooks(
+            limit=count,
+            offset=offset,
+            name=query.name,
+            state=query.state,
+            newest_first=query.newest_first,
+        )
+
+    entries = robust_page(fetch, start, limit, total)
+    good = [entry.uuid for entry in entries if isinstance(entry, lf.LogBook)]
+    if as_json:
+        items = [_book_json(conn, entry) for entry in entries]
+        click.echo(json.dumps(items, indent=2, ensure_ascii=False))
+        corrupt = sum("corrupt" in item for item in items)
+    else:
+        flows = per_item(conn.flow_state_counts, good)
+        tasks = per_item(conn.task_state_counts, good)
+        lines = [_line(entry, flows, tasks) for entry in entries]
+        render.emit(app.out, lines)
+        corrupt = sum("CORRUPT" in line.plain for line in lines)
+    return f"{corrupt} corrupt record" + (" is" if corrupt == 1 else "s are")
+
+
+def _line(
+    entry: lf.LogBook | lf.CorruptRecordError,
+    flows: dict[str, dict[str, int] | lf.CorruptRecordError],
+    tasks: dict[str, dict[str, int] | lf.CorruptRecordError],
+) -> Text:
+    if isinstance(entry, lf.CorruptRecordError):
+        return corrupt_line(entry)
+    flow_states, task_states = flows.get(entry.uuid, {}), tasks.get(entry.uuid, {})
+    for counts in (flow_states, task_states):
+        if isinstance(counts, lf.CorruptRecordError):
+            line = Text(f"{entry.uuid:36}  ")
+            line.append(entry.name, style="cyan")
+            line.append(f"  CORRUPT  {counts}", style="bold red")
+            return line
+    assert not isinstance(flow_states, Exception) and not isinstance(task_states, Exception)
+    return render.book_line(BookSummary(entry, flow_states, task_states))
+
+
+def _book_json(conn: lf.Connection, entry: lf.LogBook | lf.CorruptRecordError) -> dict[str, Any]:
+    """A book's to_dict(), or what is known of it and why it is corrupt."""
+    if isinstance(entry, lf.CorruptRecordError):
+        return {"corrupt": str(entry)}
+    try:
+        return conn.get_logbook(entry.uuid).to_dict()
+    except lf.CorruptRecordError as exc:
+        return {"uuid": entry.uuid, "name": entry.name, "corrupt": str(exc)}
+
+
+def flows_around_corruption(
+    history: History, total: int, limit: int | None, filters: dict[str, Any]
+) -> list[FlowSummary | lf.CorruptRecordError]:
+    """The flows ``ledgerflow flows`` lists, newest first, each corrupt one as its error."""
+    wanted = total if limit is None else min(limit, total)
+
+    def fetch(offset: int, count: int | None) -> list[FlowSummary]:
+        return history.flows(limit=count or MAX_PAGE, offset=offset, **filters).items
+
+    found: list[FlowSummary | lf.CorruptRecordError] = []
+    for start in range(0, wanted, MAX_PAGE):
+        found.extend(robust_page(fetch, start, min(MAX_PAGE, wanted - start), total))
+    return found
+
+
+def entry_json(item: FlowSummary | lf.CorruptRecordError) -> dict[str, Any]:
+    """A listed flow's JSON, or why it is corrupt."""
+    return {"corrupt": str(item)} if isinstance(item, lf.CorruptRecordError) else item.to_dict()
+
+
+def entry_line(item: T | lf.CorruptRecordError, line: Callable[[T], Text]) -> Text:
+    """``line(item)``, or the corrupt line for a record that does not load."""
+    return corrupt_line(item) if isinstance(item, lf.CorruptRecordError) else line(item)
+
+
+def corrupt_line(error: lf.CorruptRecordError) -> Text:
+    """A listing's line for a record that does not load."""
+    return Text(f"CORRUPT  {error}", style="bold red")
+
+
+def fail_if_corrupt(count: int) -> None:
+    """Exit 1 with one line when a listing showed corrupt records."""
+    if count:
+        from ledgerflow.cli.app import fail
+
+        noun = "corrupt record is" if count == 1 else "corrupt records are"
+        fail(f"{count} {noun} listed; run `ledgerflow check` for details")

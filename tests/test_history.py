@@ -1,0 +1,120 @@
+"""The read model (``ledgerflow.history``): cursors, lease status, timelines, tries, views."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import ledgerflow as lf
+from ledgerflow import states
+from ledgerflow.history import (
+    History,
+    decode_cursor,
+    encode_cursor,
+    lease_of,
+    task_tries,
+    timeline,
+)
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+
+def test_cursors_round_trip_any_uuid_and_refuse_garbage() -> None:
+    for uuid in ("plain", "with/slash & ?=#", "ünïcødé", "x" * 255):
+        assert decode_cursor(encode_cursor(NOW, uuid)) == (NOW, uuid)
+    for bad in ("", "!!!", "bm90IGpzb24", encode_cursor(NOW, "u")[:-3] + "$$$"):
+        with pytest.raises(ValueError, match="cursor"):
+            decode_cursor(bad)
+
+
+def _flow(**ownership: object) -> lf.FlowDetail:
+    flow = lf.FlowDetail("f", state=states.RUNNING)
+    for key, value in ownership.items():
+        object.__setattr__(flow, key, value)
+    return flow
+
+
+def test_lease_status_is_read_tolerantly() -> None:
+    assert lease_of(lf.FlowDetail("f"), NOW).status == "free"
+    held = lease_of(_flow(owner="elsewhere:1:2", fence=3, lease_expires_at=NOW + timedelta(1)), NOW)
+    assert (held.status, held.fence) == ("held", 3)
+    assert "held by elsewhere:1:2 until" in held.describe()
+    expired = lease_of(_flow(owner="elsewhere:1:2", lease_expires_at=NOW - timedelta(1)), NOW)
+    assert expired.status == "expired"
+
+
+def test_an_owner_process_gone_on_this_host_is_marked_so() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    owner = f"{socket.gethostname()}:{child.pid}:0"
+    assert lease_of(_flow(owner=owner, lease_expires_at=NOW + timedelta(1)), NOW).status == "gone"
+    alive = f"{socket.gethostname()}:{os.getpid()}:0"
+    assert lease_of(_flow(owner=alive, lease_expires_at=NOW + timedelta(1)), NOW).status == "held"
+
+
+def _task(name: str, start: float | None, end: float | None, state: str) -> lf.TaskDetail:
+    task = lf.TaskDetail(name, state=state)
+    task.started_at = None if start is None else NOW + timedelta(seconds=start)
+    task.finished_at = None if end is None else NOW + timedelta(seconds=end)
+    return task
+
+
+def test_timeline_keeps_the_longest_rows_in_start_order() -> None:
+    tasks = [
+        _task("a", 0, 1, states.SUCCESS),
+        _task("b", 1, 9, states.SUCCESS),
+        _task("c", 2, 3, states.SUCCESS),
+        _task("d", 3, None, states.RUNNING),
+        _task("never", None, None, states.PENDING),
+    ]
+    drawn = timeline(tasks, NOW + timedelta(seconds=20))
+    assert drawn is not None and drawn.total == 4 and drawn.span == 20
+    assert [bar.task.name for bar in drawn.bars] == ["a", "b", "c", "d"]
+    assert drawn.bars[3].open_ended and drawn.bars[3].length == 17
+    top = timeline(tasks, NOW + timedelta(seconds=20), rows=2)
+    assert top is not None and [bar.task.name for bar in top.bars] == ["b", "d"]
+    assert timeline([tasks[-1]], NOW) is None
+
+
+def test_tries_of_a_store_without_them_rebuild_the_last_one() -> None:
+    failed = _task("x", 0, 1, states.REVERTED)
+    failed.attempts = 3
+    failed.failure = lf.Failure.from_exception(RuntimeError("third try"))
+    (only,) = task_tries(failed)
+    assert (only["attempt"], only["state"]) == (3, states.FAILURE)
+    assert task_tries(lf.TaskDetail("never")) == []
+
+
+def test_views_read_a_record_and_its_header() -> None:
+    with lf.open_backend("memory://") as backend, backend.connect() as conn:
+        conn.upgrade()
+        book = lf.LogBook("b")
+        flow = lf.FlowDetail("f", state=states.REVERTED)
+        bad = _task("bad", 0, 1, states.REVERTED)
+        bad.failure = lf.Failure.from_exception(ValueError("boom"))
+        flow.add(bad)
+        flow.add(_task("fine", 0, 1, states.SUCCESS))
+        book.add(flow)
+        conn.save_logbook(book)
+        history = History(conn)
+        view = history.flow(flow.uuid)
+        assert view.book.uuid == book.uuid and len(view.flow) == 2
+        assert view.task_states == {states.REVERTED: 1, states.SUCCESS: 1}
+        assert [task.name for task, _ in view.failures()] == ["bad"]
+        task_view = history.task(bad.uuid)
+        assert (task_view.flow.uuid, task_view.book.uuid) == (flow.uuid, book.uuid)
+        assert history.record(book.uuid).to_dict() == conn.get_logbook(book.uuid).to_dict()
+        with pytest.raises(lf.NotFound, match="is a logbook"):
+            history.flow(book.uuid)
+        with pytest.raises(ValueError, match="limit"):
+            history.books(limit=0)
+        with pytest.raises(ValueError, match="state"):
+            history.flows(state="nope")
+        page = history.books(limit=1)
+        assert page.total == 1 and page.next is None
+        assert page.items[0].flow_states == {states.REVERTED: 1}
