@@ -72,11 +72,8 @@ __all__ = [
     "current_task",
     "load",
     "open_backend",
-<<<<<<< HEAD
     "open_board",
-=======
     "purge",
->>>>>>> main
     "resume",
     "run",
     "states",

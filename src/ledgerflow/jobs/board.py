@@ -74,6 +74,9 @@ class JobBoard(abc.ABC):
         self.backend = backend
         self._owns_backend = owns_backend
         self._closed = False
+        from ledgerflow.jobs.guard import register
+
+        register(self)
 
     # ---- the user's side -----------------------------------------------------------
     def post(
