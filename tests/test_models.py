@@ -91,6 +91,9 @@ def test_to_dict_keys_are_attribute_names() -> None:
         "created_at",
         "updated_at",
         "revision",
+        "owner",
+        "fence",
+        "lease_expires_at",
         "tasks",
     }
     assert set(lf.LogBook("b").to_dict()) == {

@@ -1,14 +1,27 @@
 """ledgerflow: durable, resumable workflows whose state lives in a logbook."""
 
 from ledgerflow import states
-from ledgerflow.engine import Engine, TaskContext, current_task, load, resume, run
+from ledgerflow.engine import (
+    Engine,
+    TaskContext,
+    cancel,
+    current_task,
+    load,
+    resume,
+    run,
+    suspend,
+)
 from ledgerflow.errors import (
     BackendNotFound,
     ConflictError,
     CorruptRecordError,
     CorruptStoreError,
     FactoryImportError,
+    FencedOut,
+    FlowBusy,
+    FlowCancelled,
     FlowFailed,
+    Interrupted,
     InvalidUUIDError,
     LedgerflowError,
     MissingDriverError,
@@ -19,6 +32,7 @@ from ledgerflow.errors import (
     SerializationError,
     StateTransitionError,
     StorageError,
+    TaskTimeout,
     VersionMismatchError,
 )
 from ledgerflow.flow import Flow, GraphFlow, LinearFlow, UnorderedFlow
@@ -42,10 +56,14 @@ __all__ = [
     "Engine",
     "FactoryImportError",
     "Failure",
+    "FencedOut",
     "Flow",
+    "FlowBusy",
+    "FlowCancelled",
     "FlowDetail",
     "FlowFailed",
     "GraphFlow",
+    "Interrupted",
     "InvalidUUIDError",
     "Job",
     "JobBoard",
@@ -66,9 +84,11 @@ __all__ = [
     "Task",
     "TaskContext",
     "TaskDetail",
+    "TaskTimeout",
     "UnorderedFlow",
     "VersionMismatchError",
     "available_schemes",
+    "cancel",
     "current_task",
     "load",
     "open_backend",
@@ -77,5 +97,6 @@ __all__ = [
     "resume",
     "run",
     "states",
+    "suspend",
     "task",
 ]

@@ -13,12 +13,17 @@
     ├── FactoryImportError        (also ImportError) a stored flow factory cannot be imported
     ├── ProcessDied               (recorded, not raised) a try's process died inside it
     ├── ConflictError             a write based on a stale copy of a record
+    │   └── FencedOut             this engine's ownership of the flow was taken over
+    ├── FlowBusy                  another live engine owns the flow
+    ├── Interrupted               raised by a task to stop early on request (not a failure)
     ├── StorageError              the store failed; the driver's exception is __cause__
     │   ├── MissingDriverError    a driver's extra is not installed
     │   ├── SchemaVersionError    the store was written by a newer schema / needs upgrade
     │   ├── CorruptRecordError    a stored record cannot be decoded
     │   └── CorruptStoreError     the store's file is malformed: nothing more is written
+    ├── TaskTimeout               a try ran past its task's timeout
     └── FlowFailed                a flow failed and was reverted
+        └── FlowCancelled         a flow was cancelled on request and reverted
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ledgerflow.models import Failure
 
 __all__ = [
@@ -35,7 +42,11 @@ __all__ = [
     "CorruptRecordError",
     "CorruptStoreError",
     "FactoryImportError",
+    "FencedOut",
+    "FlowBusy",
+    "FlowCancelled",
     "FlowFailed",
+    "Interrupted",
     "InvalidUUIDError",
     "LedgerflowError",
     "MissingDriverError",
@@ -46,6 +57,7 @@ __all__ = [
     "SerializationError",
     "StateTransitionError",
     "StorageError",
+    "TaskTimeout",
     "VersionMismatchError",
 ]
 
@@ -101,6 +113,27 @@ class ConflictError(LedgerflowError):
     """A write was based on a stale copy of a record: someone else wrote it since."""
 
 
+class FencedOut(ConflictError):
+    """This engine's flow was taken over by another: the write was refused, nothing written."""
+
+
+class FlowBusy(LedgerflowError):
+    """Another live engine owns the flow (``owner``) until ``lease_expires_at`` at least."""
+
+    def __init__(self, message: str, owner: str | None, lease_expires_at: datetime | None) -> None:
+        super().__init__(message)
+        self.owner = owner
+        self.lease_expires_at = lease_expires_at
+
+
+class Interrupted(LedgerflowError):
+    """Raised by a task to stop its try early on request; not a failure."""
+
+
+class TaskTimeout(LedgerflowError):
+    """A try of a task ran past its ``timeout``."""
+
+
 class StorageError(LedgerflowError):
     """The store failed; the driver's exception is the ``__cause__``."""
 
@@ -129,3 +162,11 @@ class FlowFailed(LedgerflowError):
         self.failures = dict(failures)
         detail = "; ".join(f"{name}: {failure}" for name, failure in self.failures.items())
         super().__init__(f"flow {flow_name!r} failed: {detail}")
+
+
+class FlowCancelled(FlowFailed):
+    """The flow was cancelled on request: what ran was reverted and it ended CANCELLED."""
+
+    def __init__(self, flow_name: str, failures: Mapping[str, Failure] | None = None) -> None:
+        super().__init__(flow_name, failures or {})
+        self.args = (f"flow {flow_name!r} was cancelled",)

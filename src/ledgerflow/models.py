@@ -201,7 +201,9 @@ def tries_from_json(data: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
 
 
 # How to_dict/from_dict treat a field; fields not named here are copied as they are.
-_TIME_FIELDS = frozenset({"created_at", "updated_at", "started_at", "finished_at"})
+_TIME_FIELDS = frozenset(
+    {"created_at", "updated_at", "started_at", "finished_at", "lease_expires_at"}
+)
 _FAILURE_FIELDS = frozenset({"failure", "revert_failure"})
 _MUTABLE_FIELDS = frozenset({"meta", "result", "checkpoint", "tries"})
 
@@ -333,6 +335,12 @@ class FlowDetail(_Record):
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
     revision: int = 0
+    #: ``host:pid:start`` of the engine holding the flow, None when nobody does.
+    owner: str | None = None
+    #: +1 each time an engine takes the flow (0: never run); stale writers are fenced out.
+    fence: int = 0
+    #: Until when ``owner`` holds the flow without a heartbeat (aware UTC), or None.
+    lease_expires_at: datetime | None = None
     _tasks: dict[str, TaskDetail] = field(default_factory=dict, repr=False, compare=True)
 
     def __post_init__(self) -> None:

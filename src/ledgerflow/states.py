@@ -23,10 +23,13 @@ SUSPENDING: Final = "SUSPENDING"
 SUSPENDED: Final = "SUSPENDED"
 #: A try (``td.tries``) stopped by ``lf.Interrupted``: not a failure, spends no Retry attempt.
 INTERRUPTED: Final = "INTERRUPTED"
+CANCELLED: Final = "CANCELLED"
 
 FLOW_STATES: Final = frozenset(
-    {PENDING, RUNNING, SUCCESS, FAILURE, REVERTING, REVERTED, SUSPENDING, SUSPENDED}
+    {PENDING, RUNNING, SUCCESS, FAILURE, REVERTING, REVERTED, SUSPENDING, SUSPENDED, CANCELLED}
 )
+#: Flow states a run cannot continue from (a REVERTED flow may run again from the start).
+ENDED: Final = frozenset({SUCCESS, FAILURE, REVERTED, CANCELLED})
 TASK_STATES: Final = frozenset(
     {PENDING, RUNNING, SUCCESS, FAILURE, RETRYING, REVERTING, REVERTED, REVERT_FAILURE}
 )
@@ -35,7 +38,7 @@ TASK_STATES: Final = frozenset(
 TRY_STATES: Final = frozenset({RUNNING, SUCCESS, FAILURE, INTERRUPTED})
 
 FLOW_TRANSITIONS: Final[dict[str, frozenset[str]]] = {
-    PENDING: frozenset({RUNNING, SUSPENDED}),
+    PENDING: frozenset({RUNNING, SUSPENDED, REVERTING}),
     RUNNING: frozenset({SUCCESS, FAILURE, REVERTING, SUSPENDING, SUSPENDED}),
     SUSPENDING: frozenset({SUSPENDED, SUCCESS, REVERTING, REVERTED, FAILURE}),
     SUSPENDED: frozenset({RUNNING, REVERTING}),
@@ -44,8 +47,10 @@ FLOW_TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     # top of effects that were never undone.
     REVERTED: frozenset({RUNNING, PENDING}),
     FAILURE: frozenset({REVERTING}),
-    REVERTING: frozenset({REVERTED, FAILURE, SUSPENDING, SUSPENDED, RUNNING}),
+    # -> CANCELLED: a cancel request reverted what ran (terminal).
+    REVERTING: frozenset({REVERTED, FAILURE, SUSPENDING, SUSPENDED, RUNNING, CANCELLED}),
     SUCCESS: frozenset(),
+    CANCELLED: frozenset(),
 }
 
 TASK_TRANSITIONS: Final[dict[str, frozenset[str]]] = {

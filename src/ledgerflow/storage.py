@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ledgerflow import serialization, states
-from ledgerflow.errors import ProcessDied, StateTransitionError
+from ledgerflow.errors import ConflictError, ProcessDied, StateTransitionError, StorageError
 from ledgerflow.models import (
     Failure,
     FlowDetail,
@@ -36,7 +36,8 @@ from ledgerflow.models import (
     new_try,
     utcnow,
 )
-from ledgerflow.persistence.base import Backend, Connection
+from ledgerflow.persistence import retry
+from ledgerflow.persistence.base import Backend, Connection, Fence
 
 if TYPE_CHECKING:
     from ledgerflow.engine.compile import Compiled
@@ -94,11 +95,25 @@ class Storage:
         self._bindings: dict[str, dict[str, tuple[str | None, str]]] = {}
         self._objects: dict[str, Task] = {}
         self._listeners: list[Callable[[StateChange], Any]] = []
+        self._immediate: list[Callable[[StateChange], Any]] = []
+        self._compiled: Compiled | None = None
         self.store: dict[str, Any] = dict(flow_detail.meta.get("store") or {})
+        #: (flow uuid, fence) once the engine took the flow: every write checks it.
+        self.fence: Fence | None = None
+        #: The error of the last write of ours that failed (a task seeing it from a
+        #: checkpoint did not fail: the store did, and the run stops without a revert).
+        self.broken: BaseException | None = None
+        #: Seconds a commit keeps retrying through a store outage before giving up.
+        self.outage_window = retry.DEFAULT_WINDOW
+        #: Under "always", state changes wait here until the commit that records them.
+        self._unheard: list[StateChange] = []
+        #: Task name -> its fields before the last ``start_task`` (see ``unstart_task``).
+        self._before_start: dict[str, dict[str, Any]] = {}
 
     # ---- symbols ---------------------------------------------------------------
     def bind(self, compiled: Compiled) -> None:
         """Adopt the symbol table of ``compiled`` and rebuild values of finished tasks."""
+        self._compiled = compiled
         names = [node.name for node in compiled.nodes]
         for node in compiled.nodes:
             self._objects[node.name] = node.task
@@ -111,6 +126,20 @@ class Storage:
                 task = self._objects.get(name)
                 if task is not None and detail.failure is None:
                     self._values[name] = task.extract(detail.result)
+
+    def reload(self) -> None:
+        """Replace what this storage holds with the flow as stored now (same objects)."""
+        fresh = self._conn.get_flow_details(self.flow_detail.uuid)
+        with self._lock:
+            ownership = (self.flow_detail.owner, self.flow_detail.fence)
+            self.flow_detail.merge(fresh, deep=True)
+            self.flow_detail.owner, self.flow_detail.fence = ownership
+            self._tasks = {td.name: td for td in self.flow_detail}
+            self._dirty.clear()
+            self._values.clear()
+            self.store = dict(self.flow_detail.meta.get("store") or {})
+        if self._compiled is not None:
+            self.bind(self._compiled)
 
     def fetch_args(self, name: str) -> dict[str, Any]:
         """Return the keyword arguments of task ``name``'s execute()."""
@@ -158,20 +187,41 @@ class Storage:
         return {n: td.failure for n, td in self._tasks.items() if td.failure is not None}
 
     # ---- listeners -------------------------------------------------------------
-    def add_listener(self, callback: Callable[[StateChange], Any]) -> None:
-        """Call ``callback(event)`` on every flow and task state change."""
-        self._listeners.append(callback)
+    def add_listener(
+        self, callback: Callable[[StateChange], Any], *, immediate: bool = False
+    ) -> None:
+        """Call ``callback(event)`` on every flow and task state change.
+
+        Under "always" it hears of a change once committed; ``immediate`` listeners (the
+        engine's own logs and spans, which time the change itself) hear of it at once.
+        """
+        (self._immediate if immediate else self._listeners).append(callback)
 
     def remove_listener(self, callback: Callable[[StateChange], Any]) -> None:
         """Stop calling ``callback`` (no error if it was not registered)."""
-        if callback in self._listeners:
-            self._listeners.remove(callback)
+        for listeners in (self._listeners, self._immediate):
+            if callback in listeners:
+                listeners.remove(callback)
 
     def _emit(self, kind: str, name: str, state: str, task_uuid: str | None) -> None:
-        if not self._listeners:
+        if not self._listeners and not self._immediate:
             return
         event = StateChange(kind, name, state, self.flow_detail.uuid, task_uuid)
-        for callback in list(self._listeners):
+        self._tell(event, self._immediate)
+        if self.save == "always":  # heard once committed (see _write)
+            with self._lock:
+                self._unheard.append(event)
+            return
+        self._tell(event, self._listeners)
+
+    def _flush_events(self) -> None:
+        with self._lock:
+            events, self._unheard = self._unheard, []
+        for event in events:
+            self._tell(event, self._listeners)
+
+    def _tell(self, event: StateChange, listeners: list[Callable[[StateChange], Any]]) -> None:
+        for callback in list(listeners):
             try:
                 callback(event)
             except Exception:
@@ -210,6 +260,11 @@ class Storage:
         """
         now = utcnow()
         detail = self._tasks[name]
+        self._before_start[name] = {
+            key: getattr(detail, key)
+            for key in ("state", "attempts", "started_at", "finished_at", "failure", "meta")
+        }
+        self._before_start[name]["revert_failure"] = detail.revert_failure
         fields: dict[str, Any] = {}
         if tries is not None:
             fields["meta"] = {**detail.meta, TRIES_KEY: tries}
@@ -225,6 +280,17 @@ class Storage:
             revert_failure=None,
             **fields,
         )
+
+    def unstart_task(self, name: str) -> None:
+        """Undo ``start_task`` of a task that did not start after all (a suspend came first)."""
+        before = self._before_start.pop(name)
+        with self._lock:
+            detail = self._tasks[name]
+            for key, value in before.items():
+                setattr(detail, key, value)
+            detail.updated_at = utcnow()
+            self._dirty[detail.uuid] = detail
+        self._emit("task", name, detail.state, detail.uuid)
 
     def tries(self, name: str) -> int:
         """Tries task ``name`` made in its current round (stored by ``start_task``)."""
@@ -318,6 +384,17 @@ class Storage:
         self._set_task_state(name, states.PENDING, checkpoint=None, meta=meta)
         self._values.pop(name, None)
 
+    def task_interrupted(self, name: str) -> None:
+        """Put task ``name`` back to PENDING after it raised Interrupted, keeping its checkpoint."""
+        detail = self._tasks[name]
+        meta = detail.meta
+        if TRIES_KEY in meta:  # the interrupted try spends no attempt of its Retry
+            meta = {**meta, TRIES_KEY: max(0, int(meta[TRIES_KEY]) - 1)}
+        now = utcnow()
+        tries = close_try(detail.tries, states.INTERRUPTED, now)
+        self._set_task_state(name, states.PENDING, meta=meta, finished_at=now, tries=tries)
+        self._values.pop(name, None)
+
     def revert_result(self, name: str) -> Any:
         """What ``revert`` receives as ``result``: the stored result, or the Failure."""
         detail = self._tasks[name]
@@ -331,7 +408,7 @@ class Storage:
             detail.checkpoint = value
             detail.updated_at = utcnow()
             self._dirty.pop(detail.uuid, None)
-            self._conn.update_details(detail)
+            self._write(self._conn.update_details, detail)
 
     def last_checkpoint(self, name: str) -> Any:
         """The checkpoint task ``name`` saved last, or None."""
@@ -352,7 +429,7 @@ class Storage:
                 ):
                     return
             details = list(self._dirty.values())
-            self._conn.update_details(*details)
+            self._write(self._conn.update_details, *details)
             self._dirty.clear()
             self._last_commit = time.monotonic()
 
@@ -363,7 +440,26 @@ class Storage:
                 self.flow_detail.add(detail)
                 self._tasks[detail.name] = detail
             self._dirty.pop(self.flow_detail.uuid, None)
-            self._conn.update_flow_details(self.flow_detail)
+            self._write(self._conn.update_flow_details, self.flow_detail)
+
+    @property
+    def connection(self) -> Connection:
+        """The connection this storage commits on."""
+        return self._conn
+
+    def _write(self, write: Callable[..., Any], *details: Any) -> None:
+        """Commit through ``write`` under this run's fence, riding out outages (``retry``).
+
+        A failure that outlasts them marks this storage broken, so that a task which
+        saw it from a checkpoint does not count as failed.  Under "always", listeners
+        hear of the changes now committed.
+        """
+        try:
+            retry.commit(self._conn, write, details, self.fence, self.outage_window)
+        except (StorageError, ConflictError) as exc:
+            self.broken = exc
+            raise
+        self._flush_events()
 
     def close(self) -> None:
         """Release the connection (the backend stays open)."""

@@ -81,6 +81,17 @@ def _normalize_provides(provides: Any, owner: str) -> dict[str, Any]:
     raise TypeError(f"task {owner!r}: provides must be None, a str, a tuple or a dict")
 
 
+def _check_timeout(value: object, name: str) -> float | None:
+    """``value`` as a timeout in seconds (or None); ValueError naming the task otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"task {name!r}: timeout must be more than zero seconds, not {value!r}")
+    if value == float("inf"):
+        raise ValueError(f"task {name!r}: timeout must be finite, not {value!r} (use None)")
+    return float(value)
+
+
 class Task:
     """A unit of work: subclass and define ``execute`` (and optionally ``revert``)."""
 
@@ -92,10 +103,13 @@ class Task:
         rebind: Mapping[str, str] | Sequence[str] | None = None,
         version: str | None = None,
         retry: Retry | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.name = name or type(self).__qualname__
         self.version = str(version) if version is not None else "1.0"
         self.retry = retry
+        #: Seconds a try may run before it fails with TaskTimeout (None: no limit).
+        self.timeout = _check_timeout(timeout, self.name)
         self.provides_map = _normalize_provides(provides, self.name)
         #: provides=("a", "b") unpacks: the result must have exactly this many items.
         self.unpacks: int | None = (
@@ -222,11 +236,12 @@ class FunctionTask(Task):
         rebind: Mapping[str, str] | Sequence[str] | None = None,
         version: str | None = None,
         retry: Retry | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.func = func
         self.revert_func: Callable[..., Any] | None = None
         functools.update_wrapper(self, func)
-        super().__init__(name or func.__name__, provides, requires, rebind, version, retry)
+        super().__init__(name or func.__name__, provides, requires, rebind, version, retry, timeout)
 
     def _execute_callable(self) -> Callable[..., Any]:
         return self.func
@@ -289,6 +304,7 @@ def task(
     version: str = "1.0",
     rebind: Mapping[str, str] | Sequence[str] | None = None,
     retry: Retry | None = None,
+    timeout: float | None = None,
     *,
     requires: Iterable[str] | None = None,
 ) -> Callable[[Callable[..., Any]], FunctionTask]: ...
@@ -300,17 +316,18 @@ def task(
     version: str = "1.0",
     rebind: Mapping[str, str] | Sequence[str] | None = None,
     retry: Retry | None = None,
+    timeout: float | None = None,
     *,
     requires: Iterable[str] | None = None,
 ) -> FunctionTask | Callable[[Callable[..., Any]], FunctionTask]:
     """Turn a function into a Task: bare ``@task``, ``@task("name")``, ``@task(provides=...)``."""
     if callable(name):
-        return FunctionTask(name, None, provides, requires, rebind, version, retry)
+        return FunctionTask(name, None, provides, requires, rebind, version, retry, timeout)
     if name is not None and not isinstance(name, str):
         raise TypeError(f"task name must be a string, not {type(name).__name__}: {name!r}")
     task_name = name
 
     def wrap(f: Callable[..., Any]) -> FunctionTask:
-        return FunctionTask(f, task_name, provides, requires, rebind, version, retry)
+        return FunctionTask(f, task_name, provides, requires, rebind, version, retry, timeout)
 
     return wrap

@@ -106,6 +106,7 @@ def test_factory_callable_path_is_recorded() -> None:
         "engine": "serial",
         "save": "batched",
         "max_workers": None,
+        "lease": 15.0,
     }
 
 
@@ -206,9 +207,9 @@ class CountingBackend(lf.Backend):
         conn = self.inner.connect()
         original = conn.update_details
 
-        def counted(*details: Any) -> None:
+        def counted(*details: Any, **options: Any) -> None:
             self.commits += 1
-            original(*details)
+            original(*details, **options)
 
         conn.update_details = counted  # type: ignore[method-assign]
         return conn

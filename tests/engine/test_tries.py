@@ -83,9 +83,9 @@ class Recording(lf.Backend):
         conn = self.inner.connect()
         original = conn.update_details
 
-        def recorded(*details: Any) -> None:
+        def recorded(*details: Any, **options: Any) -> None:
             self.commits.append([d.copy() for d in details if isinstance(d, lf.TaskDetail)])
-            original(*details)
+            original(*details, **options)
 
         conn.update_details = recorded  # type: ignore[method-assign]
         return conn

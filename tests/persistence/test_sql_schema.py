@@ -114,13 +114,17 @@ def test_downgrade_to_0002_drops_tries_and_upgrade_adds_them_back(fresh_uri: str
             context = migrate._context(raw)
             with Operations.context(context):
                 script = migrate._scripts()
-                for revision in script.iterate_revisions("0003", "0002"):
-                    if revision.revision == "0003":
+                # Newest first: 0004 (leases) and then 0003 (tries) go back down.
+                for revision in script.iterate_revisions(migrate.head(), "0002"):
+                    if revision.revision != "0002":
                         revision.module.downgrade()
             raw.execute(sa.text(f"UPDATE {migrate.VERSION_TABLE} SET version_num = '0002'"))
         with backend.engine.connect() as raw:
             columns = {c["name"] for c in sa.inspect(raw).get_columns(tables.TASKS.name)}
         assert "tries" not in columns and "attempts" in columns
+        with backend.engine.connect() as raw:
+            flow_columns = {c["name"] for c in sa.inspect(raw).get_columns(tables.FLOWS.name)}
+        assert not flow_columns & {"owner", "fence", "lease_expires_at", "request"}
         conn.upgrade()
         assert _diff(backend, tables.metadata) == []
 

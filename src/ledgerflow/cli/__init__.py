@@ -13,6 +13,7 @@ from rich.console import Console
 from ledgerflow.cli.app import BACKEND_ENV, DEFAULT_BACKEND, App, LedgerflowGroup
 from ledgerflow.cli.care import check, purge
 from ledgerflow.cli.commands import books, copy, show, upgrade
+from ledgerflow.cli.control import cancel, suspend
 from ledgerflow.cli.demo import demo, demo_child
 from ledgerflow.cli.flows import flows
 from ledgerflow.cli.jobs import conductor, jobs
@@ -60,8 +61,8 @@ def cli(ctx: click.Context, backend_uri: str, debug: bool, log_level: str) -> No
     )
 
 
-_COMMANDS = (books, flows, show, resume, upgrade, copy, web, demo, demo_child, check, purge)
-for _command in (*_COMMANDS, jobs, conductor):
+_COMMANDS = (books, flows, show, resume, suspend, cancel, upgrade, copy, web, demo, demo_child)
+for _command in (*_COMMANDS, check, purge, jobs, conductor):
     cli.add_command(_command)
 
 

@@ -19,7 +19,9 @@ from rich.style import Style
 
 import ledgerflow as lf
 from ledgerflow import history, states
+from ledgerflow.engine import identity
 from ledgerflow.history import BookSummary
+from ledgerflow.models import utcnow as lf_now
 
 STATE_STYLES: dict[str, str] = {
     states.PENDING: "dim",
@@ -32,6 +34,7 @@ STATE_STYLES: dict[str, str] = {
     states.REVERT_FAILURE: "bold red",
     states.SUSPENDING: "blue",
     states.SUSPENDED: "blue",
+    states.CANCELLED: "magenta",
 }
 STATE_ICONS: dict[str, str] = {
     states.PENDING: "·",
@@ -44,6 +47,7 @@ STATE_ICONS: dict[str, str] = {
     states.REVERT_FAILURE: "✘",
     states.SUSPENDING: "⏸",
     states.SUSPENDED: "⏸",
+    states.CANCELLED: "⊘",
 }
 _COLOR_SYSTEMS = {
     "standard": ColorSystem.STANDARD,
@@ -239,6 +243,20 @@ def flow_line(flow: lf.FlowDetail, prefix: str, with_tasks: bool = True) -> Text
         if duration is not None:
             text.append(f"  {format_duration(duration)}")
     text.append(f"  {flow.uuid}", style="dim")
+    text.append_text(owner_text(flow))
+    return text
+
+
+def owner_text(flow: lf.FlowDetail) -> Text:
+    """Who holds the flow and until when; a RUNNING flow nobody runs any more is marked."""
+    text = Text(f"  fence {flow.fence}", style="dim")
+    if flow.owner is not None:
+        text.append(f"  owner {printable(flow.owner)}", style="dim")
+        text.append(f" lease until {format_time(flow.lease_expires_at)}", style="dim")
+    gone = flow.owner is None or identity.is_gone(flow.owner, flow.uuid)
+    expired = flow.lease_expires_at is not None and flow.lease_expires_at <= lf_now()
+    if flow.state in (states.RUNNING, states.REVERTING) and (gone or expired):
+        text.append("  owner gone: resume it", style="bold red")
     return text
 
 

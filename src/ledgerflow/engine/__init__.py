@@ -2,6 +2,7 @@
 
 from ledgerflow.engine.api import load, resume, run
 from ledgerflow.engine.context import TaskContext, current_task
+from ledgerflow.engine.control import cancel, suspend
 from ledgerflow.engine.engine import Engine
 
-__all__ = ["Engine", "TaskContext", "current_task", "load", "resume", "run"]
+__all__ = ["Engine", "TaskContext", "cancel", "current_task", "load", "resume", "run", "suspend"]

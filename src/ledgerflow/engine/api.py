@@ -9,6 +9,7 @@ from typing import Any
 from ledgerflow import serialization
 from ledgerflow.engine.compile import Compiled, compile_flow
 from ledgerflow.engine.engine import ENGINES, Engine
+from ledgerflow.engine.lease import DEFAULT_LEASE, check_lease, check_wait
 from ledgerflow.errors import VersionMismatchError
 from ledgerflow.flow import Flow
 from ledgerflow.imports import import_path
@@ -90,8 +91,10 @@ def load(
     executor: futures.Executor | None = None,
     max_workers: int | None = None,
     save: str = "always",
+    lease: float = DEFAULT_LEASE,
 ) -> Engine:
     """Check the flow, record it in a logbook and return an engine ready to ``run()``."""
+    check_lease(lease)
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if save not in SAVE_POLICIES:
@@ -106,6 +109,7 @@ def load(
         "engine": engine,
         "save": save,
         "max_workers": max_workers,
+        "lease": lease,
     }
     if book is not None and not isinstance(book, LogBook | str):
         raise TypeError(f"book must be a LogBook, a name or None, not {type(book).__name__}")
@@ -135,6 +139,7 @@ def load(
         executor=executor,
         max_workers=max_workers,
         owned_backend=the_backend if owned else None,
+        lease=lease,
     )
 
 
@@ -148,6 +153,7 @@ def run(
     executor: futures.Executor | None = None,
     max_workers: int | None = None,
     save: str = "always",
+    lease: float = DEFAULT_LEASE,
 ) -> dict[str, Any]:
     """Load and run a flow; return every symbol a task provided."""
     return load(
@@ -159,6 +165,7 @@ def run(
         executor=executor,
         max_workers=max_workers,
         save=save,
+        lease=lease,
     ).run()
 
 
@@ -183,18 +190,33 @@ def resume(
     *,
     flow: Flow | None = None,
     store: Mapping[str, Any] | None = None,
+    wait: float = 0.0,
+    lease: float | None = None,
+    executor: futures.Executor | None = None,
+    max_workers: int | None = None,
     on_change: Callable[[StateChange], Any] | None = None,
 ) -> dict[str, Any]:
     """Continue a stored flow detail where it stopped; return every provided symbol.
 
-    ``on_change`` (an extension of the contract) is registered as with
-    ``engine.on_change`` before anything runs, so it hears every state change.
+    FlowBusy if a live engine holds it (``wait`` seconds at most for it to let go);
+    ``lease=None`` keeps the one ``load`` was given.  ``on_change`` (an extension of the
+    contract) is registered as with ``engine.on_change`` before anything runs.
     """
+    check_wait(wait)
+    if lease is not None:
+        check_lease(lease)
     the_backend, owned = _open(backend)
     conn: Connection | None = None
     try:
         conn = _connect(the_backend)
         engine = _resume_engine(the_backend, conn, flow_uuid, flow, store, owned)
+        engine.wait = wait
+        if lease is not None:
+            engine.lease = lease
+        if executor is not None:
+            engine.use_executor(executor)
+        if max_workers is not None:
+            engine.use_max_workers(max_workers)
     except BaseException:
         if conn is not None:
             conn.close()
@@ -214,6 +236,7 @@ def _resume_engine(
     store: Mapping[str, Any] | None,
     owned: bool,
 ) -> Engine:
+    seen = conn.get_ownership(flow_uuid)  # before the read: a take after it is noticed
     flow_detail = conn.get_flow_details(flow_uuid)
     ref = conn.locate(flow_uuid)
     book = (
@@ -242,16 +265,31 @@ def _resume_engine(
         for node in compiled.nodes
         if node.name not in known
     ]
-    if new or store:
-        storage.add_task_details(new)
     for node in compiled.nodes:
-        detail = storage.task_detail(node.name)
-        detail.version = node.task.version
-    storage.bind(compiled)
-    return Engine(
+        if node.name in known:
+            storage.task_detail(node.name).version = node.task.version
+    engine = Engine(
         compiled,
         storage,
         kind=meta.get("engine", "serial"),
         max_workers=meta.get("max_workers"),
         owned_backend=backend if owned else None,
+        lease=meta.get("lease") or DEFAULT_LEASE,
     )
+
+    engine.seen_fence, engine.seen_owner = seen.fence, seen.owner
+
+    def add_new_tasks() -> None:  # once the flow is taken: a refused resume writes nothing
+        for node in compiled.nodes:
+            if node.name in known:
+                storage.task_detail(node.name).version = node.task.version
+        if store:
+            flow_detail.meta = {**flow_detail.meta, "store": store_values}
+            storage.store = dict(store_values)
+        if new or store:
+            storage.add_task_details(new)
+        storage.bind(compiled)
+
+    engine.after_take.append(add_new_tasks)
+    storage.bind(compiled)
+    return engine

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextvars
+import threading
 from typing import Any
 
 from ledgerflow.engine import observe
+from ledgerflow.errors import TaskTimeout
 from ledgerflow.storage import Storage
 
-__all__ = ["TaskContext", "current_task"]
+__all__ = ["TaskContext", "call_with_timeout", "current_task"]
 
 _CURRENT: contextvars.ContextVar[TaskContext] = contextvars.ContextVar("ledgerflow_current_task")
 
@@ -16,8 +18,11 @@ _CURRENT: contextvars.ContextVar[TaskContext] = contextvars.ContextVar("ledgerfl
 class TaskContext:
     """The task being run: its name, attempt, last checkpoint, and checkpointing."""
 
-    def __init__(self, storage: Storage, name: str) -> None:
+    def __init__(self, storage: Storage, name: str, stop: threading.Event | None = None) -> None:
         self._storage = storage
+        self._stop = stop if stop is not None else threading.Event()
+        #: Set when the try ran past its timeout: it is abandoned, its checkpoints dropped.
+        self.abandoned = threading.Event()
         self.name = name
         detail = storage.task_detail(name)
         self.task_uuid = detail.uuid
@@ -31,8 +36,15 @@ class TaskContext:
         """The value saved by the last ``checkpoint()`` (an earlier try or process), or None."""
         return self._last
 
+    @property
+    def stop_requested(self) -> bool:
+        """True once a suspend, cancel or timeout asks the task to stop early."""
+        return self._stop.is_set() or self.abandoned.is_set()
+
     def checkpoint(self, value: Any) -> None:
         """Persist ``value`` to the task detail; returns once it is committed."""
+        if self.abandoned.is_set():  # a try past its timeout: what it saves is dropped
+            return
         self._storage.checkpoint(self.name, value)
         self._last = value
 
@@ -60,3 +72,34 @@ def call_in_context(context: TaskContext, func: Any, *args: Any) -> Any:
     finally:
         observe.leave(trace_token)
         _CURRENT.reset(token)
+
+
+def call_with_timeout(
+    timeout: float, name: str, abandon: threading.Event | None, func: Any, *args: Any
+) -> Any:
+    """Call ``func(*args)`` in a thread of its own; TaskTimeout once ``timeout`` passed.
+
+    The late call is abandoned, not stopped (Python cannot stop a thread): ``abandon``
+    is set, so it sees ``stop_requested`` and its checkpoints are dropped, and its
+    result, whenever it comes, is never read.
+    """
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+    context = contextvars.copy_context()  # the current task travels to the thread
+
+    def target() -> None:
+        try:
+            outcome["result"] = context.run(func, *args)
+        except BaseException as exc:
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name=f"ledgerflow-task-{name}", daemon=True).start()
+    if not done.wait(timeout):
+        if abandon is not None:
+            abandon.set()
+        raise TaskTimeout(f"task {name!r} ran past its timeout of {timeout:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]

@@ -223,7 +223,7 @@ def watching(storage: Storage) -> Iterator[Observer | None]:
         yield None
         return
     observer = Observer(storage, logs, trace)
-    storage.add_listener(observer.on_change)
+    storage.add_listener(observer.on_change, immediate=True)
     with _ACTIVE_LOCK:
         _ACTIVE[id(storage)] = observer
     error: BaseException | None = None

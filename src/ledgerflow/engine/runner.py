@@ -20,8 +20,8 @@ from typing import Any
 
 from ledgerflow import states
 from ledgerflow.engine.compile import Compiled
-from ledgerflow.engine.context import TaskContext, call_in_context
-from ledgerflow.errors import FlowFailed, SerializationError
+from ledgerflow.engine.context import TaskContext, call_in_context, call_with_timeout
+from ledgerflow.errors import FlowCancelled, FlowFailed, Interrupted, SerializationError
 from ledgerflow.models import Failure
 from ledgerflow.storage import Storage
 from ledgerflow.task import Task
@@ -35,7 +35,24 @@ _Outcome = tuple[int, bool, Any]  # node index, succeeded, result or exception
 
 def _plain_execute(task: Task, inputs: Mapping[str, Any]) -> Any:
     """What a process pool or remote executor runs: no context there."""
+    if task.timeout is not None:
+        return call_with_timeout(task.timeout, task.name, None, task.call_execute, inputs)
     return task.call_execute(inputs)
+
+
+def _in_context(context: TaskContext, task: Task, inputs: Mapping[str, Any]) -> Any:
+    """Run ``task`` with ``context`` as the current task (under its timeout, if any)."""
+    if task.timeout is None:
+        return call_in_context(context, task.call_execute, inputs)
+    return call_in_context(
+        context,
+        call_with_timeout,
+        task.timeout,
+        task.name,
+        context.abandoned,
+        task.call_execute,
+        inputs,
+    )
 
 
 class Runner:
@@ -112,6 +129,14 @@ class Runner:
                 # Results and the next RUNNING states commit together, before any
                 # further task starts; the end of the run commits on its own.
                 self.storage.sync()
+            if launched and self.suspend_event.is_set():
+                # A listener that heard of that commit (or a request) asked to stop
+                # before these tasks started: they go back to what they were.
+                for index in reversed(launched):
+                    self.tries[index] -= 1
+                    self.storage.unstart_task(self.nodes[index].name)
+                    self.ready.appendleft(index)
+                launched = []
             for index in launched:
                 self._launch(index)
             if self.inflight or self.done_inline:
@@ -150,16 +175,16 @@ class Runner:
         inputs = self.storage.fetch_args(node.name)
         if self.executor is None:
             try:
-                context = TaskContext(self.storage, node.name)
-                result = call_in_context(context, node.task.call_execute, inputs)
+                context = TaskContext(self.storage, node.name, self.suspend_event)
+                result = _in_context(context, node.task, inputs)
             except Exception as exc:
                 self.done_inline.append((index, False, exc))
             else:
                 self.done_inline.append((index, True, result))
             return
         if self.with_context:
-            context = TaskContext(self.storage, node.name)
-            future = self.executor.submit(call_in_context, context, node.task.call_execute, inputs)
+            context = TaskContext(self.storage, node.name, self.suspend_event)
+            future = self.executor.submit(_in_context, context, node.task, inputs)
         else:
             future = self.executor.submit(_plain_execute, node.task, inputs)
         self.inflight[future] = index
@@ -198,7 +223,18 @@ class Runner:
         self._fail(index, value)
 
     def _fail(self, index: int, exc: BaseException) -> None:
+        if self.storage.broken is not None:
+            # The store failed under the task (a checkpoint), not the task: stop the run
+            # and leave it resumable, reverting nothing.
+            raise self.storage.broken
         node = self.nodes[index]
+        if isinstance(exc, Interrupted):
+            # Stopped on request: back to PENDING with its checkpoint, no try spent.
+            self.tries[index] -= 1
+            self.storage.task_interrupted(node.name)
+            self.ready.appendleft(index)
+            self.suspend_event.set()
+            return
         failure = Failure.from_exception(exc)
         retry = node.task.retry
         if retry is not None and retry.should_retry(exc, self.tries[index]):
@@ -270,7 +306,7 @@ class Runner:
             result = self.storage.revert_result(node.name)
             try:
                 if self.with_context or self.executor is None:
-                    context = TaskContext(self.storage, node.name)
+                    context = TaskContext(self.storage, node.name, self.suspend_event)
                     call_in_context(context, node.task.call_revert, inputs, result, flow_failures)
                 else:
                     node.task.call_revert(inputs, result, flow_failures)
@@ -282,8 +318,10 @@ class Runner:
                 self.storage.task_reverted(node.name)
         return all_ok
 
-    def revert_all(self, reason: Callable[[], dict[str, Failure]] | None = None) -> None:
-        """Revert every task that ran, newest first, then raise FlowFailed."""
+    def revert_all(
+        self, reason: Callable[[], dict[str, Failure]] | None = None, *, cancelled: bool = False
+    ) -> None:
+        """Revert every task that ran, newest first, then raise FlowFailed (FlowCancelled)."""
         failures = dict(self.failed) if reason is None else reason()
         if self.storage.flow_state != states.REVERTING:
             self.storage.set_flow_state(states.REVERTING)
@@ -293,8 +331,11 @@ class Runner:
         # Tasks that ran in an earlier process but whose start order was not known.
         ran += [n.index for n in reversed(self.nodes) if n.index not in known]
         ok = self.revert_tasks(ran, failures)
-        self.storage.set_flow_state(states.REVERTED if ok else states.FAILURE)
+        end = states.REVERTED if ok else states.FAILURE
+        self.storage.set_flow_state(states.CANCELLED if ok and cancelled else end)
         self.storage.sync(force=True)
+        if cancelled:
+            raise FlowCancelled(self.compiled.flow.name, failures)
         error = FlowFailed(self.compiled.flow.name, failures)
         cause = next(iter(self.causes.values()), None)
         raise error from cause

@@ -14,9 +14,6 @@ import weakref
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
-from ledgerflow.jobs import schema
 from ledgerflow.jobs.model import CLAIMED, READY
 
 if TYPE_CHECKING:
@@ -57,6 +54,10 @@ def _from_sql(conn: Connection, book_uuids: Sequence[str]) -> set[str]:
     reading = getattr(conn, "_reading", None)
     if reading is None:
         return set()
+    import sqlalchemy as sa  # a SQL connection: SQLAlchemy is loaded already
+
+    from ledgerflow.jobs import schema
+
     with reading() as raw:
         if raw is None or schema.current(raw) is None:
             return set()

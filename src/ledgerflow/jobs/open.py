@@ -81,6 +81,7 @@ def _sql_board(uri: str, backend: Backend | str | None, create: bool) -> JobBoar
     assert isinstance(opened, SQLBackend)
     store: SQLBackend = opened
     owns_store = True
+    logbooks: Backend
     if backend is None:
         logbooks, owns_backend = store, False
     else:

@@ -15,6 +15,9 @@ new backend writes only those:
 ``_delete_book``   a book with its flows and tasks
 ``_clear``         everything
 ``_upgrade`` / ``_validate``   schema management
+``_put_ownership`` the ownership columns of a flow row (see ``ownership``); a server
+                   store overrides ``change_ownership`` whole, to use its own clock
+``_fence``         (optional) make the current transaction's writes check a flow's fence
 
 Revisions: a model with ``revision == 0`` has never been read from or written to
 a store, so writing it is unconditional (insert, or overwrite the stored record).
@@ -34,17 +37,28 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from ledgerflow.errors import ConflictError, NotFound
-from ledgerflow.models import FlowDetail, LogBook, TaskDetail
-from ledgerflow.persistence import care, records
+from ledgerflow.errors import ConflictError, FencedOut, NotFound
+from ledgerflow.models import FlowDetail, LogBook, TaskDetail, utcnow
+from ledgerflow.persistence import care, ownership, records
 from ledgerflow.persistence.care import Damage, PurgePolicy
+from ledgerflow.persistence.ownership import OwnChange, Ownership
 from ledgerflow.persistence.records import Kind, Row
 from ledgerflow.persistence.uri import mask_password
 
-__all__ = ["Backend", "Connection", "Cursor", "RecordConnection", "RecordRef", "page_rows"]
+__all__ = [
+    "Backend",
+    "Connection",
+    "Cursor",
+    "Fence",
+    "RecordConnection",
+    "RecordRef",
+    "page_rows",
+]
 
 #: A keyset position: the (created_at, uuid) of the last record of the previous page.
 Cursor = tuple[datetime, str]
+#: (flow uuid, fence): a write made under it lands only while the flow's fence is that.
+Fence = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -119,16 +133,39 @@ class Connection(abc.ABC):
         """Delete a book with its flow and task details; NotFound if unknown."""
 
     @abc.abstractmethod
-    def update_flow_details(self, flow_detail: FlowDetail) -> FlowDetail:
-        """Write the flow record and insert its task details not stored yet; return it."""
+    def update_flow_details(
+        self, flow_detail: FlowDetail, *, fence: Fence | None = None
+    ) -> FlowDetail:
+        """Write the flow record and insert its task details not stored yet; return it.
+
+        With ``fence`` the write lands only while the flow's fence is that (else
+        ``FencedOut``, nothing written), checked in the same transaction.
+        """
 
     @abc.abstractmethod
     def update_task_details(self, task_detail: TaskDetail) -> TaskDetail:
         """Write a stored task record; NotFound unless it was saved before; return it."""
 
     @abc.abstractmethod
-    def update_details(self, *details: FlowDetail | TaskDetail) -> None:
-        """Write several stored flow/task records in one transaction (all or nothing)."""
+    def update_details(self, *details: FlowDetail | TaskDetail, fence: Fence | None = None) -> None:
+        """Write several stored flow/task records in one transaction (all or nothing).
+
+        With ``fence`` (flow uuid, fence) every row is written only while that flow's
+        fence is still the one given, checked in the same statement(s) or transaction
+        (no extra round trip on a server): else ``FencedOut`` and nothing is written.
+        """
+
+    @abc.abstractmethod
+    def get_ownership(self, flow_uuid: str) -> Ownership:
+        """Return the flow's owner, fence, lease and pending request; NotFound if unknown."""
+
+    @abc.abstractmethod
+    def change_ownership(self, flow_uuid: str, change: OwnChange) -> bool:
+        """Apply one compare-and-set of ``ownership`` to the flow; False if it did not hold.
+
+        Atomic: of two takers racing for one flow exactly one gets True.  NotFound if
+        there is no such flow.  Revisions do not change.
+        """
 
     @abc.abstractmethod
     def get_flow_details(self, uuid: str, lazy: bool = False) -> FlowDetail:
@@ -655,11 +692,15 @@ class RecordConnection(Connection):
             if not self._delete_book(uuid):
                 raise NotFound(f"no logbook with uuid {uuid!r}")
 
-    def update_flow_details(self, flow_detail: FlowDetail) -> FlowDetail:
+    def update_flow_details(
+        self, flow_detail: FlowDetail, *, fence: Fence | None = None
+    ) -> FlowDetail:
         """Write the flow record and insert its task details not stored yet; return it."""
         row = records.flow_to_row(flow_detail, None)
         task_rows = {td.uuid: records.task_to_row(td, flow_detail.uuid) for td in flow_detail}
         with self._transaction():
+            if fence is not None:
+                self._fence(fence)
             revision = self._update("flow", row, flow_detail.revision or None)
             stored = {r["uuid"] for r in self._fetch_many("task", uuids=list(task_rows))}
             new = [{**r, "revision": 1} for uuid, r in task_rows.items() if uuid not in stored]
@@ -680,13 +721,53 @@ class RecordConnection(Connection):
         task_detail.revision = revision
         return task_detail
 
-    def update_details(self, *details: FlowDetail | TaskDetail) -> None:
+    def update_details(self, *details: FlowDetail | TaskDetail, fence: Fence | None = None) -> None:
         """Write several stored flow/task records in one transaction (all or nothing)."""
         rows = self._detail_rows(details)
         with self._transaction():
+            if fence is not None:
+                self._fence(fence)
             revisions = [self._update(kind, row, row["revision"] or None) for kind, row in rows]
         for detail, revision in zip(details, revisions, strict=True):
             detail.revision = revision
+
+    def _fence(self, fence: Fence) -> None:
+        """Make the current transaction's writes land only under ``fence``; FencedOut if not.
+
+        The default checks the flow row once, which is enough for a store whose
+        transaction excludes every other writer (memory, files); a SQL store puts the
+        check into each UPDATE instead.
+        """
+        flow_uuid, expected = fence
+        rows = self._fetch("flow", uuids=[flow_uuid])
+        if not rows:
+            raise NotFound(f"no flow detail with uuid {flow_uuid!r}")
+        if rows[0]["fence"] != expected:
+            raise fenced_out(flow_uuid, expected, rows[0]["fence"])
+
+    def get_ownership(self, flow_uuid: str) -> Ownership:
+        """Return the flow's owner, fence, lease and pending request; NotFound if unknown."""
+        row = self._one("flow", flow_uuid, "flow detail")
+        return _ownership_of(row, utcnow())
+
+    def change_ownership(self, flow_uuid: str, change: OwnChange) -> bool:
+        """Apply one compare-and-set of ``ownership`` to the flow; False if it did not hold."""
+        records.check_uuid(flow_uuid, "flow detail uuid")
+        with self._transaction():
+            rows = self._fetch("flow", uuids=[flow_uuid])
+            if not rows:
+                raise NotFound(f"no flow detail with uuid {flow_uuid!r}")
+            now = utcnow()
+            if not ownership.allowed(change, rows[0], now):
+                return False
+            self._put_ownership(flow_uuid, ownership.changes(change, rows[0], now))
+        return True
+
+    def _put_ownership(self, flow_uuid: str, values: dict[str, Any]) -> None:
+        """Overwrite some ownership columns of a stored flow row (inside ``_transaction``)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement _put_ownership or change_ownership"
+        )
 
     @staticmethod
     def _detail_rows(details: Sequence[FlowDetail | TaskDetail]) -> list[tuple[Kind, Row]]:
@@ -749,6 +830,26 @@ class RecordConnection(Connection):
         """Delete every record."""
         with self._transaction():
             self._clear()
+
+
+def fenced_out(flow_uuid: str, expected: int, stored: object) -> FencedOut:
+    """The error of a write made under a fence the flow has moved past."""
+    return FencedOut(
+        f"flow detail {flow_uuid} was taken over (fence {stored}, this engine holds "
+        f"{expected}): nothing written"
+    )
+
+
+def _ownership_of(row: Row, now: Any) -> Ownership:
+    return Ownership(
+        flow_uuid=row["uuid"],
+        state=row["state"],
+        owner=row["owner"],
+        fence=row["fence"],
+        lease_expires_at=row["lease_expires_at"],
+        request=row["request"],
+        now=now,
+    )
 
 
 def _check_parents(kind: Kind, rows: Sequence[Row], stored: dict[str, Row]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ledgerflow.errors import ConflictError, NotFound
 from ledgerflow.persistence.base import Backend, Cursor, RecordConnection, page_rows
-from ledgerflow.persistence.records import PARENT_KEY, Kind, Row
+from ledgerflow.persistence.records import OWNERSHIP_COLUMNS, PARENT_KEY, Kind, Row
 
 KINDS: tuple[Kind, ...] = ("book", "flow", "task")
 
@@ -34,7 +34,7 @@ class _Store:
         return getattr(self.local, "undo", None)
 
 
-_TIME_COLUMNS = ("created_at", "updated_at", "started_at", "finished_at")
+_TIME_COLUMNS = ("created_at", "updated_at", "started_at", "finished_at", "lease_expires_at")
 
 
 def _utc(row: Row) -> Row:
@@ -187,9 +187,17 @@ class MemoryConnection(RecordConnection):
             new = {**_utc(row), "revision": old["revision"] + 1}
             if parent_key is not None:
                 new[parent_key] = old[parent_key]
+            if kind == "flow":  # written only by taking, renewing and letting go
+                new.update({column: old[column] for column in OWNERSHIP_COLUMNS})
             table[row["uuid"]] = new
             self._log(lambda: table.__setitem__(row["uuid"], old))
             return int(new["revision"])
+
+    def _put_ownership(self, flow_uuid: str, values: dict[str, Any]) -> None:
+        table = self._s.rows["flow"]
+        old = table[flow_uuid]
+        table[flow_uuid] = _utc({**old, **values})
+        self._log(lambda: table.__setitem__(flow_uuid, old))
 
     def _delete_book(self, uuid: str) -> bool:
         with self._transaction():

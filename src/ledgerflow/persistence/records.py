@@ -36,7 +36,11 @@ BOOK_COLUMNS: Final = ("uuid", "name", "meta", "created_at", "updated_at", "revi
 FLOW_COLUMNS: Final = (
     "uuid", "book_uuid", "name", "type", "state", "meta",
     "created_at", "updated_at", "revision",
+    "owner", "fence", "lease_expires_at", "request",
 )  # fmt: skip
+#: Flow columns only taking, renewing and letting go of a flow write (and a suspend or
+#: cancel request): inserts start them empty (fence as given), updates keep them.
+OWNERSHIP_COLUMNS: Final = ("owner", "fence", "lease_expires_at", "request")
 TASK_COLUMNS: Final = (
     "uuid", "flow_uuid", "name", "type", "version", "state", "result", "failure",
     "revert_failure", "meta", "checkpoint", "attempts", "tries", "started_at", "finished_at",
@@ -254,7 +258,17 @@ def flow_to_row(flow: FlowDetail, book_uuid: str | None) -> Row:
         "created_at": flow.created_at,
         "updated_at": flow.updated_at,
         "revision": flow.revision,
+        "owner": None,
+        "fence": flow.fence if type(flow.fence) is int and flow.fence >= 0 else _bad_fence(flow),
+        "lease_expires_at": None,
+        "request": None,
     }
+
+
+def _bad_fence(flow: FlowDetail) -> int:
+    raise ValueError(
+        f"fence of flow detail {flow.uuid} must be a non-negative integer, not {flow.fence!r}"
+    )
 
 
 def _dump(value: Any, field: str, task: TaskDetail) -> str:
@@ -367,6 +381,9 @@ def row_to_flow(row: Row) -> FlowDetail:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         revision=row["revision"],
+        owner=row["owner"],
+        fence=row["fence"],
+        lease_expires_at=row["lease_expires_at"],
     )
 
 

@@ -26,6 +26,7 @@ from ledgerflow.errors import (
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence.base import Backend, Connection
 from ledgerflow.testing.copies import CopyChecks, EncodingChecks
+from ledgerflow.testing.fencing import FencingChecks
 from ledgerflow.testing.fields import FieldChecks
 from ledgerflow.testing.listing import ListingChecks
 
@@ -77,7 +78,7 @@ def _strip_revisions(data: Any) -> Any:
     return data
 
 
-class BackendConformance(CopyChecks, EncodingChecks, FieldChecks, ListingChecks):
+class BackendConformance(CopyChecks, EncodingChecks, FieldChecks, ListingChecks, FencingChecks):
     """The contract every ledgerflow backend passes; subclasses provide ``backend``."""
 
     @pytest.fixture

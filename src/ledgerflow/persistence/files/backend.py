@@ -14,7 +14,7 @@ from ledgerflow.persistence.base import Backend, Cursor, RecordConnection, page_
 from ledgerflow.persistence.files import documents
 from ledgerflow.persistence.files.documents import NAMES, ShapeError
 from ledgerflow.persistence.files.store import FileStore
-from ledgerflow.persistence.records import Kind, Row
+from ledgerflow.persistence.records import OWNERSHIP_COLUMNS, Kind, Row
 
 _PARENT_KIND: dict[Kind, Kind] = {"flow": "book", "task": "flow"}
 _TRUE = {"1", "true", "yes", "on"}
@@ -267,10 +267,22 @@ class FileConnection(RecordConnection):
             parent_key = documents.parent_key(kind)
             if parent_key is not None:
                 new[parent_key] = old[parent_key]
+            if kind == "flow":  # written only by taking, renewing and letting go
+                new.update({column: old[column] for column in OWNERSHIP_COLUMNS})
             self._store.stage(
                 documents.record_path(kind, uuid), documents.row_to_document(kind, new)
             )
             return int(new["revision"])
+
+    def _put_ownership(self, flow_uuid: str, values: dict[str, Any]) -> None:
+        with self._store.writing():
+            old = self._row("flow", flow_uuid)
+            if old is None:
+                raise NotFound(f"no flow detail with uuid {flow_uuid!r}")
+            self._store.stage(
+                documents.record_path("flow", flow_uuid),
+                documents.row_to_document("flow", {**old, **values}),
+            )
 
     def _delete_book(self, uuid: str) -> bool:
         with self._store.writing():

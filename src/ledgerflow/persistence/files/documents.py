@@ -39,9 +39,18 @@ CHILD_DIRS: Final[dict[Kind, str]] = {"flow": "book-flows", "task": "flow-tasks"
 DATA_DIRS: Final = (*RECORD_DIRS.values(), *CHILD_DIRS.values())
 NAMES: Final[dict[Kind, str]] = {"book": "logbook", "flow": "flow detail", "task": "task detail"}
 
-TIME_COLUMNS: Final = frozenset({"created_at", "updated_at", "started_at", "finished_at"})
+TIME_COLUMNS: Final = frozenset(
+    {"created_at", "updated_at", "started_at", "finished_at", "lease_expires_at"}
+)
 REQUIRED_TIMES: Final = frozenset({"created_at", "updated_at"})
-INT_COLUMNS: Final = frozenset({"revision", "attempts"})
+INT_COLUMNS: Final = frozenset({"revision", "attempts", "fence"})
+#: Columns a record written before they existed lacks, with the value it reads as
+#: (format step: flow records from before leases have never been owned).
+ADDED_COLUMNS: Final[dict[Kind, dict[str, Any]]] = {
+    "book": {},
+    "flow": {"owner": None, "fence": 0, "lease_expires_at": None, "request": None},
+    "task": {},
+}
 REQUIRED_TEXT: Final = frozenset({"uuid", "book_uuid", "flow_uuid"})
 
 _RELPATH = re.compile(r"(?P<dir>[a-z-]+)/[0-9a-f]{64}\.json")
@@ -137,6 +146,7 @@ def document_to_row(kind: Kind, document: Any) -> Row:
     fields = document.get("row")
     if not isinstance(fields, dict):
         raise ShapeError("no 'row' object")
+    fields = {**ADDED_COLUMNS[kind], **fields}
     missing = [c for c in COLUMNS[kind] if c not in fields and c not in LATER_COLUMNS]
     if missing:
         raise ShapeError(f"missing {', '.join(missing)}")

@@ -2,8 +2,10 @@
 
 Statements are built once, at import, with bound parameters; the two hottest (the
 compare-and-set UPDATE the engine runs per state change, and the bulk read of details)
-are compiled once per engine as well (see ``fastpath``); on SQLite the engine's commit
-goes straight to the driver (``update_details``).  Each thread keeps one pooled
+are compiled once per engine as well (see ``fastpath``).  Every write runs inside
+``_transaction`` (the one write path: fencing, retries and tracing hook in there); on
+SQLite, once the schema was seen, it opens and commits on the driver connection, the
+engine's hot path.  Each thread keeps one pooled
 connection per ``SQLConnection`` (``close()`` returns them), and no call leaves a
 transaction open.  Reads of a book or flow with its details run in one read
 transaction (REPEATABLE READ; on SQLite one WAL snapshot), so a concurrent write is
@@ -36,13 +38,13 @@ from ledgerflow.errors import (
     NotFound,
     SchemaVersionError,
 )
-from ledgerflow.models import FlowDetail, TaskDetail
 from ledgerflow.persistence import care, records
-from ledgerflow.persistence.base import Backend, Cursor, RecordConnection
+from ledgerflow.persistence.base import Backend, Cursor, Fence, RecordConnection, fenced_out
 from ledgerflow.persistence.care import Damage, PurgePolicy
+from ledgerflow.persistence.ownership import OwnChange, Ownership
 from ledgerflow.persistence.records import Kind, Row
 from ledgerflow.persistence.sql import care as sql_care
-from ledgerflow.persistence.sql import migrate
+from ledgerflow.persistence.sql import leases, migrate
 from ledgerflow.persistence.sql.engines import (
     SQLITE_WAL,
     StoreAddress,
@@ -58,12 +60,10 @@ __all__ = ["SQLBackend", "SQLConnection"]
 
 _NAMES: Final[dict[Kind, str]] = {"book": "logbook", "flow": "flow detail", "task": "task detail"}
 _PARENT_COLUMN: Final[dict[Kind, str]] = {"flow": "book_uuid", "task": "flow_uuid"}
-#: Columns an update overwrites: all but the uuid, the parent and the revision.
+#: Columns an update overwrites: all but the uuid, the parent, the revision and ownership.
+_KEPT: Final = ("uuid", "revision", "book_uuid", "flow_uuid", *records.OWNERSHIP_COLUMNS)
 _SETTABLE: Final[dict[Kind, tuple[str, ...]]] = {
-    kind: tuple(
-        c for c in records.COLUMNS[kind] if c not in ("uuid", "revision", "book_uuid", "flow_uuid")
-    )
-    for kind in TABLES
+    kind: tuple(c for c in records.COLUMNS[kind] if c not in _KEPT) for kind in TABLES
 }
 
 
@@ -81,11 +81,24 @@ def _select_by(kind: Kind, key: str) -> sa.Select[Any]:
     return sa.select(*_columns(kind)).where(table.c[key].in_(_keys())).order_by(table.c.id)
 
 
-def _update_statement(kind: Kind, checked: bool) -> sa.Update:
+def _update_statement(kind: Kind, checked: bool, fenced: bool = False) -> sa.Update:
     table = TABLES[kind]
     statement = table.update().where(table.c.uuid == bindparam("w_uuid"))
     if checked:  # compare-and-set: the revision check is part of the UPDATE itself
         statement = statement.where(table.c.revision == bindparam("w_revision"))
+    if fenced and kind == "flow":
+        statement = statement.where(table.c.fence == bindparam("w_fence"))
+    elif fenced:
+        # The fence check rides in the same statement: no extra round trip.  The shared
+        # row lock (FOR SHARE / LOCK IN SHARE MODE) makes a taker's uncommitted take
+        # wait for this write, or this read see its committed fence.
+        fence = (
+            sa.select(FLOWS.c.fence)
+            .where(FLOWS.c.uuid == bindparam("w_flow"))
+            .with_for_update(read=True)
+            .scalar_subquery()
+        )
+        statement = statement.where(fence == bindparam("w_fence"))
     values: dict[str, Any] = {name: bindparam(name) for name in _SETTABLE[kind]}
     return statement.values(**values, revision=table.c.revision + sa.literal_column("1"))
 
@@ -99,6 +112,7 @@ _REVISION: Final = {
     for kind, table in TABLES.items()
 }
 _INSERT: Final = {kind: table.insert() for kind, table in TABLES.items()}
+_FENCE: Final = sa.select(FLOWS.c.fence).where(FLOWS.c.uuid == bindparam("w_uuid"))
 _DELETE_BOOK: Final = BOOKS.delete().where(BOOKS.c.uuid == bindparam("w_uuid"))
 _STATE_COUNTS: Final = (
     sa.select(FLOWS.c.book_uuid, TASKS.c.state, func.count())
@@ -196,10 +210,13 @@ class SQLBackend(Backend):
         if self.address.backend_name in ("mysql", "mariadb"):
             self.packets = PacketLimit(self.engine, self.address.where)
         dialect = self.engine.dialect
-        self.updates: dict[tuple[Kind, bool], PreparedUpdate] = {
-            (kind, checked): PreparedUpdate(_update_statement(kind, checked), dialect)
+        self.updates: dict[tuple[Kind, bool, bool], PreparedUpdate] = {
+            (kind, checked, fenced): PreparedUpdate(
+                _update_statement(kind, checked, fenced), dialect
+            )
             for kind in TABLES
             for checked in (True, False)
+            for fenced in (True, False)
         }
         #: (kind, by parent) -> the bulk read; None where the driver's paramstyle is exotic.
         self.selects: dict[tuple[Kind, bool], PreparedSelect | None] = {}
@@ -294,6 +311,27 @@ class SQLConnection(RecordConnection):
         if self._open_snapshot is not None:
             raise RuntimeError("a write cannot start inside a snapshot read")
         self._refuse_if_corrupt()
+        if self._sqlite and self._backend.schema_seen and self._address.lock is None:
+            # SQLite's hot path, one commit per engine step: BEGIN IMMEDIATE and COMMIT
+            # go straight to the sqlite3 connection, without SQLAlchemy's transaction
+            # objects (most of the cost of a commit that does not fsync).  A statement
+            # sent through SQLAlchemy inside (an INSERT) makes it open its own
+            # transaction object, which then commits or rolls back this same one.
+            with self._translating("write"):
+                conn = self._checkout()
+                driver: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+                driver.execute("BEGIN IMMEDIATE")
+                local = self._local
+                local.conn, local.driver = conn, driver
+                try:
+                    yield
+                except BaseException:
+                    local.conn = local.driver = local.fence = None
+                    (conn.rollback if conn.in_transaction() else driver.rollback)()
+                    raise
+                local.conn = local.driver = local.fence = None
+                (conn.commit if conn.in_transaction() else driver.commit)()
+            return
         if self._file_missing():
             raise self._needs_upgrade("has no ledgerflow schema (the file does not exist)")
         with self._connect("write") as conn:
@@ -306,7 +344,7 @@ class SQLConnection(RecordConnection):
                         _begin_immediate(conn)
                     yield
             finally:
-                self._local.conn = None
+                self._local.conn = self._local.fence = None
 
     def _refuse_if_corrupt(self) -> None:
         corrupt = self._backend.corrupt
@@ -600,15 +638,35 @@ class SQLConnection(RecordConnection):
         # Inside the caller's transaction from here (the engine's hot path).
         if self._backend.packets is not None:
             self._check_packets(kind, [row])
-        params = {name: row[name] for name in _SETTABLE[kind]}
-        params["w_uuid"] = uuid = row["uuid"]
-        updates = self._backend.updates
-        if expected_revision is not None:
-            params["w_revision"] = expected_revision
-            if updates[kind, True].run(conn, params) == 1:
+        local = self._local
+        fence: Fence | None = getattr(local, "fence", None)
+        fenced = fence is not None and kind != "book"
+        prepared = self._backend.updates[kind, expected_revision is not None, fenced]
+        driver: sqlite3.Connection | None = getattr(local, "driver", None)
+        uuid = row["uuid"]
+        if driver is not None:  # SQLite: the row itself carries the bind values
+            row["w_uuid"], row["w_revision"] = uuid, expected_revision
+            if fence is not None:
+                row["w_flow"], row["w_fence"] = fence
+            count = prepared.run_sqlite(driver, row)
+        else:
+            params = {name: row[name] for name in _SETTABLE[kind]}
+            params["w_uuid"] = uuid
+            if expected_revision is not None:
+                params["w_revision"] = expected_revision
+            if fenced and fence is not None:
+                params["w_fence"] = fence[1]
+                if kind != "flow":
+                    params["w_flow"] = fence[0]
+            count = prepared.run(conn, params)
+        if count == 1:
+            if expected_revision is not None:
                 return expected_revision + 1
-        elif updates[kind, False].run(conn, params) == 1:
             return int(conn.execute(_REVISION[kind], {"w_uuid": uuid}).scalar_one())
+        if fenced and fence is not None:
+            stored_fence = conn.execute(_FENCE, {"w_uuid": fence[0]}).scalar_one_or_none()
+            if stored_fence != fence[1]:
+                raise fenced_out(fence[0], fence[1], stored_fence)
         stored = conn.execute(_REVISION[kind], {"w_uuid": uuid}).scalar_one_or_none()
         if stored is None:
             raise NotFound(f"no {_NAMES[kind]} with uuid {uuid!r}")
@@ -617,47 +675,29 @@ class SQLConnection(RecordConnection):
             f"the write was based on revision {expected_revision}"
         )
 
-    def update_details(self, *details: FlowDetail | TaskDetail) -> None:
-        """Write several stored flow/task records in one transaction (all or nothing)."""
-        if not self._lean_writes(details):
-            super().update_details(*details)
-            return
-        rows = self._detail_rows(details)
-        updates = self._backend.updates
-        # SQLite's hot path, one commit per engine step: the transaction is opened and
-        # committed on the driver connection, each UPDATE is a compare-and-set on its
-        # revision, and any surprise (a row missing or moved on) rolls back and is
-        # replayed by the general path, which tells NotFound from ConflictError.
-        self._refuse_if_corrupt()
-        with self._translating("write"):
-            driver: sqlite3.Connection = self._checkout().connection.driver_connection  # type: ignore[assignment]
-            driver.execute("BEGIN IMMEDIATE")
-            try:
-                for kind, row in rows:
-                    row["w_uuid"], row["w_revision"] = row["uuid"], row["revision"]
-                    if updates[kind, True].run_sqlite(driver, row) != 1:
-                        break
-                else:
-                    driver.commit()
-                    for detail in details:
-                        detail.revision += 1
-                    return
-            except BaseException:
-                driver.rollback()
-                raise
-            driver.rollback()
-        super().update_details(*details)
+    def _fence(self, fence: Fence) -> None:
+        """Every UPDATE of the current transaction checks ``fence`` in its own WHERE."""
+        self._local.fence = fence
 
-    def _lean_writes(self, details: Sequence[FlowDetail | TaskDetail]) -> bool:
-        """Whether ``update_details`` may take SQLite's direct path (see there)."""
-        return (
-            self._sqlite
-            and self._backend.schema_seen
-            and self._address.lock is None  # a shared in-memory database is serialized
-            and self._current is None
-            and self._open_snapshot is None
-            and all(detail.revision for detail in details)  # revision 0: a blind write
-        )
+    def get_ownership(self, flow_uuid: str) -> Ownership:
+        """Return the flow's owner, fence, lease and pending request (the server's clock)."""
+        records.check_uuid(flow_uuid, "flow detail uuid")
+        with self._reading() as conn:
+            found = None if conn is None else leases.read(conn, flow_uuid)
+        if found is None:
+            raise NotFound(f"no flow detail with uuid {flow_uuid!r}")
+        return found
+
+    def change_ownership(self, flow_uuid: str, change: OwnChange) -> bool:
+        """Apply one compare-and-set of ``ownership`` in one UPDATE (the server's clock)."""
+        records.check_uuid(flow_uuid, "flow detail uuid")
+        with self._transaction():
+            conn = self._writer()
+            if leases.change(conn, flow_uuid, change):
+                return True
+            if conn.execute(_FENCE, {"w_uuid": flow_uuid}).scalar_one_or_none() is None:
+                raise NotFound(f"no flow detail with uuid {flow_uuid!r}")
+            return False
 
     def _scan(self, kind: Kind) -> Iterator[care.ScanItem]:
         """Every row of ``kind`` by table and id, decoded one at a time (see ``sql.care``)."""

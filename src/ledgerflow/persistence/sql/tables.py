@@ -132,6 +132,11 @@ FLOWS = Table(
     Column("meta", JSON_TEXT),
     *_timestamps(),
     *_bookkeeping(),
+    # Ownership of a running flow (migration 0004): written only by take/renew/release.
+    Column("owner", KEY),
+    Column("fence", Integer, nullable=False, server_default="0"),
+    Column("lease_expires_at", UTCDateTime()),
+    Column("request", String(16)),
     Index(None, "book_uuid", "id"),
     Index(None, "state", "book_uuid"),
     Index(None, "name"),

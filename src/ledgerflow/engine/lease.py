@@ -1,0 +1,144 @@
+"""One engine's hold on its flow: take it, renew it on its own connection, let it go.
+
+These writes sit outside the save policy (they are not the flow's progress) and never
+change a record's revision.  The heartbeat renews every third of the lease on a
+connection of its own, so a long commit or checkpoint on the engine's connection
+never delays it, and brings back any suspend or cancel request stored for the flow.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Final
+
+from ledgerflow.engine import identity
+from ledgerflow.errors import FlowBusy, LedgerflowError
+from ledgerflow.persistence.base import Backend, Connection
+from ledgerflow.persistence.ownership import OwnChange, Ownership
+
+__all__ = ["DEFAULT_LEASE", "Lease", "check_lease", "check_wait"]
+
+LOG = logging.getLogger("ledgerflow.engine")
+DEFAULT_LEASE: Final = 15.0
+#: Longest pause between two looks at a busy flow while ``wait=`` runs.
+_POLL: Final = 0.05
+
+
+def _seconds(value: object, what: str, *, allow_zero: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ValueError(f"{what} must be a number of seconds, not {value!r}")
+    if value < 0 or (value == 0 and not allow_zero) or math.isinf(value):
+        limit = "zero or more" if allow_zero else "more than zero"
+        raise ValueError(f"{what} must be {limit} finite seconds, not {value!r}")
+    return float(value)
+
+
+def check_lease(value: object) -> float:
+    """``value`` as a lease in seconds; ValueError unless it is a positive finite number."""
+    return _seconds(value, "lease", allow_zero=False)
+
+
+def check_wait(value: object) -> float:
+    """``value`` as a wait in seconds; ValueError unless it is a non-negative finite number."""
+    return _seconds(value, "wait", allow_zero=True)
+
+
+class Lease:
+    """Ownership of one flow detail for the length of one ``run()``."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        conn: Connection,
+        flow_uuid: str,
+        seconds: float,
+        on_request: Callable[[str], None],
+        on_lost: Callable[[], None],
+    ) -> None:
+        self.backend = backend
+        self.conn = conn
+        self.flow_uuid = flow_uuid
+        self.seconds = seconds
+        self.owner = identity.this_process()
+        self.fence = 0
+        self.request: str | None = None
+        self._on_request = on_request
+        self._on_lost = on_lost
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def take(self, wait: float) -> Ownership:
+        """Take the flow (fence + 1); FlowBusy if a live owner keeps it past ``wait``."""
+        deadline = time.monotonic() + wait
+        while True:
+            seen = self.conn.get_ownership(self.flow_uuid)
+            gone = seen.owner is not None and identity.is_gone(seen.owner, self.flow_uuid)
+            change = OwnChange("take", seen.fence, self.owner, self.seconds, force=gone)
+            if seen.expired or gone:
+                if self.conn.change_ownership(self.flow_uuid, change):
+                    break
+                continue  # another taker won the race, or the owner renewed: look again
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise FlowBusy(
+                    f"flow detail {self.flow_uuid} is owned by {seen.owner} (lease until "
+                    f"{_when(seen)}); pass wait= to wait for it",
+                    seen.owner,
+                    seen.lease_expires_at,
+                )
+            time.sleep(min(_POLL, left))
+        identity.hold(self.flow_uuid)
+        taken = self.conn.get_ownership(self.flow_uuid)
+        self.fence = taken.fence
+        self.request = taken.request
+        return taken
+
+    def start_heartbeat(self) -> None:
+        """Renew the lease every third of it, on a connection of its own, until ``release``."""
+        self._thread = threading.Thread(
+            target=self._beat, name=f"ledgerflow-lease-{self.flow_uuid[:8]}", daemon=True
+        )
+        self._thread.start()
+
+    def _beat(self) -> None:
+        interval = self.seconds / 3
+        with self.backend.connect() as conn:
+            while not self._stop.wait(interval):
+                try:
+                    renewed = conn.change_ownership(
+                        self.flow_uuid, OwnChange("renew", self.fence, self.owner, self.seconds)
+                    )
+                    if not renewed:
+                        self._on_lost()
+                        return
+                    request = conn.get_ownership(self.flow_uuid).request
+                except LedgerflowError as exc:  # the store blinked: the next beat tries again
+                    LOG.warning("lease of flow %s not renewed: %s", self.flow_uuid, exc)
+                    continue
+                if request is not None:
+                    self._on_request(request)
+
+    def release(self, *, clear_cancel: bool) -> None:
+        """Stop the heartbeat and let go of the flow (nothing happens if it was taken over)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            self.conn.change_ownership(
+                self.flow_uuid, OwnChange("release", self.fence, clear_cancel=clear_cancel)
+            )
+        except LedgerflowError as exc:
+            # The flow stays owned by this (soon dead) process: a resume on this host
+            # takes it at once, elsewhere once the lease runs out.
+            LOG.warning("could not let go of flow %s: %s", self.flow_uuid, exc)
+        finally:
+            identity.forget(self.flow_uuid)
+
+
+def _when(seen: Ownership) -> str:
+    lease = seen.lease_expires_at
+    return "unknown" if lease is None else lease.isoformat(timespec="milliseconds")
