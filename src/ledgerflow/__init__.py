@@ -37,6 +37,7 @@ from ledgerflow.errors import (
 )
 from ledgerflow.flow import Flow, GraphFlow, LinearFlow, UnorderedFlow
 from ledgerflow.jobs import Job, JobBoard, open_board
+from ledgerflow.jobs.conductor import Conductor
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence import Backend, Connection, available_schemes, open_backend
 from ledgerflow.persistence.care import Damage, purge
@@ -48,6 +49,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend",
     "BackendNotFound",
+    "Conductor",
     "ConflictError",
     "Connection",
     "CorruptRecordError",
