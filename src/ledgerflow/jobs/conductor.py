@@ -57,7 +57,6 @@ class _Work:
     """One claimed job in hand."""
 
     job: Job
-    thread: threading.Thread | None = None
     engine: Any = None
     lost: bool = False
     done: threading.Event = field(default_factory=threading.Event)
@@ -124,6 +123,8 @@ class Conductor:
         self._active: dict[str, _Work] = {}
         self._wake = threading.Event()
         self._storage_failures = 0
+        #: ``workers`` long-lived threads: each keeps one pooled connection to the board.
+        self._pool: futures.ThreadPoolExecutor | None = None
 
     # ---- public -----------------------------------------------------------------------
     def run(self, *, until_idle: bool = False) -> None:
@@ -131,12 +132,14 @@ class Conductor:
         self._stop.clear()
         heartbeat = threading.Thread(target=self._heartbeat, name="ledgerflow-claims", daemon=True)
         heartbeat.start()
+        self._pool = futures.ThreadPoolExecutor(self.workers, thread_name_prefix="ledgerflow-job")
         try:
             with self._signals_stop():
                 self._loop(until_idle)
         finally:
             self._stop.set()
             self._stop_all()
+            self._pool.shutdown(wait=True)
             heartbeat.join()
             LOG.info("conductor %s stopped: %s", self.owner, dict(self.counts))
 
@@ -219,20 +222,16 @@ class Conductor:
     # ---- workers ----------------------------------------------------------------------
     def _start(self, job: Job) -> None:
         work = _Work(job)
-        work.thread = threading.Thread(
-            target=self._work, args=(work,), name=f"ledgerflow-job-{job.uuid[:8]}", daemon=True
-        )
         with self._lock:
             self._active[job.uuid] = work
-        work.thread.start()
+        assert self._pool is not None
+        self._pool.submit(self._work, work)
 
     def _reap(self) -> None:
         with self._lock:
             ended = [uuid for uuid, work in self._active.items() if work.done.is_set()]
             for uuid in ended:
-                thread = self._active.pop(uuid).thread
-                if thread is not None:
-                    thread.join()
+                del self._active[uuid]
 
     def _stop_all(self) -> None:
         self.stop()
