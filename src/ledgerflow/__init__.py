@@ -40,6 +40,8 @@ from ledgerflow.errors import (
     VersionMismatchError,
 )
 from ledgerflow.flow import Flow, GraphFlow, LinearFlow, UnorderedFlow
+from ledgerflow.jobs import Job, JobBoard, open_board
+from ledgerflow.jobs.conductor import Conductor
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence import Backend, Connection, available_schemes, open_backend
 from ledgerflow.persistence.care import Damage, purge
@@ -52,6 +54,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend",
     "BackendNotFound",
+    "Conductor",
     "ConflictError",
     "Connection",
     "CorruptRecordError",
@@ -69,6 +72,8 @@ __all__ = [
     "GraphFlow",
     "Interrupted",
     "InvalidUUIDError",
+    "Job",
+    "JobBoard",
     "LedgerflowError",
     "LinearFlow",
     "LogBook",
@@ -99,6 +104,7 @@ __all__ = [
     "current_task",
     "load",
     "open_backend",
+    "open_board",
     "purge",
     "register_type",
     "resume",

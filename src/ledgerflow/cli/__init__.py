@@ -16,6 +16,7 @@ from ledgerflow.cli.commands import books, copy, show, upgrade
 from ledgerflow.cli.control import cancel, suspend
 from ledgerflow.cli.demo import demo, demo_child
 from ledgerflow.cli.flows import flows
+from ledgerflow.cli.jobs import conductor, jobs
 from ledgerflow.cli.run import resume
 from ledgerflow.cli.web import web
 
@@ -74,6 +75,8 @@ for _command in (
     demo_child,
     check,
     purge,
+    jobs,
+    conductor,
 ):
     cli.add_command(_command)
 

@@ -31,7 +31,7 @@ def web(app: App, board_uri: str | None, host: str, port: int) -> None:
         from ledgerflow.web import create_app
     except ImportError as exc:
         fail(f"the web view needs its extra: pip install 'ledgerflow[web]' ({exc.name} is missing)")
-    board = _open_board(board_uri) if board_uri else None
+    board = _open_board(board_uri, app.backend_uri) if board_uri else None
     listener = _listen(host, port)
     application = create_app(app.open(), board=board, allowed_hosts=allowed_hosts(host))
     bound = listener.getsockname()
@@ -71,11 +71,8 @@ def _listen(host: str, port: int) -> socket.socket:
     return listener
 
 
-def _open_board(uri: str) -> object:
-    """The job board at ``uri`` (``lf.open_board``, once job boards exist in this version)."""
+def _open_board(uri: str, backend_uri: str) -> object:
+    """The job board at ``uri`` over the view's backend, read-only (it creates nothing)."""
     import ledgerflow as lf
 
-    open_board = getattr(lf, "open_board", None)
-    if open_board is None:
-        fail("--board needs job boards, which this version of ledgerflow does not have yet")
-    return open_board(uri)
+    return lf.open_board(uri, backend=None if uri == backend_uri else backend_uri, create=False)

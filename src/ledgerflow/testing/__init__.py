@@ -14,8 +14,20 @@ fixture that yields an empty, upgraded store::
                 conn.upgrade()
             yield store
             store.close()
+
+A board runs ``BoardConformance`` the same way, with a ``board`` fixture that yields an
+empty board (``ledgerflow.testing.boards``).
 """
 
 from ledgerflow.testing.conformance import BackendConformance
 
-__all__ = ["BackendConformance"]
+__all__ = ["BackendConformance", "BoardConformance"]
+
+
+def __getattr__(name: str) -> object:
+    # Imported on first use: the board suite pulls in the jobs package.
+    if name == "BoardConformance":
+        from ledgerflow.testing.boards import BoardConformance
+
+        return BoardConformance
+    raise AttributeError(name)

@@ -1,0 +1,115 @@
+"""SQL boards: their own migrations, reads that create nothing, one-transaction posts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+import ledgerflow as lf
+from ledgerflow.jobs import schema
+from ledgerflow.jobs.sql import SQLBoard
+from ledgerflow.persistence.sql import migrate
+from tests.persistence.conftest import SQL_KINDS, private_database
+
+FACTORY = "pkg.mod:build"
+
+
+@pytest.fixture(params=SQL_KINDS)
+def fresh_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new empty database of each SQL engine."""
+    with private_database(request.param, tmp_path) as uri:
+        yield uri
+
+
+def _sql_board(uri: str, **kwargs: object) -> SQLBoard:
+    board = lf.open_board(uri, **kwargs)  # type: ignore[arg-type]
+    assert isinstance(board, SQLBoard)
+    return board
+
+
+def _tables(board: SQLBoard) -> set[str]:
+    with board.store.engine.connect() as conn:
+        return set(sa.inspect(conn).get_table_names())
+
+
+def test_job_tables_have_their_own_history(fresh_uri: str) -> None:
+    with _sql_board(fresh_uri) as board:
+        assert {schema.VERSION_TABLE, migrate.VERSION_TABLE, "ledgerflow_jobs"} <= _tables(board)
+        with board.store.engine.connect() as conn:
+            assert schema.current(conn) == schema.HEAD
+            assert migrate.schema_status(conn).up_to_date
+            context = MigrationContext.configure(
+                conn,
+                opts={
+                    "compare_type": True,
+                    "include_name": lambda name, kind, _: (
+                        kind != "table" or name == "ledgerflow_jobs"
+                    ),
+                },
+            )
+            assert list(compare_metadata(context, schema.metadata)) == []
+    with _sql_board(fresh_uri) as again:  # idempotent
+        assert again.jobs() == []
+
+
+def test_reading_a_store_without_job_tables_creates_nothing(fresh_uri: str) -> None:
+    with lf.open_backend(fresh_uri) as backend, backend.connect() as conn:
+        conn.upgrade()
+    board = _sql_board(fresh_uri, create=False)
+    with board:
+        assert board.jobs() == []
+        assert board.idle().ready == 0
+        assert "ledgerflow_jobs" not in _tables(board)
+
+
+def test_reading_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "none.db"
+    with _sql_board(f"sqlite:///{path}", create=False) as board:
+        assert board.jobs() == []
+    assert not path.exists()
+
+
+def test_post_is_one_transaction_with_the_logbook(
+    fresh_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _sql_board(fresh_uri) as board:
+        assert board.backend is board.store
+
+        def broken(raw: object) -> None:
+            raise lf.StorageError("the wake-up failed")
+
+        monkeypatch.setattr(board, "_notify_in", broken)
+        with pytest.raises(lf.StorageError):
+            board.post(FACTORY)
+        assert board.jobs() == []
+        with board.backend.connect() as conn:
+            assert conn.get_logbooks() == []
+
+
+def test_board_and_logbooks_in_different_stores(tmp_path: Path, postgres_uri: str) -> None:
+    logbooks = f"sqlite:///{tmp_path / 'logbooks.db'}"
+    with _sql_board(postgres_uri, backend=logbooks) as board:
+        board.clear_all()
+        job = board.post(FACTORY, key="separate")
+        assert board.post(FACTORY, key="separate").uuid == job.uuid
+        with lf.open_backend(logbooks) as backend, backend.connect() as conn:
+            assert [book.uuid for book in conn.get_logbooks()] == [job.book_uuid]
+        board.clear_all()
+
+
+def test_unknown_scheme_lists_board_schemes() -> None:
+    with pytest.raises(lf.BackendNotFound, match="redis") as caught:
+        lf.open_board("ftp://example.com/x")
+    assert "postgresql" in str(caught.value) and "memory" in str(caught.value)
+    with pytest.raises(lf.BackendNotFound):
+        lf.open_board("file:///tmp/x")
+
+
+def test_redis_needs_a_backend() -> None:
+    with pytest.raises(ValueError, match="backend="):
+        lf.open_board("redis://127.0.0.1:6379/9")
