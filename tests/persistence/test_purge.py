@@ -13,6 +13,7 @@ import ledgerflow as lf
 from ledgerflow import states
 from ledgerflow.models import utcnow
 from ledgerflow.persistence import care
+from ledgerflow.persistence.ownership import OwnChange
 
 OLD = timedelta(days=40)
 
@@ -133,3 +134,16 @@ def test_sql_purges_with_one_delete_per_batch(sql_store: lf.Backend) -> None:
     assert len(deletes) == 3  # 6 books in windows of 2
     with sql_store.connect() as conn:
         assert _names(conn) == {"running"}
+
+
+def test_a_flow_an_engine_still_owns_keeps_its_book(backend: lf.Backend) -> None:
+    with backend.connect() as conn:
+        book = _book(conn, "owned", (states.SUCCESS, OLD))
+        flow = book.flows[0]
+        take = OwnChange("take", fence=flow.fence, owner="elsewhere:1:1", lease=600.0)
+        assert conn.change_ownership(flow.uuid, take)
+        assert lf.purge(backend, older_than=timedelta(days=30), dry_run=True) == 0
+        assert lf.purge(backend, older_than=timedelta(days=30)) == 0
+        assert conn.get_logbook(book.uuid).name == "owned"
+        assert conn.change_ownership(flow.uuid, OwnChange("release", fence=flow.fence + 1))
+        assert lf.purge(backend, older_than=timedelta(days=30)) == 1
