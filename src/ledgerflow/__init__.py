@@ -6,10 +6,8 @@ engine, asyncio and the job boards it never touches.  Errors and ``states`` are
 loaded at once (they are small, and ``except lf.NotFound`` needs no import).
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
 from ledgerflow import states
 from ledgerflow.errors import (
@@ -42,7 +40,7 @@ from ledgerflow.errors import (
 # Eager: the submodule ``ledgerflow.task`` would otherwise shadow the decorator ``task``.
 from ledgerflow.task import Retry, Task, task
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from ledgerflow.engine import (
         Engine,
         TaskContext,
@@ -167,14 +165,17 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Load a public name from its module on first use (then it is a plain attribute)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ledgerflow' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+# Hidden from type checkers, which would otherwise accept any attribute of the module.
+if not _typing.TYPE_CHECKING:
+
+    def __getattr__(name: str) -> _typing.Any:
+        """Load a public name from its module on first use (then it is a plain attribute)."""
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'ledgerflow' has no attribute {name!r}")
+        value = getattr(_importlib.import_module(module), name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:

@@ -109,6 +109,12 @@ class App:
         with self.open(uri) as backend, backend.connect() as conn:
             yield conn
 
+    @contextlib.contextmanager
+    def read(self, uri: str | None = None) -> Iterator[lf.Connection]:
+        """A connection for a command that only reads (see ``open_reader``)."""
+        with open_reader(uri or self.backend_uri) as backend, backend.connect() as conn:
+            yield conn
+
 
 def open_uri(uri: str) -> lf.Backend:
     """``lf.open_backend(uri)``; a URI option it rejects is a usage error."""
@@ -123,6 +129,17 @@ def open_uri(uri: str) -> lf.Backend:
         raise CLIUsageError(message) from exc
 
 
+def open_reader(uri: str) -> lf.Backend:
+    """A backend for reading only: a local SQLite file through the stdlib reader.
+
+    The reader runs the same queries without importing SQLAlchemy (most of a reading
+    command's start-up); any other URI opens as ``open_uri`` opens it.
+    """
+    from ledgerflow.persistence.sql.reader import sqlite_reader
+
+    return sqlite_reader(uri) or open_uri(uri)
+
+
 def local_store_missing(uri: str) -> bool:
     """Tell whether ``uri`` names a local SQLite file or file-store directory that is absent.
 
@@ -130,7 +147,7 @@ def local_store_missing(uri: str) -> bool:
     (opening a missing SQLite file would create it).  The URI is still checked
     (opening a backend creates nothing), so a bad one is an error, not "missing".
     """
-    open_uri(uri).close()
+    open_reader(uri).close()
     path = local_path(uri) if base_scheme(uri) in ("sqlite", "file") else None
     return path is not None and not path.exists()
 
