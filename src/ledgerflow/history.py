@@ -21,7 +21,7 @@ from ledgerflow import states
 from ledgerflow.engine import identity
 from ledgerflow.errors import NotFound
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
-from ledgerflow.persistence.base import Connection, RecordRef
+from ledgerflow.persistence.base import Connection, RecordConnection, RecordRef
 from ledgerflow.persistence.listing import Cursor
 from ledgerflow.persistence.records import check_uuid
 from ledgerflow.persistence.uri import mask_password
@@ -107,11 +107,16 @@ class Lease:
 
 def lease_of(flow: FlowDetail, now: datetime | None = None) -> Lease:
     """The flow's ownership and what it means now ("gone": its process on this host died)."""
-    owner, fence, expires = flow.owner, flow.fence, flow.lease_expires_at
+    return _lease(flow.uuid, flow.owner, flow.fence, flow.lease_expires_at, now)
+
+
+def _lease(
+    flow_uuid: str, owner: str | None, fence: int, expires: datetime | None, now: datetime | None
+) -> Lease:
     now = now or datetime.now(UTC)
     if owner is None:
         status = "free"
-    elif identity.is_gone(owner, flow.uuid):
+    elif identity.is_gone(owner, flow_uuid):
         status = "gone"
     elif expires is not None and expires <= now:
         status = "expired"
@@ -121,10 +126,24 @@ def lease_of(flow: FlowDetail, now: datetime | None = None) -> Lease:
 
 
 def _orphaned(conn: Connection, book_uuids: set[str]) -> dict[str, int]:
-    """Per book uuid, how many of its RUNNING flows nobody runs any more."""
+    """Per book uuid, how many of its RUNNING flows nobody runs any more.
+
+    The built-in stores read the flow rows of just these books (one query, nothing
+    decoded but the rows' own fields); another store's RUNNING flows are scanned,
+    newest first, up to ``ORPHAN_SCAN``.  A corrupt flow row counts as not orphaned.
+    """
     counts: dict[str, int] = {}
+    now = datetime.now(UTC)
+    if isinstance(conn, RecordConnection):
+        rows = conn._fetch_many("flow", parents=sorted(book_uuids))
+        found = [(row["book_uuid"], row) for row in rows if row["state"] == states.RUNNING]
+        for book_uuid, row in found:
+            lease = _lease(row["uuid"], row["owner"], row["fence"], row["lease_expires_at"], now)
+            if lease.status != "held":
+                counts[book_uuid] = counts.get(book_uuid, 0) + 1
+        return counts
     for book_uuid, flow in conn.list_flows(state=states.RUNNING, limit=ORPHAN_SCAN):
-        if book_uuid in book_uuids and lease_of(flow).status != "held":
+        if book_uuid in book_uuids and lease_of(flow, now).status != "held":
             counts[book_uuid] = counts.get(book_uuid, 0) + 1
     return counts
 
