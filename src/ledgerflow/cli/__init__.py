@@ -75,8 +75,6 @@ def cli(ctx: click.Context, backend_uri: str, debug: bool, log_level: str) -> No
     )
 
 
-
-
 def configure_logging(level: str) -> None:
     """Send the ``ledgerflow`` logger's records at ``level`` and above to stderr."""
     logger = logging.getLogger("ledgerflow")
