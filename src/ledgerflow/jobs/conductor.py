@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ledgerflow import states
 from ledgerflow.engine import identity
 from ledgerflow.engine.lease import check_lease
 from ledgerflow.errors import (
@@ -35,20 +34,14 @@ from ledgerflow.errors import (
     NotFound,
     StorageError,
 )
-from ledgerflow.jobs.board import JobBoard
-from ledgerflow.jobs.model import CANCELLED, DONE, FAILED, Job
+from ledgerflow.jobs.board import JobBoard, flow_outcome
+from ledgerflow.jobs.model import FAILED, Job
 
 __all__ = ["Conductor"]
 
 LOG = logging.getLogger("ledgerflow.conductor")
 #: Longest wait before a job handed back after a storage failure is claimed again.
 _MAX_BACKOFF: Final = 30.0
-_ENDS: Final = {
-    states.SUCCESS: DONE,
-    states.REVERTED: FAILED,
-    states.FAILURE: FAILED,
-    states.CANCELLED: CANCELLED,
-}
 _instances = itertools.count(1)
 
 
@@ -323,17 +316,7 @@ class Conductor:
                 flow_detail = conn.get_flow_details(job.flow_uuid)
         except StorageError:
             return None, None
-        end = _ENDS.get(flow_detail.state)
-        if end is None:
-            return None, None
-        if end != FAILED:
-            return end, None
-        failures = [
-            f"{td.name}: {td.failure.exc_type_names[0]}: {td.failure.message}"
-            for td in flow_detail
-            if td.failure is not None
-        ]
-        return end, f"flow ended {flow_detail.state}; " + ("; ".join(failures) or "no task failed")
+        return flow_outcome(flow_detail) or (None, None)
 
     def _finish(self, work: _Work, state: str | None, error: str | None) -> None:
         job = work.job
