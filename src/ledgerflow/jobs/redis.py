@@ -121,7 +121,7 @@ local job = p .. 'job:' .. uuid
 redis.call('HINCRBY', job, 'attempts', 1)
 redis.call('HSET', job, 'state', 'CLAIMED', 'owner', owner, 'claim_epoch', expires)
 place(p, uuid, now)
-return uuid
+return redis.call('HGETALL', job)
 """
 )
 
@@ -296,8 +296,10 @@ class RedisBoard(JobBoard):
     def claim(self, owner: str, lease: float) -> Job | None:
         """Claim the best job available now (priority, then age): READY, or a lapsed claim."""
         args = [self._prefix, owner, repr(float(lease))]
-        uuid = self._call("claim a job", self._claim_script, args=args)
-        return None if uuid is None else self._read(uuid)
+        pairs = self._call("claim a job", self._claim_script, args=args)
+        if not pairs:
+            return None
+        return self._job(dict(zip(pairs[::2], pairs[1::2], strict=True)))
 
     def _lapsed_at_max(self) -> list[tuple[str, str, int]]:
         uuids = self._call(
