@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ledgerflow import states
 from ledgerflow.engine import identity
 from ledgerflow.engine.lease import check_lease
 from ledgerflow.errors import (
@@ -116,6 +117,7 @@ class Conductor:
         self._active: dict[str, _Work] = {}
         self._wake = threading.Event()
         self._storage_failures = 0
+        self._schema_ready = False
         #: ``workers`` long-lived threads: each keeps one pooled connection to the board.
         self._pool: futures.ThreadPoolExecutor | None = None
 
@@ -298,7 +300,9 @@ class Conductor:
     def _engine(self, job: Job) -> Any:
         from ledgerflow.engine.api import _connect, _resume_engine
 
-        conn = _connect(self.board.backend)
+        # The logbook schema is made ready once per conductor, not once per job.
+        conn = self.board.backend.connect() if self._schema_ready else _connect(self.board.backend)
+        self._schema_ready = True
         try:
             engine = _resume_engine(self.board.backend, conn, job.flow_uuid, None, None, False)
         except BaseException:
@@ -313,7 +317,9 @@ class Conductor:
     def _persisted_end(self, job: Job) -> tuple[str | None, str | None]:
         try:
             with self.board.backend.connect() as conn:
-                flow_detail = conn.get_flow_details(job.flow_uuid)
+                flow_detail = conn.get_flow_details(job.flow_uuid, lazy=True)
+                if flow_detail.state in (states.FAILURE, states.REVERTED):  # tell which failed
+                    flow_detail = conn.get_flow_details(job.flow_uuid)
         except StorageError:
             return None, None
         return flow_outcome(flow_detail) or (None, None)
