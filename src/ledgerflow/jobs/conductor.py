@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
@@ -36,13 +37,16 @@ from ledgerflow.errors import (
     StorageError,
 )
 from ledgerflow.jobs.board import JobBoard, flow_outcome
-from ledgerflow.jobs.model import FAILED, Job
+from ledgerflow.jobs.model import CLAIMED, FAILED, READY, Job
 
 __all__ = ["Conductor"]
 
 LOG = logging.getLogger("ledgerflow.conductor")
 #: Longest wait before a job handed back after a storage failure is claimed again.
 _MAX_BACKOFF: Final = 30.0
+#: First and longest pause between tries of a completion or hand-back the board refused.
+_FIRST_RETRY: Final = 0.05
+_MAX_RETRY: Final = 2.0
 _instances = itertools.count(1)
 
 
@@ -118,6 +122,8 @@ class Conductor:
         self._wake = threading.Event()
         self._storage_failures = 0
         self._schema_ready = False
+        #: A claim failed: it may have landed without our hearing of it (see _recover_claims).
+        self._claim_unsure = False
         #: ``workers`` long-lived threads: each keeps one pooled connection to the board.
         self._pool: futures.ThreadPoolExecutor | None = None
 
@@ -163,6 +169,8 @@ class Conductor:
 
     def _claim(self) -> Job | None:
         try:
+            if self._claim_unsure:
+                self._recover_claims()
             job = self.board.claim(self.owner, self.lease)
             if job is None:
                 self.board.fail_lapsed()
@@ -170,9 +178,25 @@ class Conductor:
             return job
         except StorageError as error:
             self._storage_failures += 1
+            self._claim_unsure = True
             LOG.warning("conductor %s cannot reach the board: %s", self.owner, error)
             self._stop.wait(self._backoff())
             return None
+
+    def _recover_claims(self) -> None:
+        """Hand back jobs claimed by a claim whose reply was lost (we hold them, unknowingly).
+
+        Left alone they would lapse only after the lease, using up an attempt each.
+        """
+        with self._lock:
+            in_hand = set(self._active)
+        for job in self.board.jobs(state=CLAIMED):
+            if job.owner == self.owner and job.uuid not in in_hand:
+                LOG.warning(
+                    "job %s: claimed while the board was unreachable; handed back", job.uuid
+                )
+                self.board.hand_back(job.uuid, self.owner, delay=0.0, refund=True)
+        self._claim_unsure = False
 
     def _backoff(self) -> float:
         return float(min(_MAX_BACKOFF, self.poll * 2 ** min(self._storage_failures, 10)))
@@ -332,12 +356,14 @@ class Conductor:
         if state is None:
             self._hand_back(work, delay=self._backoff() if self._storage_failures else 0.0)
             return
-        try:
-            ended = self.board.complete(job.uuid, self.owner, state, error)
-        except StorageError as failure:
-            LOG.warning(
-                "job %s: cannot record its end (%s); its claim will lapse", job.uuid, failure
-            )
+        ended = self._through_outage(
+            f"record the end of job {job.uuid}",
+            lambda: self.board.complete(job.uuid, self.owner, state, error),
+            lambda seen: seen.state == state,
+            job.uuid,
+        )
+        if ended is None:
+            LOG.warning("job %s: cannot record its end; its claim will lapse", job.uuid)
             return
         if not ended:
             LOG.warning("job %s was taken over before it ended here", job.uuid)
@@ -348,13 +374,42 @@ class Conductor:
             self.on_finish(job, state)
 
     def _hand_back(self, work: _Work, *, delay: float) -> None:
-        try:
-            if self.board.hand_back(work.job.uuid, self.owner, delay=delay, refund=True):
-                self.counts["handed back"] += 1
-        except StorageError as error:
-            LOG.warning(
-                "job %s: cannot hand it back (%s); its claim will lapse", work.job.uuid, error
-            )
+        uuid = work.job.uuid
+        handed = self._through_outage(
+            f"hand job {uuid} back",
+            lambda: self.board.hand_back(uuid, self.owner, delay=delay, refund=True),
+            lambda seen: seen.state == READY,
+            uuid,
+        )
+        if handed is None:
+            LOG.warning("job %s: cannot hand it back; its claim will lapse", uuid)
+        elif handed:
+            self.counts["handed back"] += 1
+
+    def _through_outage(
+        self, what: str, call: Callable[[], bool], landed: Callable[[Job], bool], uuid: str
+    ) -> bool | None:
+        """``call()`` retried through a board outage for one lease; None: it never got through.
+
+        A try whose reply was lost may have committed: when a later try finds the claim
+        no longer ours, the job as it stands tells whether the lost one landed.
+        """
+        deadline = time.monotonic() + self.lease
+        delay, failed = _FIRST_RETRY, False
+        while True:
+            try:
+                done = call()
+                if done or not failed:
+                    return done
+                return landed(self.board.get(uuid))
+            except StorageError as error:
+                if not failed:
+                    LOG.warning("conductor %s: cannot %s, retrying: %s", self.owner, what, error)
+                failed = True
+            if time.monotonic() + delay > deadline:
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, _MAX_RETRY)
 
     # ---- claims' heartbeat ------------------------------------------------------------
     def _heartbeat(self) -> None:
