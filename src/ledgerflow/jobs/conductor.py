@@ -278,12 +278,10 @@ class Conductor:
         """Run the job's flow; return (job state to end in or None to hand back, error)."""
         job = work.job
         try:
-            refusal = self._refusal(job)
-            if refusal is not None:
-                return FAILED, refusal
-            if self._stop.is_set():
-                return None, None
-            work.engine = self._engine(job)
+            engine, refusal = self._engine(job)
+            if engine is None:
+                return (None, None) if refusal is None else (FAILED, refusal)
+            work.engine = engine
             if self._stop.is_set():
                 work.engine.suspend()
             work.engine.run()
@@ -303,32 +301,37 @@ class Conductor:
             return FAILED, f"cannot rebuild the flow: {type(error).__name__}: {error}"
         return self._persisted_end(job)
 
-    def _refusal(self, job: Job) -> str | None:
-        """Why this conductor will not run the job's factory (None: it may)."""
-        with self.board.backend.connect() as conn:
-            try:
-                meta = conn.get_flow_details(job.flow_uuid, lazy=True).meta
-            except NotFound:
-                return f"the job's flow detail {job.flow_uuid} is not in the logbook store"
+    def _refusal(self, conn: Any, job: Job) -> tuple[str | None, str]:
+        """(why this conductor will not run the job's factory or None, the factory)."""
+        try:
+            meta = conn.get_flow_details(job.flow_uuid, lazy=True).meta
+        except NotFound:
+            return f"the job's flow detail {job.flow_uuid} is not in the logbook store", ""
         factory = meta.get("factory")
         if not isinstance(factory, str) or ":" not in factory:
-            return "the job's flow detail names no factory 'package.module:function'"
+            return "the job's flow detail names no factory 'package.module:function'", ""
         module = factory.partition(":")[0]
         if not _allowed(module, self.allow):
             return (
                 f"factory {factory!r}: module {module!r} is not allowed on conductor "
                 f"{self.name} (allow={list(self.allow or ())}); nothing was imported"
-            )
-        return None
+            ), factory
+        return None, factory
 
-    def _engine(self, job: Job) -> Any:
-        from ledgerflow.engine.api import _connect, _resume_engine
+    def _engine(self, job: Job) -> tuple[Any, str | None]:
+        """(the engine resuming the job's flow, None) or (None, why not; None: stopping)."""
+        from ledgerflow.engine.api import _connect, _materialize, _resume_engine
 
         # The logbook schema is made ready once per conductor, not once per job.
         conn = self.board.backend.connect() if self._schema_ready else _connect(self.board.backend)
         self._schema_ready = True
         try:
-            engine = _resume_engine(self.board.backend, conn, job.flow_uuid, None, None, False)
+            refusal, factory = self._refusal(conn, job)
+            if refusal is not None or self._stop.is_set():
+                conn.close()
+                return None, refusal
+            flow, _, _ = _materialize(factory)  # imported once: the meta read above serves both
+            engine = _resume_engine(self.board.backend, conn, job.flow_uuid, flow, None, False)
         except BaseException:
             conn.close()
             raise
@@ -336,7 +339,7 @@ class Conductor:
         engine.wait = self.lease  # a stalled previous owner's flow lease runs out meanwhile
         if self.executor is not None:
             engine.use_executor(self.executor)
-        return engine
+        return engine, None
 
     def _persisted_end(self, job: Job) -> tuple[str | None, str | None]:
         try:
