@@ -349,6 +349,38 @@ _TRY_TEXT: Final = '{"attempt":%d,"started_at":"%s","finished_at":%s,"state":"%s
 _TRY_STATE_TEXT: Final = {state: state for state in states.TRY_STATES}
 
 
+class TimeTexts:
+    """Text of datetimes already formatted: the same few times are written again and again.
+
+    A task's ``started_at`` is written with each of its state changes, its ``created_at``
+    with every one; a datetime is immutable, so its text is looked up by identity (the
+    cache holds the object, so its id cannot be reused while the entry lives).
+    """
+
+    __slots__ = ("_format", "_texts")
+
+    #: Entries kept before the cache starts over (a run touches a handful per task).
+    LIMIT: Final = 4096
+
+    def __init__(self, format_: Callable[[datetime], str]) -> None:
+        self._format = format_
+        self._texts: dict[int, tuple[datetime, str]] = {}
+
+    def __call__(self, value: datetime) -> str:
+        """``format_(value)``, computed once per datetime object."""
+        hit = self._texts.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        text = self._format(value)
+        if len(self._texts) >= self.LIMIT:
+            self._texts.clear()
+        self._texts[id(value)] = (value, text)
+        return text
+
+
+_iso = TimeTexts(datetime.isoformat)
+
+
 def _try_text(entry: dict[str, Any]) -> str | None:
     """The stored text of one try in its usual shape, else None (the general path)."""
     attempt, started, finished = entry["attempt"], entry["started_at"], entry["finished_at"]
@@ -361,8 +393,8 @@ def _try_text(entry: dict[str, Any]) -> str | None:
         return None
     return _TRY_TEXT % (
         attempt,
-        started.isoformat(),
-        "null" if finished is None else f'"{finished.isoformat()}"',
+        _iso(started),
+        "null" if finished is None else f'"{_iso(finished)}"',
         state,
         "null" if failure is None else serialization.dumps(failure.to_dict(), "a failure"),
     )

@@ -19,6 +19,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from ledgerflow.persistence.records import TimeTexts
 from ledgerflow.persistence.sql.tables import UTCDateTime
 
 __all__ = ["PreparedSelect", "PreparedUpdate", "fetch_dicts"]
@@ -78,15 +79,23 @@ class PreparedUpdate:
         return conn.exec_driver_sql(self.sql, values).rowcount
 
 
-def _sqlite_time_text(value: datetime | None) -> str | None:
-    """What SQLAlchemy's SQLite DATETIME stores for an aware datetime, in a quarter of the time."""
-    if value is None:
-        return None
+def _format_sqlite_time(value: datetime) -> str:
     if value.tzinfo is UTC:  # the common case: drop the "+00:00" the aware form ends with
         return value.isoformat(" ", "microseconds")[:-6]
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat(" ", "microseconds")
+
+
+_sqlite_texts = TimeTexts(_format_sqlite_time)
+
+
+def _sqlite_time_text(value: datetime | None) -> str | None:
+    """What SQLAlchemy's SQLite DATETIME stores for an aware datetime, in a quarter of the time.
+
+    A task's created_at and started_at go out with each of its writes: formatted once.
+    """
+    return None if value is None else _sqlite_texts(value)
 
 
 def _bind_processor(type_: Any, dialect: sa.Dialect) -> Callable[[Any], Any] | None:
