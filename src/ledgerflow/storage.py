@@ -489,7 +489,8 @@ class Storage:
         except (StorageError, ConflictError) as exc:
             self.broken = exc
             raise
-        self._flush_events()
+        if self._unheard:
+            self._flush_events()
 
     def close(self) -> None:
         """Release the connection (the backend stays open)."""

@@ -46,7 +46,9 @@ def _utc(row: Row) -> Row:
     out = dict(row)
     for column in _TIME_COLUMNS:
         value = out.get(column)
-        if value is not None and value.tzinfo is not UTC:
+        if value is None:
+            continue
+        if value.tzinfo is not UTC:
             out[column] = (
                 value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
             )
