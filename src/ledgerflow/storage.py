@@ -17,11 +17,11 @@ state change.
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import operator
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,12 @@ _STORE_PROVIDER = -1
 TRIES_KEY = "tries"
 #: Flow meta key: subflow name -> runs in the current round of a retrying subflow.
 RETRY_RUNS_KEY = "retry_runs"
+#: Fields ``start_task`` changes, kept so that ``unstart_task`` can put them back.
+_START_FIELDS = (
+    "state", "attempts", "started_at", "finished_at", "failure", "revert_failure", "meta", "tries",
+)  # fmt: skip
+_START_FIELDS_OF = operator.attrgetter(*_START_FIELDS)
+_TASK_NEXT = states.TASK_TRANSITIONS
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,7 @@ class Storage:
         #: Under "always", state changes wait here until the commit that records them.
         self._unheard: list[StateChange] = []
         #: Task name -> its fields before the last ``start_task`` (see ``unstart_task``).
-        self._before_start: dict[str, dict[str, Any]] = {}
+        self._before_start: dict[str, tuple[Any, ...]] = {}
 
     # ---- symbols ---------------------------------------------------------------
     def bind(self, compiled: Compiled) -> None:
@@ -232,8 +238,10 @@ class Storage:
         """Move the flow to ``state`` (checked)."""
         with self._lock:
             flow = self.flow_detail
-            with _naming(f"flow detail {flow.name!r} ({flow.uuid})"):
-                states.check_flow_transition(flow.state, state)
+            if state not in states.FLOW_TRANSITIONS.get(flow.state, ()):
+                _check(
+                    states.check_flow_transition, flow.state, state, "flow detail", flow.name, flow
+                )
             flow.state = state
             flow.updated_at = utcnow()
             self._dirty[flow.uuid] = flow
@@ -242,14 +250,19 @@ class Storage:
     def _set_task_state(self, name: str, state: str, **fields: Any) -> TaskDetail:
         with self._lock:
             detail = self._tasks[name]
-            with _naming(f"task detail {name!r} ({detail.uuid})"):
-                states.check_task_transition(detail.state, state)
-            detail.state = state
-            for key, value in fields.items():
-                setattr(detail, key, value)
-            detail.updated_at = utcnow()
+            # The table lookup settles the usual case; the full check explains a refusal.
+            if state not in _TASK_NEXT.get(detail.state, ()):
+                _check(
+                    states.check_task_transition, detail.state, state, "task detail", name, detail
+                )
+            fields["state"] = state
+            if "updated_at" not in fields:  # callers that read the clock already pass theirs
+                fields["updated_at"] = utcnow()
+            # TaskDetail is a plain dataclass: one dict update sets every field at once.
+            detail.__dict__.update(fields)
             self._dirty[detail.uuid] = detail
-        self._emit("task", name, state, detail.uuid)
+        if self._listeners or self._immediate:
+            self._emit("task", name, state, detail.uuid)
         return detail
 
     def start_task(self, name: str, tries: int | None = None) -> TaskDetail:
@@ -260,19 +273,7 @@ class Storage:
         """
         now = utcnow()
         detail = self._tasks[name]
-        self._before_start[name] = {
-            key: getattr(detail, key)
-            for key in (
-                "state",
-                "attempts",
-                "started_at",
-                "finished_at",
-                "failure",
-                "meta",
-                "tries",
-            )
-        }
-        self._before_start[name]["revert_failure"] = detail.revert_failure
+        self._before_start[name] = _START_FIELDS_OF(detail)
         fields: dict[str, Any] = {}
         if tries is not None:
             fields["meta"] = {**detail.meta, TRIES_KEY: tries}
@@ -283,6 +284,7 @@ class Storage:
             attempts=attempt,
             tries=[*detail.tries, new_try(attempt, now)],
             started_at=now,
+            updated_at=now,
             finished_at=None,
             failure=None,
             revert_failure=None,
@@ -294,7 +296,7 @@ class Storage:
         before = self._before_start.pop(name)
         with self._lock:
             detail = self._tasks[name]
-            for key, value in before.items():
+            for key, value in zip(_START_FIELDS, before, strict=True):
                 setattr(detail, key, value)
             detail.updated_at = utcnow()
             self._dirty[detail.uuid] = detail
@@ -325,12 +327,13 @@ class Storage:
 
     def task_succeeded(self, name: str, result: Any) -> None:
         """Record ``result``; SerializationError/ValueError (nothing changed) if unusable."""
-        text = serialization.dumps(result, f"result of task {name!r}")
-        values = self._objects[name].extract(result) if name in self._objects else {}
+        text = serialization.dumps(result, lambda: f"result of task {name!r}")
+        task = self._objects.get(name)
+        values = task.extract(result) if task is not None else {}
         now = utcnow()
         tries = close_try(self._tasks[name].tries, states.SUCCESS, now)
         detail = self._set_task_state(
-            name, states.SUCCESS, result=result, finished_at=now, tries=tries
+            name, states.SUCCESS, result=result, finished_at=now, updated_at=now, tries=tries
         )
         detail.remember_encoding("result", result, text)  # the write encodes nothing again
         self._values[name] = values
@@ -341,7 +344,13 @@ class Storage:
         now = utcnow()
         tries = close_try(self._tasks[name].tries, states.FAILURE, now, failure)
         self._set_task_state(
-            name, state, result=None, failure=failure, finished_at=now, tries=tries
+            name,
+            state,
+            result=None,
+            failure=failure,
+            finished_at=now,
+            updated_at=now,
+            tries=tries,
         )
         self._values.pop(name, None)
 
@@ -480,7 +489,8 @@ class Storage:
         except (StorageError, ConflictError) as exc:
             self.broken = exc
             raise
-        self._flush_events()
+        if self._unheard:
+            self._flush_events()
 
     def close(self) -> None:
         """Release the connection (the backend stays open)."""
@@ -490,10 +500,11 @@ class Storage:
         return f"<Storage flow={self.flow_detail.name!r} {self.flow_detail.uuid} save={self.save}>"
 
 
-@contextlib.contextmanager
-def _naming(record: str) -> Iterator[None]:
-    """Prefix a StateTransitionError with the record it is about (a stored state may be bad)."""
+def _check(
+    check: Callable[[str, str], None], old: str, new: str, kind: str, name: str, record: Any
+) -> None:
+    """``check(old, new)``, its StateTransitionError naming the record (its state may be bad)."""
     try:
-        yield
+        check(old, new)
     except StateTransitionError as exc:
-        raise StateTransitionError(f"{record}: {exc}") from None
+        raise StateTransitionError(f"{kind} {name!r} ({record.uuid}): {exc}") from None

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from ledgerflow.engine import observe
@@ -74,16 +73,24 @@ def current_task() -> TaskContext:
         ) from None
 
 
-@contextlib.contextmanager
-def bind_context(context: TaskContext) -> Iterator[None]:
-    """Make ``context`` the current task (and its trace context current) inside the block."""
-    token = _CURRENT.set(context)
-    trace_token = observe.enter(context.trace_context)
-    try:
-        yield
-    finally:
-        observe.leave(trace_token)
-        _CURRENT.reset(token)
+class bind_context:
+    """Make ``context`` the current task (and its trace context current) inside the block.
+
+    A class, not a generator: it wraps every try, and a generator context costs more.
+    """
+
+    __slots__ = ("_context", "_token", "_trace_token")
+
+    def __init__(self, context: TaskContext) -> None:
+        self._context = context
+
+    def __enter__(self) -> None:
+        self._token = _CURRENT.set(self._context)
+        self._trace_token = observe.enter(self._context.trace_context)
+
+    def __exit__(self, *_: object) -> None:
+        observe.leave(self._trace_token)
+        _CURRENT.reset(self._token)
 
 
 def call_in_context(context: TaskContext, func: Any, *args: Any) -> Any:

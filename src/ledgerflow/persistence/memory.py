@@ -14,7 +14,7 @@ from datetime import UTC
 from typing import Any
 
 from ledgerflow.errors import ConflictError, NotFound
-from ledgerflow.persistence.base import Backend, RecordConnection
+from ledgerflow.persistence.base import Backend, Fence, RecordConnection, fenced_out
 from ledgerflow.persistence.listing import Cursor, page_rows
 from ledgerflow.persistence.records import OWNERSHIP_COLUMNS, PARENT_KEY, Kind, Row
 
@@ -46,11 +46,45 @@ def _utc(row: Row) -> Row:
     out = dict(row)
     for column in _TIME_COLUMNS:
         value = out.get(column)
-        if value is not None and value.tzinfo is not UTC:
+        if value is None:
+            continue
+        if value.tzinfo is not UTC:
             out[column] = (
                 value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
             )
     return out
+
+
+class _Transaction:
+    """All or nothing under the store's lock: an undo log replayed if the block raises.
+
+    A class rather than a generator: the engine opens three per commit (the commit and,
+    nested, each row's update), and a generator-based context costs several times more.
+    """
+
+    __slots__ = ("_outermost", "_store")
+
+    def __init__(self, store: _Store) -> None:
+        self._store = store
+        self._outermost = False
+
+    def __enter__(self) -> None:
+        store = self._store
+        store.lock.acquire()
+        if store.undo is None:  # nested: the outermost transaction owns the undo log
+            store.local.undo = []
+            self._outermost = True
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        store = self._store
+        try:
+            if self._outermost:
+                undo, store.local.undo = store.local.undo, None
+                if exc_type is not None:
+                    for step in reversed(undo):
+                        step()
+        finally:
+            store.lock.release()
 
 
 class MemoryBackend(Backend):
@@ -84,22 +118,8 @@ class MemoryConnection(RecordConnection):
     def validate(self) -> None:
         """A memory store is always usable."""
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        store = self._s
-        with store.lock:
-            if store.undo is not None:  # nested: the outermost transaction owns the undo log
-                yield
-                return
-            store.local.undo = []
-            try:
-                yield
-            except BaseException:
-                for step in reversed(store.local.undo):
-                    step()
-                raise
-            finally:
-                store.local.undo = None
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._s)
 
     def _log(self, step: Callable[[], None]) -> None:
         undo = self._s.undo
@@ -185,7 +205,8 @@ class MemoryConnection(RecordConnection):
                     f"the write was based on revision {expected_revision}"
                 )
             parent_key = PARENT_KEY[kind]
-            new = {**_utc(row), "revision": old["revision"] + 1}
+            new = _utc(row)  # a copy: the caller's row stays as it was
+            new["revision"] = old["revision"] + 1
             if parent_key is not None:
                 new[parent_key] = old[parent_key]
             if kind == "flow":  # written only by taking, renewing and letting go
@@ -193,6 +214,16 @@ class MemoryConnection(RecordConnection):
             table[row["uuid"]] = new
             self._log(lambda: table.__setitem__(row["uuid"], old))
             return int(new["revision"])
+
+    def _fence(self, fence: Fence) -> None:
+        """Check the flow row's fence in place (the base reads a copy of the whole row)."""
+        flow_uuid, expected = fence
+        with self._s.lock:
+            row = self._s.rows["flow"].get(flow_uuid)
+            if row is None:
+                raise NotFound(f"no flow detail with uuid {flow_uuid!r}")
+            if row["fence"] != expected:
+                raise fenced_out(flow_uuid, expected, row["fence"])
 
     def _put_ownership(self, flow_uuid: str, values: dict[str, Any]) -> None:
         table = self._s.rows["flow"]

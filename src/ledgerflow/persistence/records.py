@@ -319,6 +319,9 @@ def task_to_row(task: TaskDetail, flow_uuid: str | None) -> Row:
     check_uuid(task.uuid, "task detail uuid")
     if not _task_fits(task):  # hot path: the full check only when the quick one fails
         check_fields("task", task)
+    # Checked above: meta is a dict.  The commonest values are spelled out here, so that
+    # a no-op task's row costs no call per field.
+    result, meta, checkpoint = task.result, task.meta, task.checkpoint
     failure, revert_failure = task.failure, task.revert_failure
     return {
         "uuid": task.uuid,
@@ -327,15 +330,15 @@ def task_to_row(task: TaskDetail, flow_uuid: str | None) -> Row:
         "type": task.type,
         "version": task.version,
         "state": task.state,
-        "result": _dump(task.result, "result", task),
+        "result": "null" if result is None else _dump(result, "result", task),
         "failure": None if failure is None else _dump(failure.to_dict(), "failure", task),
         "revert_failure": None
         if revert_failure is None
         else _dump(revert_failure.to_dict(), "revert failure", task),
-        "meta": _dump(task.meta, "meta", task),
-        "checkpoint": _dump(task.checkpoint, "checkpoint", task),
+        "meta": _dump(meta, "meta", task) if meta else "{}",
+        "checkpoint": "null" if checkpoint is None else _dump(checkpoint, "checkpoint", task),
         "attempts": task.attempts,
-        "tries": _dump_tries(task),
+        "tries": _dump_tries(task) if task.tries else None,
         "started_at": task.started_at,
         "finished_at": task.finished_at,
         "created_at": task.created_at,
@@ -347,6 +350,38 @@ def task_to_row(task: TaskDetail, flow_uuid: str | None) -> Row:
 #: One try as stored; filled in directly, because every state change of a task writes it.
 _TRY_TEXT: Final = '{"attempt":%d,"started_at":"%s","finished_at":%s,"state":"%s","failure":%s}'
 _TRY_STATE_TEXT: Final = {state: state for state in states.TRY_STATES}
+
+
+class TimeTexts:
+    """Text of datetimes already formatted: the same few times are written again and again.
+
+    A task's ``started_at`` is written with each of its state changes, its ``created_at``
+    with every one; a datetime is immutable, so its text is looked up by identity (the
+    cache holds the object, so its id cannot be reused while the entry lives).
+    """
+
+    __slots__ = ("_format", "_texts")
+
+    #: Entries kept before the cache starts over (a run touches a handful per task).
+    LIMIT: Final = 4096
+
+    def __init__(self, format_: Callable[[datetime], str]) -> None:
+        self._format = format_
+        self._texts: dict[int, tuple[datetime, str]] = {}
+
+    def __call__(self, value: datetime) -> str:
+        """``format_(value)``, computed once per datetime object."""
+        hit = self._texts.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        text = self._format(value)
+        if len(self._texts) >= self.LIMIT:
+            self._texts.clear()
+        self._texts[id(value)] = (value, text)
+        return text
+
+
+_iso = TimeTexts(datetime.isoformat)
 
 
 def _try_text(entry: dict[str, Any]) -> str | None:
@@ -361,8 +396,8 @@ def _try_text(entry: dict[str, Any]) -> str | None:
         return None
     return _TRY_TEXT % (
         attempt,
-        started.isoformat(),
-        "null" if finished is None else f'"{finished.isoformat()}"',
+        _iso(started),
+        "null" if finished is None else f'"{_iso(finished)}"',
         state,
         "null" if failure is None else serialization.dumps(failure.to_dict(), "a failure"),
     )

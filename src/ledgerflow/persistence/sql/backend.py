@@ -180,6 +180,56 @@ class SQLBackend(Backend):
         self.engine.dispose()
 
 
+_NESTED: Final = contextlib.nullcontext()
+
+
+class _DirectWrite:
+    """SQLite's hot path, one commit per engine step, straight on the sqlite3 connection.
+
+    BEGIN IMMEDIATE and COMMIT skip SQLAlchemy's transaction objects (most of the cost
+    of a commit that does not fsync), and this is a class rather than a generator
+    context for the same reason.  A statement sent through SQLAlchemy inside (an
+    INSERT) makes it open its own transaction object, which then commits or rolls back
+    this same one.  Driver errors, the commit's included, are translated once.
+    """
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: SQLConnection) -> None:
+        self._owner = owner
+
+    def __enter__(self) -> None:
+        owner = self._owner
+        try:
+            conn = owner._checkout()
+            driver: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+            driver.execute("BEGIN IMMEDIATE")
+        except Exception as error:
+            raise owner._translated(error, "write")  # noqa: B904 - its cause is the driver error
+        local = owner._local
+        local.conn, local.driver = conn, driver
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        owner = self._owner
+        local = owner._local
+        conn: SAConnection = local.conn
+        driver: sqlite3.Connection = local.driver
+        local.conn = local.driver = local.fence = None
+        try:
+            if exc is None:
+                (conn.commit if conn.in_transaction() else driver.commit)()
+            else:
+                (conn.rollback if conn.in_transaction() else driver.rollback)()
+        except Exception as error:
+            raise owner._translated(error, "write")  # noqa: B904 - its cause is the driver error
+        if isinstance(exc, Exception):
+            translated = owner._translated(exc, "write")
+            if translated is not exc:
+                raise translated
+
+
 class SQLConnection(RecordConnection):
     """The row primitives in SQL; each public call is one transaction or one read."""
 
@@ -246,35 +296,26 @@ class SQLConnection(RecordConnection):
         self._backend.schema_seen = True
         return False
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self) -> contextlib.AbstractContextManager[None]:
         if self._current is not None:  # nested: the outermost transaction commits
-            yield
-            return
+            return _NESTED
         if self._open_snapshot is not None:
             raise RuntimeError("a write cannot start inside a snapshot read")
         self._refuse_if_corrupt()
         if self._sqlite and self._backend.schema_seen and self._address.lock is None:
-            # SQLite's hot path, one commit per engine step: BEGIN IMMEDIATE and COMMIT
-            # go straight to the sqlite3 connection, without SQLAlchemy's transaction
-            # objects (most of the cost of a commit that does not fsync).  A statement
-            # sent through SQLAlchemy inside (an INSERT) makes it open its own
-            # transaction object, which then commits or rolls back this same one.
-            with self._translating("write"):
-                conn = self._checkout()
-                driver: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
-                driver.execute("BEGIN IMMEDIATE")
-                local = self._local
-                local.conn, local.driver = conn, driver
-                try:
-                    yield
-                except BaseException:
-                    local.conn = local.driver = local.fence = None
-                    (conn.rollback if conn.in_transaction() else driver.rollback)()
-                    raise
-                local.conn = local.driver = local.fence = None
-                (conn.commit if conn.in_transaction() else driver.commit)()
-            return
+            return _DirectWrite(self)
+        return self._server_transaction()
+
+    def _translated(self, error: BaseException, action: str) -> BaseException:
+        """What ``_translating`` turns ``error`` into (itself when it is not a driver error)."""
+        try:
+            with self._translating(action):
+                raise error
+        except BaseException as translated:
+            return translated
+
+    @contextlib.contextmanager
+    def _server_transaction(self) -> Iterator[None]:
         if self._file_missing():
             raise self._needs_upgrade("has no ledgerflow schema (the file does not exist)")
         with self._connect("write") as conn:

@@ -13,14 +13,15 @@ from __future__ import annotations
 import operator
 import sqlite3
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from ledgerflow.persistence.sql.common import RECORD_NAMES, bad_time
+from ledgerflow.persistence.records import TimeTexts
+from ledgerflow.persistence.sql.common import RECORD_NAMES, bad_time, sqlite_time_text
 from ledgerflow.persistence.sql.common import sqlite_time as _sqlite_time
-from ledgerflow.persistence.sql.common import sqlite_time_text as _sqlite_time_text
 from ledgerflow.persistence.sql.tables import TABLES, UTCDateTime
 
 __all__ = ["PreparedSelect", "PreparedUpdate", "fetch_dicts"]
@@ -78,6 +79,21 @@ class PreparedUpdate:
             params if self.positional is None else tuple(params[n] for n in self.positional)
         )
         return conn.exec_driver_sql(self.sql, values).rowcount
+
+
+def _format_sqlite_time(value: datetime) -> str:
+    return sqlite_time_text(value) or ""  # never empty: value is a datetime
+
+
+_sqlite_texts = TimeTexts(_format_sqlite_time)
+
+
+def _sqlite_time_text(value: datetime | None) -> str | None:
+    """What SQLAlchemy's SQLite DATETIME stores for an aware datetime, formatted once per object.
+
+    A task's created_at and started_at go out with each of its writes.
+    """
+    return None if value is None else _sqlite_texts(value)
 
 
 def _bind_processor(type_: Any, dialect: sa.Dialect) -> Callable[[Any], Any] | None:
