@@ -304,3 +304,27 @@ def test_a_file_that_is_not_a_database_is_a_corrupt_store(tmp_path: Path) -> Non
     path.write_bytes(b"this is not SQLite at all " * 200)
     with _reader_conn(f"sqlite:///{path}") as conn, pytest.raises(lf.CorruptStoreError):
         conn.list_logbooks()
+
+
+def test_both_paths_page_flows_by_the_created_at_index(tmp_path: Path) -> None:
+    from ledgerflow.persistence.sql import queries, reader
+    from ledgerflow.persistence.sql.tables import FLOWS
+
+    uri, books = _store(tmp_path)
+    cursor = (books[3].flows[0].created_at, books[3].flows[0].uuid)
+    params: list[Any] = []
+    select = f"SELECT {reader._SELECT['flow']} FROM {FLOWS.name}"
+    text = reader._limit(reader._paged(select, [], params, True, cursor), params, 50, 0)
+    with lf.open_backend(uri) as backend, backend.engine.connect() as conn:  # type: ignore[attr-defined]
+        statement = queries.keyset(
+            conn, FLOWS, queries.flows(conn, None, None, None, None, False), True, cursor
+        )
+        compiled = statement.limit(50).compile(
+            dialect=conn.dialect, compile_kwargs={"literal_binds": True}
+        )
+        sql_text = str(compiled)
+    with contextlib.closing(sqlite3.connect(tmp_path / "runs.db")) as db:
+        for sql, args in ((text, params), (sql_text, [])):
+            plan = " ".join(str(row) for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+            assert f"ix_{FLOWS.name}_created_at_uuid" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan  # no sort of every flow row
