@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Final
 
-__all__ = ["forget", "hold", "is_gone", "owner_of", "this_process"]
+__all__ = ["forget", "hold", "is_gone", "is_local", "owner_of", "this_process"]
 
 _PROC: Final = Path("/proc")
 _held_lock = threading.Lock()
@@ -74,6 +74,11 @@ def forget(flow_uuid: str) -> None:
     """Note that no engine of this process holds ``flow_uuid`` any more."""
     with _held_lock:
         _held.discard(flow_uuid)
+
+
+def is_local(owner: str) -> bool:
+    """Whether ``owner`` names a process of this host (and pid namespace)."""
+    return owner.rsplit(":", 2)[0] == _host()
 
 
 def is_gone(owner: str, flow_uuid: str) -> bool:

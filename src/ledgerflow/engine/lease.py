@@ -26,6 +26,8 @@ LOG = logging.getLogger("ledgerflow.engine")
 DEFAULT_LEASE: Final = 15.0
 #: Longest pause between two looks at a busy flow while ``wait=`` runs.
 _POLL: Final = 0.05
+#: Pause between two looks in /proc at an owner of this host that may be dying.
+_LOCAL_POLL: Final = 0.005
 
 
 def _seconds(value: object, what: str, *, allow_zero: bool) -> float:
@@ -90,7 +92,7 @@ class Lease:
                     seen.owner,
                     seen.lease_expires_at,
                 )
-            time.sleep(min(_POLL, left))
+            _pause(seen.owner, self.flow_uuid, min(_POLL, left))
         identity.hold(self.flow_uuid)
         taken = self.conn.get_ownership(self.flow_uuid)
         self.fence = taken.fence
@@ -137,6 +139,22 @@ class Lease:
             LOG.warning("could not let go of flow %s: %s", self.flow_uuid, exc)
         finally:
             identity.forget(self.flow_uuid)
+
+
+def _pause(owner: str | None, flow_uuid: str, seconds: float) -> None:
+    """Sleep ``seconds``, but wake as soon as an owner on this host is provably gone.
+
+    Right after a SIGKILL the owner may still look alive for a moment (the signal lands
+    asynchronously): its process is watched in /proc, which costs no store round trip.
+    """
+    if owner is None or not identity.is_local(owner):
+        time.sleep(seconds)  # only its lease can free it
+        return
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        if owner is not None and identity.is_gone(owner, flow_uuid):
+            return
+        time.sleep(min(_LOCAL_POLL, left))
 
 
 def _when(seen: Ownership) -> str:

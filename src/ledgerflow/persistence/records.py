@@ -362,8 +362,9 @@ class TimeTexts:
 
     __slots__ = ("_format", "_texts")
 
-    #: Entries kept before the cache starts over (a run touches a handful per task).
-    LIMIT: Final = 4096
+    #: Entries kept before the cache starts over: a task's times recur within a commit or two,
+    #: and a small dict stays cheap to fill and to clear.
+    LIMIT: Final = 64
 
     def __init__(self, format_: Callable[[datetime], str]) -> None:
         self._format = format_
@@ -381,9 +382,6 @@ class TimeTexts:
         return text
 
 
-_iso = TimeTexts(datetime.isoformat)
-
-
 def _try_text(entry: dict[str, Any]) -> str | None:
     """The stored text of one try in its usual shape, else None (the general path)."""
     attempt, started, finished = entry["attempt"], entry["started_at"], entry["finished_at"]
@@ -396,8 +394,8 @@ def _try_text(entry: dict[str, Any]) -> str | None:
         return None
     return _TRY_TEXT % (
         attempt,
-        _iso(started),
-        "null" if finished is None else f'"{_iso(finished)}"',
+        started.isoformat(),
+        "null" if finished is None else f'"{finished.isoformat()}"',
         state,
         "null" if failure is None else serialization.dumps(failure.to_dict(), "a failure"),
     )

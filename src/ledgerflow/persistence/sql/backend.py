@@ -1,8 +1,7 @@
 """``SQLBackend``: SQLite, PostgreSQL and MariaDB/MySQL through SQLAlchemy Core.
 
-Statements are built once, at import, with bound parameters; the two hottest (the
-compare-and-set UPDATE the engine runs per state change, and the bulk read of details)
-are compiled once per engine as well (see ``fastpath``).  Every write runs inside
+The statements live in ``statements`` (built once, at import; the two hottest also
+compiled once per process and kind of dialect, see ``fastpath``).  Every write runs inside
 ``_transaction`` (the one write path: fencing, retries and tracing hook in there); on
 SQLite, once the schema was seen, it opens and commits on the driver connection, the
 engine's hot path.  Each thread keeps one pooled
@@ -30,7 +29,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import Connection as SAConnection
-from sqlalchemy import bindparam, func
+from sqlalchemy import func
 
 from ledgerflow.errors import (
     ConflictError,
@@ -55,66 +54,20 @@ from ledgerflow.persistence.sql.engines import (
     parse_uri,
 )
 from ledgerflow.persistence.sql.engines import translate_errors as _translate
-from ledgerflow.persistence.sql.fastpath import PreparedSelect, PreparedUpdate
 from ledgerflow.persistence.sql.packets import PacketLimit
-from ledgerflow.persistence.sql.tables import BOOKS, FLOWS, FORMAT_DEFAULT, TABLES, TASKS
+from ledgerflow.persistence.sql.statements import DELETE_BOOK as _DELETE_BOOK
+from ledgerflow.persistence.sql.statements import DELETE_TASKS as _DELETE_TASKS
+from ledgerflow.persistence.sql.statements import FENCE as _FENCE
+from ledgerflow.persistence.sql.statements import INSERT as _INSERT
+from ledgerflow.persistence.sql.statements import NAMES as _NAMES
+from ledgerflow.persistence.sql.statements import REVISION as _REVISION
+from ledgerflow.persistence.sql.statements import SELECTS as _SELECTS
+from ledgerflow.persistence.sql.statements import SETTABLE as _SETTABLE
+from ledgerflow.persistence.sql.statements import Selects, Updates, prepared
+from ledgerflow.persistence.sql.tables import BOOKS, FLOWS, FORMAT_DEFAULT, TASKS
 
 __all__ = ["SQLBackend", "SQLConnection"]
 
-_NAMES: Final[dict[Kind, str]] = {"book": "logbook", "flow": "flow detail", "task": "task detail"}
-_PARENT_COLUMN: Final[dict[Kind, str]] = {"flow": "book_uuid", "task": "flow_uuid"}
-#: Columns an update overwrites: all but the uuid, the parent, the revision and ownership.
-_KEPT: Final = ("uuid", "revision", "book_uuid", "flow_uuid", *records.OWNERSHIP_COLUMNS)
-_SETTABLE: Final[dict[Kind, tuple[str, ...]]] = {
-    kind: tuple(c for c in records.COLUMNS[kind] if c not in _KEPT) for kind in TABLES
-}
-
-
-def _keys() -> sa.BindParameter[list[str]]:
-    return bindparam("keys", expanding=True)
-
-
-def _select_by(kind: Kind, key: str) -> sa.Select[Any]:
-    table = TABLES[kind]
-    return sa.select(*queries.columns(kind)).where(table.c[key].in_(_keys())).order_by(table.c.id)
-
-
-def _update_statement(kind: Kind, checked: bool, fenced: bool = False) -> sa.Update:
-    table = TABLES[kind]
-    statement = table.update().where(table.c.uuid == bindparam("w_uuid"))
-    if checked:  # compare-and-set: the revision check is part of the UPDATE itself
-        statement = statement.where(table.c.revision == bindparam("w_revision"))
-    if fenced and kind == "flow":
-        statement = statement.where(table.c.fence == bindparam("w_fence"))
-    elif fenced:
-        # The fence check rides in the same statement: no extra round trip.  The shared
-        # row lock (FOR SHARE / LOCK IN SHARE MODE) makes a taker's uncommitted take
-        # wait for this write, or this read see its committed fence.
-        fence = (
-            sa.select(FLOWS.c.fence)
-            .where(FLOWS.c.uuid == bindparam("w_flow"))
-            .with_for_update(read=True)
-            .scalar_subquery()
-        )
-        statement = statement.where(fence == bindparam("w_fence"))
-    values: dict[str, Any] = {name: bindparam(name) for name in _SETTABLE[kind]}
-    return statement.values(**values, revision=table.c.revision + sa.literal_column("1"))
-
-
-_SELECTS: Final[dict[tuple[Kind, bool], sa.Select[Any]]] = {
-    **{(kind, False): _select_by(kind, "uuid") for kind in TABLES},
-    **{(kind, True): _select_by(kind, _PARENT_COLUMN[kind]) for kind in ("flow", "task")},
-}
-_REVISION: Final = {
-    kind: sa.select(table.c.revision).where(table.c.uuid == bindparam("w_uuid"))
-    for kind, table in TABLES.items()
-}
-_INSERT: Final = {kind: table.insert() for kind, table in TABLES.items()}
-_FENCE: Final = sa.select(FLOWS.c.fence).where(FLOWS.c.uuid == bindparam("w_uuid"))
-_DELETE_BOOK: Final = BOOKS.delete().where(BOOKS.c.uuid == bindparam("w_uuid"))
-_DELETE_TASKS: Final = TASKS.delete().where(
-    TASKS.c.uuid.in_(_keys()), TASKS.c.flow_uuid == bindparam("w_flow")
-)
 #: Tries of an ownership change that the server picked as a deadlock victim.
 _DEADLOCK_TRIES: Final = 8
 #: Any fixed number identifies our upgrade lock among PostgreSQL advisory locks.
@@ -154,22 +107,9 @@ class SQLBackend(Backend):
         self.packets: PacketLimit | None = None
         if self.address.backend_name in ("mysql", "mariadb"):
             self.packets = PacketLimit(self.engine, self.address.where)
-        dialect = self.engine.dialect
-        self.updates: dict[tuple[Kind, bool, bool], PreparedUpdate] = {
-            (kind, checked, fenced): PreparedUpdate(
-                _update_statement(kind, checked, fenced), dialect
-            )
-            for kind in TABLES
-            for checked in (True, False)
-            for fenced in (True, False)
-        }
-        #: (kind, by parent) -> the bulk read; None where the driver's paramstyle is exotic.
-        self.selects: dict[tuple[Kind, bool], PreparedSelect | None] = {}
-        for (kind, by_parent), statement in _SELECTS.items():
-            try:
-                self.selects[kind, by_parent] = PreparedSelect(statement, dialect)
-            except ValueError:
-                self.selects[kind, by_parent] = None
+        self.updates: Updates
+        self.selects: Selects
+        self.updates, self.selects = prepared(self.engine.dialect)
 
     def connect(self) -> SQLConnection:
         """Open a connection (a checkout from the pool happens per operation)."""
