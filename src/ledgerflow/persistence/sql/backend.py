@@ -64,7 +64,7 @@ from ledgerflow.persistence.sql.statements import REVISION as _REVISION
 from ledgerflow.persistence.sql.statements import SELECTS as _SELECTS
 from ledgerflow.persistence.sql.statements import SETTABLE as _SETTABLE
 from ledgerflow.persistence.sql.statements import Selects, Updates, prepared
-from ledgerflow.persistence.sql.tables import BOOKS, FLOWS, FORMAT_DEFAULT, TASKS
+from ledgerflow.persistence.sql.tables import BOOKS, FLOWS, FORMAT_DEFAULT, TABLES, TASKS
 
 __all__ = ["SQLBackend", "SQLConnection"]
 
