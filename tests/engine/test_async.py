@@ -261,11 +261,12 @@ def test_a_running_async_task_sees_stop_requested_on_suspend(engine: str) -> Non
     assert detail is not None and detail.state == states.PENDING
 
 
-@pytest.mark.parametrize("engine", ["serial", "parallel"])
-def test_async_tasks_use_task_level_asyncio_across_real_waits(engine: str) -> None:
-    # The serial engine takes a coroutine's first step outside the loop: the running
-    # loop, the current task, timeouts, task groups and lf.current_task() must still hold
-    # in that step and after a wait that really suspends.
+@pytest.mark.parametrize("mode", ["serial", "parallel", "arun"])
+def test_async_tasks_use_task_level_asyncio_across_real_waits(mode: str) -> None:
+    # A coroutine's first step is taken outside any Task of its own (serial: in the
+    # engine's thread; arun: in a callback on the caller's loop): the running loop, the
+    # current task, timeouts, task groups and lf.current_task() must still hold in that
+    # step and after a wait that really suspends.
     seen: dict[str, Any] = {}
 
     @lf.task(provides="pair", timeout=STUCK)
@@ -288,10 +289,47 @@ def test_async_tasks_use_task_level_asyncio_across_real_waits(engine: str) -> No
                 results = [group.create_task(ping()), group.create_task(pong())]
         seen["same"] = (asyncio.get_running_loop() is loop, asyncio.current_task() is host)
         seen["name"] = lf.current_task().name
+        seen["loop"] = loop
         return [result.result() for result in results]
 
-    assert lf.run(lf.LinearFlow("f", pair), engine=engine) == {"pair": ["ping", "pong"]}
+    flow = lf.LinearFlow("f", pair)
+    if mode == "arun":
+
+        async def main() -> tuple[dict[str, Any], asyncio.AbstractEventLoop]:
+            return await lf.arun(flow), asyncio.get_running_loop()
+
+        out, caller_loop = asyncio.run(main())
+        assert seen.pop("loop") is caller_loop
+    else:
+        out = lf.run(flow, engine=mode)
+        seen.pop("loop")
+    assert out == {"pair": ["ping", "pong"]}
     assert seen == {"same": (True, True), "name": "pair"}
+
+
+def test_arun_async_tasks_fail_time_out_and_see_their_context_on_the_callers_loop() -> None:
+    @lf.task(provides="quick")
+    async def quick() -> str:
+        return lf.current_task().name
+
+    @lf.task(timeout=0.2)
+    async def hang(quick: str) -> None:
+        await asyncio.Event().wait()
+
+    @lf.task
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("after a wait")
+
+    async def main() -> None:
+        assert await lf.arun(lf.LinearFlow("q", quick)) == {"quick": "quick"}
+        with pytest.raises(lf.FlowFailed) as caught:
+            await lf.arun(lf.LinearFlow("h", quick, hang))
+        assert caught.value.failures["hang"].matches(lf.TaskTimeout)
+        with pytest.raises(lf.FlowFailed, match="after a wait"):
+            await lf.arun(lf.LinearFlow("f", fails))
+
+    asyncio.run(main())
 
 
 def test_serial_async_tasks_fail_after_a_wait_and_cancel_inside_the_task() -> None:

@@ -12,7 +12,10 @@ run's loop as the running loop and the loop's one host task as the current task 
 ``get_running_loop()``, ``asyncio.timeout`` and task groups work as in any task).  A
 coroutine that ends in that step (one that awaits nothing that blocks) costs a call,
 not a turn of the event loop; one that waits goes on in the host task, which drives it
-as ``asyncio.Task`` would, while the engine runs the loop until it ends.
+as ``asyncio.Task`` would, while the engine runs the loop until it ends.  Under
+``lf.arun`` the same happens on the caller's loop: one callback there takes the first
+step under a host task of that loop, so a coroutine costs one thread hop and no Task.
+The parallel engine's coroutines are Tasks of their own (they run side by side).
 """
 
 from __future__ import annotations
@@ -64,82 +67,130 @@ def _loop_running_here() -> bool:
     return asyncio.events._get_running_loop() is not None
 
 
-_Job = tuple[Coroutine[Any, Any, Any], contextvars.Context, Any, "asyncio.Future[Any]"]
+_Finish = Callable[[bool, Any], None]
+_Job = tuple[Coroutine[Any, Any, Any], contextvars.Context, Any, _Finish]
 
 
-class _InlineLoop:
-    """The serial engine's own loop, in its thread: first steps at once, the rest hosted."""
+class _Host:
+    """One loop's host task: coroutines take their first step at once under it, it drives the rest.
 
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._wake: asyncio.Future[_Job | None] = self.loop.create_future()
-        self._host = self.loop.create_task(self._serve(), name="ledgerflow-inline")
-        self.loop.run_until_complete(asyncio.sleep(0))  # the host waits for work now
+    Used in the loop's thread only.
+    """
 
-    def call(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        """Run ``coro`` to its end on this loop and return its result (or raise)."""
-        context = contextvars.copy_context()  # as a Task has: one context for all steps
-        asyncio.events._set_running_loop(self.loop)
-        asyncio.tasks._enter_task(self.loop, self._host)
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._wake: asyncio.Future[_Job | None] = loop.create_future()
+        self._task = loop.create_task(self._serve(), name="ledgerflow-host")
+
+    def start(
+        self, coro: Coroutine[Any, Any, Any], context: contextvars.Context, finish: _Finish
+    ) -> None:
+        """Take ``coro``'s first step now; ``finish(ok, result or exception)`` once it ends."""
+        asyncio.tasks._enter_task(self.loop, self._task)
         try:
             yielded = context.run(coro.send, None)
         except StopIteration as stop:
-            return stop.value
+            finish(True, stop.value)
+            return
+        except BaseException as exc:  # the coroutine's outcome, whatever it is
+            finish(False, exc)
+            return
         finally:
-            asyncio.tasks._leave_task(self.loop, self._host)
-            asyncio.events._set_running_loop(None)
-        done: asyncio.Future[tuple[bool, Any]] = self.loop.create_future()
-        self._wake.set_result((coro, context, yielded, done))
-        ok, value = self.loop.run_until_complete(done)
-        if not ok:
-            raise value
-        return value
+            asyncio.tasks._leave_task(self.loop, self._task)
+        self._wake.set_result((coro, context, yielded, finish))
 
     async def _serve(self) -> None:
         while True:
             job = await self._wake
             if job is None:
                 return
-            coro, context, yielded, done = job
+            coro, context, yielded, finish = job
             self._wake = self.loop.create_future()
             try:
-                done.set_result((True, await self._drive(coro, context, yielded)))
+                result = await _drive(coro, context, yielded)
             except BaseException as exc:  # the coroutine's outcome, whatever it is
-                done.set_result((False, exc))
-            while self._host.cancelling():  # a cancel the coroutine ended with is spent
-                self._host.uncancel()
+                finish(False, exc)
+            else:
+                finish(True, result)
+            while self._task.cancelling():  # a cancel the coroutine ended with is spent
+                self._task.uncancel()
 
-    async def _drive(
-        self, coro: Coroutine[Any, Any, Any], context: contextvars.Context, yielded: Any
-    ) -> Any:
-        """Step ``coro`` on from a value it yielded, as asyncio.Task's step does."""
-        while True:
-            step: Callable[..., Any] = coro.send
-            argument: Any = None
-            try:
-                if yielded is None:  # a bare yield: one turn of the loop
-                    await asyncio.sleep(0)
-                elif getattr(yielded, "_asyncio_future_blocking", False):
-                    yielded._asyncio_future_blocking = False
-                    await yielded  # its outcome is read by the coroutine itself
-                else:
-                    step, argument = coro.throw, RuntimeError(f"bad yield: {yielded!r}")
-            except asyncio.CancelledError as exc:
-                if yielded is None or not yielded.cancelled():
-                    step, argument = coro.throw, exc  # this task was cancelled: pass it on
-            except Exception:
-                pass  # the awaited future's own failure: the coroutine raises it
-            try:
-                yielded = context.run(step, argument)
-            except StopIteration as stop:
-                return stop.value
+    def stop(self) -> None:
+        """End the host task (once no coroutine is left in it)."""
+        self._wake.set_result(None)
+
+
+async def _drive(coro: Coroutine[Any, Any, Any], context: contextvars.Context, yielded: Any) -> Any:
+    """Step ``coro`` on from a value it yielded, as asyncio.Task's step does."""
+    while True:
+        step: Callable[..., Any] = coro.send
+        argument: Any = None
+        try:
+            if yielded is None:  # a bare yield: one turn of the loop
+                await asyncio.sleep(0)
+            elif getattr(yielded, "_asyncio_future_blocking", False):
+                yielded._asyncio_future_blocking = False
+                await yielded  # its outcome is read by the coroutine itself
+            else:
+                step, argument = coro.throw, RuntimeError(f"bad yield: {yielded!r}")
+        except asyncio.CancelledError as exc:
+            if yielded is None or not yielded.cancelled():
+                step, argument = coro.throw, exc  # the host was cancelled: pass it on
+        except Exception:
+            pass  # the awaited future's own failure: the coroutine raises it
+        try:
+            yielded = context.run(step, argument)
+        except StopIteration as stop:
+            return stop.value
+
+
+def _outcome(ok: bool, value: Any) -> Any:
+    if not ok:
+        raise value
+    return value
+
+
+class _InlineLoop:
+    """The serial engine's own loop, in its thread, run only while a coroutine waits."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.host = _Host(self.loop)
+        self.loop.run_until_complete(asyncio.sleep(0))  # the host waits for work now
+
+    def call(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coro`` to its end on this loop and return its result (or raise)."""
+        done: asyncio.Future[tuple[bool, Any]] = self.loop.create_future()
+        asyncio.events._set_running_loop(self.loop)  # as in any task, for its first step
+        try:
+            self.host.start(coro, contextvars.copy_context(), lambda *end: done.set_result(end))
+        finally:
+            asyncio.events._set_running_loop(None)
+        return _outcome(*(done.result() if done.done() else self.loop.run_until_complete(done)))
 
     def close(self) -> None:
         """End the host and close the loop."""
-        self._wake.set_result(None)
-        self.loop.run_until_complete(self._host)
+        self.host.stop()
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.run_until_complete(asyncio.sleep(0))
         self.loop.close()
+
+
+class _Handoff:
+    """One coroutine's outcome, handed from the loop's thread to the engine's."""
+
+    def __init__(self) -> None:
+        self._ended = threading.Lock()
+        self._ended.acquire()
+        self._end: tuple[bool, Any] = (True, None)
+
+    def finish(self, ok: bool, value: Any) -> None:
+        self._end = (ok, value)
+        self._ended.release()
+
+    def wait(self) -> Any:
+        self._ended.acquire()
+        return _outcome(*self._end)
 
 
 class AsyncBridge:
@@ -148,18 +199,34 @@ class AsyncBridge:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._caller_loop = loop
         self._inline: _InlineLoop | None = None
+        self._caller_host: _Host | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
     def call(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run ``coro`` to its end and return its result (or raise its exception)."""
-        if self._caller_loop is not None or _loop_running_here():
-            # A loop already runs in this thread (a plain lf.run inside async code) or the
-            # caller's loop runs elsewhere: hand the coroutine over and wait.
+        if self._caller_loop is not None:
+            # lf.arun: the caller's loop runs in another thread; its first step is taken
+            # there at once, in one callback, without a Task of its own.
+            handoff = _Handoff()
+            context = contextvars.copy_context()
+            self._caller_loop.call_soon_threadsafe(self._start_on_caller, coro, context, handoff)
+            return handoff.wait()
+        if _loop_running_here():
+            # A plain lf.run inside async code: this thread's loop is blocked by us, so
+            # the coroutine goes to a loop in a thread of its own.
             return self.submit(coro).result()
         if self._inline is None:
             self._inline = _InlineLoop()
         return self._inline.call(coro)
+
+    def _start_on_caller(
+        self, coro: Coroutine[Any, Any, Any], context: contextvars.Context, handoff: _Handoff
+    ) -> None:
+        assert self._caller_loop is not None
+        if self._caller_host is None:  # made in the loop's thread, as asyncio wants
+            self._caller_host = _Host(self._caller_loop)
+        self._caller_host.start(coro, context, handoff.finish)
 
     def submit(self, coro: Coroutine[Any, Any, Any]) -> futures.Future[Any]:
         """Start ``coro`` on the loop and return a concurrent future of its outcome."""
@@ -186,6 +253,9 @@ class AsyncBridge:
         if self._inline is not None:
             inline, self._inline = self._inline, None
             inline.close()
+        if self._caller_host is not None and self._caller_loop is not None:
+            host, self._caller_host = self._caller_host, None
+            self._caller_loop.call_soon_threadsafe(host.stop)
         if self._thread_loop is not None and self._thread is not None:
             loop, thread = self._thread_loop, self._thread
             self._thread_loop = self._thread = None
