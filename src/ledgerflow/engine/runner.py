@@ -23,6 +23,8 @@ from ledgerflow import states
 from ledgerflow.engine.aio import AsyncBridge, awaiting, in_context
 from ledgerflow.engine.compile import Compiled
 from ledgerflow.engine.context import TaskContext, call_in_context, call_with_timeout
+from ledgerflow.engine.executors import Pool, worker_died
+from ledgerflow.engine.remote import Channel, run_remote
 from ledgerflow.errors import FlowCancelled, FlowFailed, Interrupted, SerializationError
 from ledgerflow.models import Failure
 from ledgerflow.storage import Storage
@@ -33,13 +35,6 @@ __all__ = ["Runner"]
 #: Task states that mean "execute() started in some run and was not undone".
 RAN = frozenset({states.RUNNING, states.SUCCESS, states.FAILURE, states.RETRYING, states.REVERTING})
 _Outcome = tuple[int, bool, Any]  # node index, succeeded, result or exception
-
-
-def _plain_execute(task: Task, inputs: Mapping[str, Any]) -> Any:
-    """What a process pool or remote executor runs: no context there."""
-    if task.timeout is not None:
-        return call_with_timeout(task.timeout, task.name, None, task.call_execute, inputs)
-    return task.call_execute(inputs)
 
 
 def _in_context(context: TaskContext, task: Task, inputs: Mapping[str, Any]) -> Any:
@@ -65,8 +60,7 @@ class Runner:
         compiled: Compiled,
         storage: Storage,
         *,
-        executor: futures.Executor | None,
-        limit: int,
+        pool: Pool | None,
         suspend_event: threading.Event,
         aio: AsyncBridge | None = None,
     ) -> None:
@@ -75,9 +69,13 @@ class Runner:
         self.aio = aio if aio is not None else AsyncBridge()
         self.nodes = compiled.nodes
         self.storage = storage
-        self.executor = executor
-        self.with_context = executor is None or isinstance(executor, futures.ThreadPoolExecutor)
-        self.limit = max(1, limit)
+        #: Where tasks run (None: inline, the serial engine); the runner starts (marks
+        #: RUNNING) no more tasks at once than it can run.
+        self.pool = pool
+        self.limit = pool.limit if pool is not None else 1
+        #: Where tasks in other processes reach this run (made at the first such task).
+        self.channel: Channel | None = None
+        self.tokens: dict[futures.Future[Any], str] = {}
         self.suspend_event = suspend_event
         self.remaining = [0] * len(self.nodes)
         self.ready: deque[int] = deque()
@@ -181,28 +179,37 @@ class Runner:
         if node.task.is_async:
             self._launch_async(index, inputs)
             return
-        if self.executor is None:
+        context = TaskContext(self.storage, node.name, self.suspend_event)
+        if self.pool is None:
             try:
-                context = TaskContext(self.storage, node.name, self.suspend_event)
                 result = _in_context(context, node.task, inputs)
             except Exception as exc:
                 self.done_inline.append((index, False, exc))
             else:
                 self.done_inline.append((index, True, result))
             return
-        if self.with_context:
-            context = TaskContext(self.storage, node.name, self.suspend_event)
-            future = self.executor.submit(_in_context, context, node.task, inputs)
-        else:
-            future = self.executor.submit(_plain_execute, node.task, inputs)
+        if self.pool.shares_memory:
+            self.inflight[self.pool.submit(_in_context, context, node.task, inputs)] = index
+            return
+        if self.channel is None:
+            self.channel = Channel(self.pool.channel_host)
+        token, remote = self.channel.open(context)
+        try:
+            future = self.pool.submit(run_remote, remote, node.task, inputs)
+        except Exception as exc:
+            if not self.pool.broken(exc):
+                raise
+            self.pool.replace()  # it broke since the last submit
+            future = self.pool.submit(run_remote, remote, node.task, inputs)
         self.inflight[future] = index
+        self.tokens[future] = token
 
     def _launch_async(self, index: int, inputs: dict[str, Any]) -> None:
         """An async execute(): awaited inline (serial) or started on the loop (parallel)."""
         node = self.nodes[index]
         context = TaskContext(self.storage, node.name, self.suspend_event)
         coro = in_context(context, node.task.call_execute, inputs, timeout=node.task.timeout)
-        if self.executor is not None:
+        if self.pool is not None:
             self.inflight[self.aio.submit(coro)] = index
             return
         try:
@@ -227,12 +234,61 @@ class Runner:
         if self.delayed:
             timeout = max(0.0, self.delayed[0][0] - time.monotonic())
         finished, _ = futures.wait(self.inflight, timeout, futures.FIRST_COMPLETED)
+        if self.pool is not None and any(self.pool.broken(f.exception()) for f in finished):
+            return self._pool_broke()
         outcomes = []
         for future in finished:
             index = self.inflight.pop(future)
             exc = future.exception()
+            if exc is not None:
+                exc = worker_died(self.nodes[index].name, exc) or exc
+            self._forget(future)
             outcomes.append((index, False, exc) if exc else (index, True, future.result()))
         return outcomes
+
+    def _forget(self, future: futures.Future[Any]) -> None:
+        token = self.tokens.pop(future, None)
+        if token is not None and self.channel is not None:
+            self.channel.forget(token)
+
+    def _pool_broke(self) -> list[_Outcome]:
+        """A process pool broke: fail the tries whose worker died, put the others back.
+
+        The pool fails every future in it and kills its other workers.  A try whose
+        worker connection dropped first (or, when none did, one that never said it
+        began) died with its process: it fails with ProcessDied and its Retry applies.
+        The others were killed by the pool, not by their task: each try ends
+        INTERRUPTED (no Retry attempt spent) and runs again on the new pool.
+        """
+        assert self.pool is not None and self.channel is not None
+        self.pool.replace()
+        broken = [f for f in self.inflight if self.pool.broken(f.exception())]
+        dropped = {f: self.channel.dropped(self.tokens[f]) for f in broken}
+        times = [t for t in dropped.values() if t is not None]
+        first = min(times) if times else None
+        dead = {f for f in broken if first is not None and dropped[f] == first}
+        if not dead:  # no worker was heard to go: blame every try in flight
+            dead = set(broken)
+        outcomes: list[_Outcome] = []
+        for future in broken:
+            index = self.inflight.pop(future)
+            self._forget(future)
+            exc = future.exception()
+            assert exc is not None
+            if future in dead:
+                outcomes.append((index, False, worker_died(self.nodes[index].name, exc)))
+                continue
+            self.tries[index] -= 1
+            self.storage.task_interrupted(self.nodes[index].name)
+            self.ready.appendleft(index)
+        return outcomes
+
+    def close(self) -> None:
+        """Stop answering workers and shut down what the run made."""
+        if self.channel is not None:
+            self.channel.close()
+        if self.pool is not None:
+            self.pool.shutdown()
 
     def _handle(self, index: int, ok: bool, value: Any) -> None:
         node = self.nodes[index]
@@ -355,10 +411,8 @@ class Runner:
     ) -> None:
         task = self.nodes[index].task
         context = TaskContext(self.storage, task.name, self.suspend_event)
-        if self.with_context or self.executor is None:
-            outcome = call_in_context(context, task.call_revert, inputs, result, flow_failures)
-        else:
-            outcome = task.call_revert(inputs, result, flow_failures)
+        # Reverts run in the engine's thread, whatever the executor: the context works.
+        outcome = call_in_context(context, task.call_revert, inputs, result, flow_failures)
         if inspect.isawaitable(outcome):  # an async revert: await it on the run's loop
             self.aio.call(awaiting(context, outcome))
 
