@@ -157,7 +157,9 @@ class Pool:
         # The pool has already failed every future in it; wait until its workers are gone,
         # so that the engine has heard of each worker's end before judging them.
         old.shutdown(wait=True)
-        self.executor = futures.ProcessPoolExecutor(self.capacity)
+        # The same size and start method (``_mp_context``, kept since 3.7, no accessor).
+        context = old._mp_context
+        self.executor = futures.ProcessPoolExecutor(self.capacity, mp_context=context)
         self.owned = True
 
     def shutdown(self) -> None:
