@@ -22,10 +22,16 @@ def touch(path: Path, text: str = "") -> None:
     os.replace(tmp, path)
 
 
-def wait_for(path: Path, timeout: float = 120.0) -> None:
-    """Block until ``path`` exists (what the test creates to let a task go on)."""
+def wait_for(path: Path, timeout: float = 120.0, context: lf.TaskContext | None = None) -> None:
+    """Block until ``path`` exists (what the test creates to let a task go on).
+
+    With ``context``, ask it whether to stop on the way: once its engine is gone that
+    raises, and the try ends instead of holding its worker.
+    """
     deadline = time.monotonic() + timeout
     while not path.exists():
+        if context is not None and context.stop_requested:
+            raise lf.Interrupted()
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path} never appeared")
         time.sleep(0.01)
@@ -59,7 +65,7 @@ def victim(workdir: str) -> dict[str, object]:
         return {"found": found, "pid": os.getpid(), "attempt": context.attempt}
     context.checkpoint({"pid": os.getpid(), "attempt": context.attempt})
     touch(Path(workdir) / "checkpointed", str(os.getpid()))
-    wait_for(Path(workdir) / "release")
+    wait_for(Path(workdir) / "release", context=context)
     return {"found": None, "pid": os.getpid(), "attempt": context.attempt}
 
 

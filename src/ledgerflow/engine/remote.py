@@ -66,10 +66,16 @@ class RemoteContext(TaskContext):
         return {**self.__dict__, "_conn": None}
 
     def _ask(self, *message: Any) -> Any:
-        if self._conn is None:
-            self._conn = Client(self._address, authkey=self._key)
-        self._conn.send(message)
-        kind, value = self._conn.recv()
+        try:
+            if self._conn is None:
+                self._conn = Client(self._address, authkey=self._key)
+            self._conn.send(message)
+            kind, value = self._conn.recv()
+        except (OSError, EOFError) as exc:
+            # Its engine died or let go of the run: nothing this try does can be saved.
+            raise ConnectionError(
+                f"task {self.name!r} lost its engine at {self._address}: {exc!r}"
+            ) from exc
         if kind == "error":
             name, text = value
             raise _ERRORS.get(name, StorageError)(text)
@@ -82,7 +88,7 @@ class RemoteContext(TaskContext):
     def end(self) -> None:
         """Tell the engine this try ended (so the connection closing is no death)."""
         if self._conn is not None:
-            with contextlib.suppress(OSError, EOFError):
+            with contextlib.suppress(OSError, EOFError, ConnectionError):
                 self._ask("end", self._token)
             self._conn.close()
             self._conn = None
@@ -107,9 +113,16 @@ class RemoteContext(TaskContext):
         return f"<RemoteContext {self.name!r} attempt={self.attempt}>"
 
 
-def run_remote(context: RemoteContext, task: Task, inputs: Mapping[str, Any]) -> Any:
-    """What a worker runs: ``task.execute`` with ``context`` current, under its timeout."""
-    context.begin()
+def run_remote(
+    context: RemoteContext, task: Task, inputs: Mapping[str, Any], begin: bool = True
+) -> Any:
+    """What a worker runs: ``task.execute`` with ``context`` current, under its timeout.
+
+    ``begin``: say so to the engine first (a process pool, where a worker's death must be
+    told apart from the pool's); otherwise the worker connects only if the task asks.
+    """
+    if begin:
+        context.begin()
     try:
         if task.timeout is None:
             return call_in_context(context, task.call_execute, inputs)

@@ -195,12 +195,12 @@ class Runner:
             self.channel = Channel(self.pool.channel_host)
         token, remote = self.channel.open(context)
         try:
-            future = self.pool.submit(run_remote, remote, node.task, inputs)
+            future = self.pool.submit(run_remote, remote, node.task, inputs, self.pool.tells_deaths)
         except Exception as exc:
             if not self.pool.broken(exc):
                 raise
             self.pool.replace()  # it broke since the last submit
-            future = self.pool.submit(run_remote, remote, node.task, inputs)
+            future = self.pool.submit(run_remote, remote, node.task, inputs, True)
         self.inflight[future] = index
         self.tokens[future] = token
 
