@@ -63,7 +63,8 @@ def main() -> int:
         start = time.perf_counter()
         client.gather(client.map(nap, range(TASKS), pure=False))
         bare = time.perf_counter() - start
-        print(f"{TASKS} tasks x {SECONDS * 1000:.0f} ms on {WORKERS} Dask workers; ideal {IDEAL:.2f} s")
+        shape = f"{TASKS} tasks x {SECONDS * 1000:.0f} ms on {WORKERS} Dask workers"
+        print(f"{shape}; ideal {IDEAL:.2f} s")
         print(f"  bare Dask client.map      {bare:6.2f} s  ratio {bare / IDEAL:.3f}")
         worst = 0.0
         stores = {"memory": "memory://", "sqlite": f"sqlite:///{Path(tmp) / 'runs.db'}"}

@@ -133,14 +133,15 @@ def test_unpicklable_tasks_are_refused_before_any_runs(
         executor=processes,
         backend=store,
     )
-    with pytest.raises(TypeError, match="'locked'.*pickle"):
+    with pytest.raises(TypeError, match=r"'locked'.*pickle"):
         engine.run()
     assert flows.executions(str(tmp_path), "fine") == 0
     assert _detail(store, engine.flow_detail.uuid, "fine").state == "PENDING"
     # A thread pool shares memory: the same flow runs there.
-    assert lf.run(
-        f"{FLOWS}:unpicklable", store={"workdir": str(tmp_path)}, engine="parallel"
-    ) == {"fine": 2, "locked": 1}
+    assert lf.run(f"{FLOWS}:unpicklable", store={"workdir": str(tmp_path)}, engine="parallel") == {
+        "fine": 2,
+        "locked": 1,
+    }
 
 
 def test_resume_takes_an_executor_and_max_workers(

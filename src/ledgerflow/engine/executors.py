@@ -150,9 +150,26 @@ class Pool:
         return self.executor.submit(func, *args)  # type: ignore[no-any-return]
 
     @property
-    def tells_deaths(self) -> bool:
-        """Whether a worker's death fails every task in the pool (the task must say it began)."""
-        return self.kind == PROCESSES
+    def defers_start(self) -> bool:
+        """Whether a try becomes RUNNING when a worker starts it, not when it is submitted.
+
+        Only for the kinds known to run tasks elsewhere: another executor might run them
+        inline, in the engine's own thread, which cannot then answer the worker.
+        """
+        return self.kind in (PROCESSES, DASK)
+
+    @property
+    def depth(self) -> int:
+        """How many tries to have out at once (started or waiting for a worker).
+
+        Tries run only as workers free up and become RUNNING then (``engine/remote.py``),
+        so a Dask run may queue a second round at the scheduler: a worker that finishes
+        one finds the next there instead of waiting a round trip to the engine.  Not when
+        ``max_workers`` is below the cluster's threads: more workers would start them.
+        """
+        if self.kind == DASK and self.limit == self.capacity:
+            return 2 * self.limit
+        return self.limit
 
     def check_picklable(self, tasks: Iterable[Task]) -> None:
         """TypeError naming the first task that cannot be sent to this executor's workers."""

@@ -11,9 +11,15 @@ is committed: the checkpoint is durable when ``checkpoint()`` returns, and a sta
 again on another worker (Dask does so when a worker dies) sees the checkpoint the first
 one saved.
 
-The worker keeps its connection open while the task runs: when the process dies, the
-engine sees the connection drop before the pool reports it broken, and so knows which
-task's worker died (``Channel.dropped``).
+A try is sent before a worker is free for it (Dask queues it at its scheduler, a
+process pool in its call queue), so that no worker waits on the engine between tasks.
+It becomes RUNNING only when a worker starts it: ``begin`` asks the engine, which marks
+it RUNNING, commits, and answers with its attempt (or tells it not to start, when the
+run is stopping: the try raises ``NotStarted`` and nothing was recorded).
+
+Each worker thread keeps its connection open: when the process dies, the engine sees the
+connection drop before the pool reports it broken, and so knows which task's worker died
+(``Channel.dropped``).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import itertools
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
 
@@ -37,7 +43,30 @@ from ledgerflow.errors import (
 )
 from ledgerflow.task import Task
 
-__all__ = ["Channel", "RemoteContext", "run_remote"]
+__all__ = ["Channel", "NotStarted", "RemoteContext", "run_remote"]
+
+#: Per worker thread: address -> its open connection to that engine.
+_LINKS = threading.local()
+
+
+class NotStarted(Exception):
+    """The engine told a try sent ahead not to start (its run is stopping)."""
+
+
+def _link(address: tuple[str, int], key: bytes) -> Connection:
+    links: dict[tuple[str, int], Connection] = _LINKS.__dict__.setdefault("links", {})
+    conn = links.get(address)
+    if conn is None:
+        conn = links[address] = Client(address, authkey=key)
+    return conn
+
+
+def _unlink(address: tuple[str, int]) -> None:
+    conn = _LINKS.__dict__.get("links", {}).pop(address, None)
+    if conn is not None:
+        with contextlib.suppress(OSError):
+            conn.close()
+
 
 #: Errors a checkpoint's commit may raise in the engine, raised again in the worker.
 _ERRORS: dict[str, type[LedgerflowError]] = {
@@ -55,23 +84,19 @@ class RemoteContext(TaskContext):
         self._address = address
         self._key = key
         self._token = token
-        self._conn: Connection | None = None
         self.abandoned = False
         self.name = local.name
         self.task_uuid = local.task_uuid
         self.attempt = local.attempt
         self.trace_context = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_conn": None}
-
     def _ask(self, *message: Any) -> Any:
         try:
-            if self._conn is None:
-                self._conn = Client(self._address, authkey=self._key)
-            self._conn.send(message)
-            kind, value = self._conn.recv()
+            conn = _link(self._address, self._key)
+            conn.send(message)
+            kind, value = conn.recv()
         except (OSError, EOFError) as exc:
+            _unlink(self._address)
             # Its engine died or let go of the run: nothing this try does can be saved.
             raise ConnectionError(
                 f"task {self.name!r} lost its engine at {self._address}: {exc!r}"
@@ -82,16 +107,16 @@ class RemoteContext(TaskContext):
         return value
 
     def begin(self) -> None:
-        """Tell the engine this try started here (its connection now stands for the process)."""
-        self._ask("begin", self._token)
+        """Ask the engine to start this try (it marks it RUNNING); NotStarted if it says no."""
+        go, attempt = self._ask("begin", self._token)
+        if not go:
+            raise NotStarted(self.name)
+        self.attempt = attempt
 
     def end(self) -> None:
-        """Tell the engine this try ended (so the connection closing is no death)."""
-        if self._conn is not None:
-            with contextlib.suppress(OSError, EOFError, ConnectionError):
-                self._ask("end", self._token)
-            self._conn.close()
-            self._conn = None
+        """Tell the engine this try ended (so the connection closing later is no death)."""
+        with contextlib.suppress(OSError, EOFError):
+            self._ask("end", self._token)
 
     @property
     def last_checkpoint(self) -> Any:
@@ -113,16 +138,9 @@ class RemoteContext(TaskContext):
         return f"<RemoteContext {self.name!r} attempt={self.attempt}>"
 
 
-def run_remote(
-    context: RemoteContext, task: Task, inputs: Mapping[str, Any], begin: bool = True
-) -> Any:
-    """What a worker runs: ``task.execute`` with ``context`` current, under its timeout.
-
-    ``begin``: say so to the engine first (a process pool, where a worker's death must be
-    told apart from the pool's); otherwise the worker connects only if the task asks.
-    """
-    if begin:
-        context.begin()
+def run_remote(context: RemoteContext, task: Task, inputs: Mapping[str, Any]) -> Any:
+    """What a worker runs: ``task.execute`` with ``context`` current, under its timeout."""
+    context.begin()
     try:
         if task.timeout is None:
             return call_in_context(context, task.call_execute, inputs)
@@ -142,13 +160,18 @@ def run_remote(
 class Channel:
     """The engine's end: answers the workers of one run, on a socket of its own."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        on_begin: Callable[[str], tuple[bool, int]],
+        host: str = "127.0.0.1",
+    ) -> None:
+        #: Called (in a channel thread) when a worker starts a try: (go on?, its attempt).
+        self._on_begin = on_begin
         self._key = secrets.token_bytes(32)
         self._listener = Listener((host, 0), authkey=self._key)
         self.address: tuple[str, int] = self._listener.address
         self._lock = threading.Lock()
         self._contexts: dict[str, TaskContext] = {}
-        self._begun: set[str] = set()
         #: Token -> when its worker's connection dropped before the try ended.
         self._dropped: dict[str, float] = {}
         self._ids = itertools.count()
@@ -163,22 +186,27 @@ class Channel:
             self._contexts[token] = context
         return token, RemoteContext(self.address, self._key, token, context)
 
+    def rebind(self, token: str, context: TaskContext) -> None:
+        """The try started: answer for it from ``context`` (made once it was RUNNING)."""
+        with self._lock:
+            if token in self._contexts:
+                self._contexts[token] = context
+
     def forget(self, token: str) -> None:
         """The try is over as far as the engine is concerned: drop what it sends later."""
         with self._lock:
             self._contexts.pop(token, None)
-            self._begun.discard(token)
             self._dropped.pop(token, None)
-
-    def began(self, token: str) -> bool:
-        """Whether the try's worker said it started."""
-        with self._lock:
-            return token in self._begun
 
     def dropped(self, token: str) -> float | None:
         """When the try's worker connection dropped before it ended (its process died)."""
         with self._lock:
             return self._dropped.get(token)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the run is over (workers asking now get no answer that counts)."""
+        return self._closed
 
     def close(self) -> None:
         """Stop listening (tries still out find nobody: their checkpoints raise)."""
@@ -205,28 +233,30 @@ class Channel:
             ).start()
 
     def _answer(self, conn: Connection) -> None:
-        token: str | None = None
-        ended = False
+        running: str | None = None  # the try this worker thread runs now
         try:
             while True:
                 kind, token, *rest = conn.recv()
-                ended = kind == "end"
+                if kind == "begin":
+                    running = token
+                elif kind == "end":
+                    running = None
                 conn.send(self._reply(kind, token, rest))
         except (EOFError, OSError):
-            if token is not None and not ended:
+            if running is not None:
                 with self._lock:
-                    if token in self._contexts:
-                        self._dropped[token] = time.monotonic()
+                    if running in self._contexts:
+                        self._dropped[running] = time.monotonic()
         finally:
             conn.close()
 
     def _reply(self, kind: str, token: str, rest: list[Any]) -> tuple[str, Any]:
         with self._lock:
             context = self._contexts.get(token)
-            if kind == "begin" and context is not None:
-                self._begun.add(token)
         if context is None:  # a try the engine gave up on: nothing it says counts
-            return ("ok", None) if kind != "stop" else ("ok", True)
+            return "ok", {"stop": True, "begin": (False, 0)}.get(kind)
+        if kind == "begin":
+            return "ok", self._on_begin(token)
         if kind == "last":
             return "ok", context.last_checkpoint
         if kind == "stop":

@@ -24,7 +24,7 @@ from ledgerflow.engine.aio import AsyncBridge, awaiting, in_context
 from ledgerflow.engine.compile import Compiled
 from ledgerflow.engine.context import TaskContext, call_in_context, call_with_timeout
 from ledgerflow.engine.executors import Pool, worker_died
-from ledgerflow.engine.remote import Channel, run_remote
+from ledgerflow.engine.remote import Channel, NotStarted, run_remote
 from ledgerflow.errors import FlowCancelled, FlowFailed, Interrupted, SerializationError
 from ledgerflow.models import Failure
 from ledgerflow.storage import Storage
@@ -73,9 +73,18 @@ class Runner:
         #: RUNNING) no more tasks at once than it can run.
         self.pool = pool
         self.limit = pool.limit if pool is not None else 1
+        #: Tasks in other processes become RUNNING when a worker starts them (``begin``).
+        self.deferred = pool is not None and pool.defers_start
+        self.depth = pool.depth if pool is not None and self.deferred else self.limit
         #: Where tasks in other processes reach this run (made at the first such task).
         self.channel: Channel | None = None
         self.tokens: dict[futures.Future[Any], str] = {}
+        self.sent: dict[str, int] = {}  # token -> node index, of tries sent to a worker
+        self.begun: set[str] = set()
+        #: Workers' begin requests, handled in this thread (token, answer, done).
+        self.begins: list[tuple[str, list[Any], threading.Event]] = []
+        self.begins_lock = threading.Lock()
+        self.wake: futures.Future[None] = futures.Future()
         self.suspend_event = suspend_event
         self.remaining = [0] * len(self.nodes)
         self.ready: deque[int] = deque()
@@ -124,15 +133,16 @@ class Runner:
             self._promote_delayed()
             stopping = bool(self.failed) or self.suspend_event.is_set()
             launched: list[int] = []
-            while self.ready and not stopping and len(self.inflight) + len(launched) < self.limit:
+            while self.ready and not stopping and len(self.inflight) + len(launched) < self.depth:
                 index = self.ready.popleft()
-                self._mark_running(index)
+                if not self.deferred:
+                    self._mark_running(index)
                 launched.append(index)
             if launched or self.inflight:
                 # Results and the next RUNNING states commit together, before any
                 # further task starts; the end of the run commits on its own.
                 self.storage.sync()
-            if launched and self.suspend_event.is_set():
+            if launched and self.suspend_event.is_set() and not self.deferred:
                 # A listener that heard of that commit (or a request) asked to stop
                 # before these tasks started: they go back to what they were.
                 for index in reversed(launched):
@@ -145,6 +155,8 @@ class Runner:
             if self.inflight or self.done_inline:
                 for outcome in self._collect():
                     self._handle(*outcome)
+                if self.wake.done() or self.begins:
+                    self._start_begun()
                 continue
             if self.failed:
                 if self._retry_scope():
@@ -192,17 +204,66 @@ class Runner:
             self.inflight[self.pool.submit(_in_context, context, node.task, inputs)] = index
             return
         if self.channel is None:
-            self.channel = Channel(self.pool.channel_host)
+            self.channel = Channel(self._begin, self.pool.channel_host)
         token, remote = self.channel.open(context)
+        self.sent[token] = index
+        if not self.deferred:
+            self.begun.add(token)
         try:
-            future = self.pool.submit(run_remote, remote, node.task, inputs, self.pool.tells_deaths)
+            future = self.pool.submit(run_remote, remote, node.task, inputs)
         except Exception as exc:
             if not self.pool.broken(exc):
                 raise
             self.pool.replace()  # it broke since the last submit
-            future = self.pool.submit(run_remote, remote, node.task, inputs, True)
+            future = self.pool.submit(run_remote, remote, node.task, inputs)
         self.inflight[future] = index
         self.tokens[future] = token
+
+    def _begin(self, token: str) -> tuple[bool, int]:
+        """A worker starts a try (channel thread): the run's thread marks it RUNNING."""
+        if not self.deferred:  # marked when submitted (it may run inline, in this thread)
+            index = self.sent.get(token)
+            if index is None:
+                return False, 0
+            return True, self.storage.task_detail(self.nodes[index].name).attempts
+        answer: list[Any] = [False, 0]
+        done = threading.Event()
+        with self.begins_lock:
+            self.begins.append((token, answer, done))
+            if not self.wake.done():
+                self.wake.set_result(None)
+        while not done.wait(1.0):
+            if self.channel is None or self.channel.closed:
+                return False, 0
+        return answer[0], answer[1]
+
+    def _start_begun(self) -> None:
+        """Mark RUNNING the tries workers started, commit, then let them go on."""
+        stopping = bool(self.failed) or self.suspend_event.is_set()
+        # Refusals are answered at once; starts only as far as the capacity has room.
+        room = len(self.begins) if stopping else max(0, self.limit - len(self.begun))
+        with self.begins_lock:
+            fresh = [b for b in self.begins if b[0] not in self.begun]
+            again = [b for b in self.begins if b[0] in self.begun]
+            # Those left wait for a try to finish (run_forward comes back then).
+            begins, self.begins = again + fresh[:room], fresh[room:]
+            self.wake = futures.Future()
+        for token, answer, _ in begins:
+            index = self.sent.get(token)
+            if index is None or (stopping and token not in self.begun):
+                continue  # it stays unstarted (NotStarted in the worker)
+            if token not in self.begun:  # not a second start of one (Dask re-ran it)
+                self.begun.add(token)
+                self._mark_running(index)
+                assert self.channel is not None
+                name = self.nodes[index].name
+                self.channel.rebind(token, TaskContext(self.storage, name, self.suspend_event))
+            answer[:] = [True, self.storage.task_detail(self.nodes[index].name).attempts]
+        try:
+            self.storage.sync()
+        finally:
+            for _, _, done in begins:
+                done.set()
 
     def _launch_async(self, index: int, inputs: dict[str, Any]) -> None:
         """An async execute(): awaited inline (serial) or started on the loop (parallel)."""
@@ -233,23 +294,38 @@ class Runner:
         timeout = None
         if self.delayed:
             timeout = max(0.0, self.delayed[0][0] - time.monotonic())
-        finished, _ = futures.wait(self.inflight, timeout, futures.FIRST_COMPLETED)
+        # A worker starting a try wakes this wait too (``_begin``); run_forward then
+        # starts it, after recording what finished, so that RUNNING never exceeds the
+        # capacity even for a moment.
+        finished, _ = futures.wait([*self.inflight, self.wake], timeout, futures.FIRST_COMPLETED)
+        finished.discard(self.wake)
         if self.pool is not None and any(self.pool.broken(f.exception()) for f in finished):
             return self._pool_broke()
         outcomes = []
         for future in finished:
             index = self.inflight.pop(future)
             exc = future.exception()
+            if not self._forget(future):
+                if isinstance(exc, NotStarted):
+                    self.ready.appendleft(index)  # told not to start: nothing was recorded
+                    continue
+                self._mark_running(index)  # it failed before starting: still a try
             if exc is not None:
                 exc = worker_died(self.nodes[index].name, exc) or exc
-            self._forget(future)
             outcomes.append((index, False, exc) if exc else (index, True, future.result()))
         return outcomes
 
-    def _forget(self, future: futures.Future[Any]) -> None:
+    def _forget(self, future: futures.Future[Any]) -> bool:
+        """Drop what tracks the try of ``future``; whether it started (True unless sent)."""
         token = self.tokens.pop(future, None)
-        if token is not None and self.channel is not None:
+        if token is None:
+            return True
+        if self.channel is not None:
             self.channel.forget(token)
+        self.sent.pop(token, None)
+        begun = token in self.begun
+        self.begun.discard(token)
+        return begun
 
     def _pool_broke(self) -> list[_Outcome]:
         """A process pool broke: fail the tries whose worker died, put the others back.
@@ -263,6 +339,11 @@ class Runner:
         assert self.pool is not None and self.channel is not None
         self.pool.replace()
         broken = [f for f in self.inflight if self.pool.broken(f.exception())]
+        for future in [f for f in broken if self.tokens[f] not in self.begun]:
+            index = self.inflight.pop(future)  # sent, never started: send it again
+            self._forget(future)
+            self.ready.appendleft(index)
+            broken.remove(future)
         dropped = {f: self.channel.dropped(self.tokens[f]) for f in broken}
         times = [t for t in dropped.values() if t is not None]
         first = min(times) if times else None
