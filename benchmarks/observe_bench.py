@@ -33,16 +33,19 @@ TARGET_ON_US = 30.0
 class Switch:
     """Turns logs and spans on and off between runs (the provider is set once, globally)."""
 
-    def __init__(self) -> None:
+    def __init__(self, processor: str = "simple") -> None:
         from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
         self.trace = trace
         self.exporter = InMemorySpanExporter()
         self.provider = TracerProvider()
-        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        # simple: each span exported as it ends (tests); batch: queued and exported by the
+        # SDK's thread (what production setups use; its CPU is counted too).
+        kind = SimpleSpanProcessor if processor == "simple" else BatchSpanProcessor
+        self.provider.add_span_processor(kind(self.exporter))
         self.proxy = trace.get_tracer_provider()
         self.handler = logging.NullHandler()
         LOG.addHandler(self.handler)
@@ -88,14 +91,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--processor", choices=("simple", "batch"), default="simple")
     options = parser.parse_args()
-    switch = Switch()
+    switch = Switch(options.processor)
     run_once(options.tasks)  # warm up imports and caches
     medians = measure(options.tasks, options.rounds, switch)
     us: Callable[[float], float] = lambda seconds: seconds / options.tasks * 1e6  # noqa: E731
     off = us(medians["off"])
     print(
-        f"{options.tasks}-task memory flow, CPU time, median of {options.rounds} interleaved rounds"
+        f"{options.tasks}-task memory flow, CPU time, median of {options.rounds} interleaved "
+        f"rounds; spans: SDK, {options.processor} span processor, in-memory exporter"
     )
     print(f"{'mode':12} {'us/task':>8} {'vs off':>8}  target")
     for mode, seconds in medians.items():
@@ -103,6 +108,38 @@ def main() -> None:
         target = "" if mode == "off" else f"<= {TARGET_ON_US:.0f} us/task extra"
         print(f"{mode:12} {us(seconds):8.1f} {extra:+8.1f}  {target}")
     print(f"off: what the hooks cost per task when nothing observes: {off_hooks_ns():.0f} ns")
+    span_us, records_us = floor_us(switch)
+    print(
+        f"floor, outside ledgerflow: one SDK span with the 4 task attributes {span_us:.1f} us, "
+        f"two INFO records to a null handler {records_us:.1f} us"
+    )
+
+
+def floor_us(switch: Switch, calls: int = 20_000) -> tuple[float, float]:
+    """Microseconds of what a task's try costs the SDK and logging alone (no ledgerflow)."""
+    import timeit
+
+    switch.set(True, True)
+    tracer = switch.provider.get_tracer("ledgerflow")
+    parent = switch.trace.set_span_in_context(tracer.start_span("flow"))
+    attributes = {
+        "ledgerflow.flow_uuid": "f" * 36,
+        "ledgerflow.task_uuid": "t" * 36,
+        "ledgerflow.task": "step",
+        "ledgerflow.attempt": 1,
+    }
+
+    def span() -> None:
+        tracer.start_span("task step", parent, attributes=attributes).end()
+
+    def records() -> None:
+        for message in ("task %s started (attempt %d)", "task %s succeeded (attempt %d)"):
+            LOG.handle(LOG.makeRecord(LOG.name, logging.INFO, "", 0, message, ("step", 1), None))
+
+    spans = timeit.timeit(span, number=calls) / calls * 1e6
+    logs = timeit.timeit(records, number=calls) / calls * 1e6
+    switch.set(False, False)
+    return spans, logs
 
 
 def off_hooks_ns(calls: int = 200_000) -> float:

@@ -11,6 +11,13 @@ Prints figures and ratios; never asserts on time.  Run from the repository root:
 (b) 1,000 no-op tasks on the memory backend, this tree against another ledgerflow source
     tree (BENCH_BASELINE_SRC, e.g. an export of main: ``git archive main src | tar -x -C
     /tmp/base``), interleaved, best of several runs.  Target: within 5%.
+(c) encoding one finished no-op task detail as a row, this tree (and the baseline).
+(d) typed values' own cost for plain JSON, in this tree alone: 1,000 tasks returning a
+    small plain-JSON dict on memory://, the engine as it is against the same engine with
+    the typed-value pass taken out (``serialization.to_json`` returning the value as it
+    is, so results go straight to ``json``), interleaved, best of several runs.  No-op
+    tasks returning None skip the encoder either way, so they would show nothing here.
+    Target: within 5% (ratio <= 1.05).
 """
 
 from __future__ import annotations
@@ -207,10 +214,60 @@ def bench_engine() -> None:
     print("    target: within 5% (ratio <= 1.05)")
 
 
+PLAIN_RESULT_SNIPPET = """
+import gc, sys, time
+sys.path.insert(0, sys.argv[1])
+import ledgerflow as lf
+from ledgerflow import serialization
+
+if sys.argv[2] == "untyped":  # the same engine, results straight to json
+    serialization.to_json = lambda value, what: value
+
+class Row(lf.Task):
+    def execute(self):
+        return {"id": 7, "name": "item-7", "price": 8.75, "tags": ["a", "b"], "ok": True}
+
+best = None
+for _ in range(int(sys.argv[3])):
+    flow = lf.LinearFlow("bench", *(Row(name=f"t{i}") for i in range(1000)))
+    engine = lf.load(flow, backend="memory://")
+    gc.collect()
+    start = time.perf_counter()
+    engine.run()
+    took = time.perf_counter() - start
+    best = took if best is None else min(best, took)
+print(best / 1000 * 1e6)
+"""
+
+
+def plain_result_us(mode: str, runs: int) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", PLAIN_RESULT_SNIPPET, str(ROOT / "src"), mode, str(runs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def bench_typed_cost() -> None:
+    print("(d) 1,000 tasks with a plain-JSON result on memory://, us per task (best of 5 runs)")
+    typed, untyped = [], []
+    for _ in range(4):  # interleaved: the machine is shared, so compare like with like
+        typed.append(plain_result_us("typed", 5))
+        untyped.append(plain_result_us("untyped", 5))
+    ratio = min(typed) / min(untyped)
+    print(
+        f"    with typed values {min(typed):6.1f}   results straight to json "
+        f"{min(untyped):6.1f}   ratio {ratio:.3f}x   target: within 5% (ratio <= 1.05)"
+    )
+
+
 def main() -> None:
     bench_values()
     bench_engine()
     bench_rows(os.environ.get("BENCH_BASELINE_SRC"))
+    bench_typed_cost()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ Builds (or reuses, with --db) cli_bench's store: 100,000 books of one small flow
 plus one book whose flow has 10,000 tasks.  Then times, in-process through Starlette's
 test client (the handler, the store reads and the rendering; no network), the books
 page at its first page, deep pages by cursor and by offset, filtered by state, and the
-flow page of the 10,000-task flow, HTML and JSON.  Prints figures; asserts nothing.
+flow page of the 10,000-task flow, HTML and JSON; then the flow listing's page 1
+against page 2,000 (cursor and offset) on both SQL read paths.  Prints figures;
+asserts nothing.
 
     python benchmarks/web_bench.py [--books 100000] [--tasks 10000] [--db PATH]
 """
@@ -52,6 +54,40 @@ def deep_cursor(uri: str, skip: int) -> str:
     return page.next
 
 
+def flow_listing(uri: str, repeat: int) -> None:
+    """The read model's flow listing (``ledgerflow flows``): page 1 against a deep page.
+
+    Both read paths: the SQLAlchemy backend and the stdlib reader the CLI uses.
+    """
+    from ledgerflow.persistence.sql.reader import sqlite_reader
+
+    reader = sqlite_reader(uri)
+    assert reader is not None
+    with lf.open_backend(uri) as sql:
+        for label, backend in (("sqlalchemy", sql), ("reader", reader)):
+            with backend.connect() as conn:
+                history = History(conn)
+                total = conn.count_flows()
+                deep = history.flows(limit=1, offset=max(0, total - 60), count=False).next
+                page_2000 = history.flows(limit=1, offset=50 * 1999 - 1, count=False).next
+                cases = {
+                    "page 1": {},
+                    "page 2,000 by cursor": {"after": page_2000},
+                    "last page by cursor": {"after": deep},
+                    "page 2,000 by offset": {"offset": 50 * 1999},
+                }
+                for name, extra in cases.items():
+                    times = []
+                    for _ in range(repeat):
+                        started = time.perf_counter()
+                        history.flows(limit=50, count=False, **extra)  # type: ignore[arg-type]
+                        times.append(time.perf_counter() - started)
+                    print(
+                        f"flows {name:24} {label:10} {min(times) * 1e3:7.1f}ms "
+                        f"{statistics.median(times) * 1e3:7.1f}ms  (of {total:,} flows)"
+                    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--books", type=int, default=100_000)
@@ -94,6 +130,8 @@ def main() -> None:
                 target = TARGETS[kind] if "api/flows" not in name else None
                 ratio = f"<= {target * 1e3:.0f} ms ({best / target:.0%})" if target else ""
                 print(f"{name:34} {best * 1e3:7.1f}ms {median * 1e3:7.1f}ms {size:10,}  {ratio}")
+        print("read model, flow listing of 50 (no count), best and median:")
+        flow_listing(uri, options.repeat)
 
 
 if __name__ == "__main__":

@@ -12,18 +12,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from ledgerflow import states
 from ledgerflow.engine import identity
-from ledgerflow.errors import NotFound
+from ledgerflow.errors import CorruptRecordError, NotFound
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
-from ledgerflow.persistence.base import Connection, RecordRef
+from ledgerflow.persistence import records
+from ledgerflow.persistence.base import Connection, RecordConnection, RecordRef
 from ledgerflow.persistence.listing import Cursor
-from ledgerflow.persistence.records import check_uuid
+from ledgerflow.persistence.records import Kind, check_uuid
 from ledgerflow.persistence.uri import mask_password
 from ledgerflow.timelines import Bar, Timeline, count_states, task_tries, timeline
 
@@ -32,6 +33,7 @@ __all__ = [
     "Bar",
     "BookSummary",
     "BookView",
+    "Corrupt",
     "FlowSummary",
     "FlowView",
     "History",
@@ -44,6 +46,8 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "mask_password",
+    "per_item",
+    "robust_page",
     "task_tries",
     "timeline",
 ]
@@ -53,6 +57,7 @@ PAGE_SIZE = 50
 #: The most a page may hold (a bigger limit is a ValueError, so a URL cannot ask for all).
 MAX_PAGE = 1000
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 def encode_cursor(created_at: datetime, uuid: str) -> str:
@@ -72,6 +77,109 @@ def decode_cursor(text: str) -> Cursor:
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed cursor {text[:80]!r}: use the 'next' value of a page") from exc
     return at, uuid
+
+
+def _position(text: str | None) -> tuple[Cursor | None, int]:
+    """The keyset cursor and the rows to skip past it that a page's ``next`` names.
+
+    A plain cursor is ``encode_cursor``'s; a page listed around a corrupt record ends
+    in a position instead (a cursor, or none, plus a count of rows), see
+    ``encode_position``.
+    """
+    if not text:
+        return None, 0
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("utf-8"))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raw = None
+    if isinstance(raw, list) and len(raw) == 3:
+        at_text, uuid, skip = raw
+        if isinstance(skip, int) and not isinstance(skip, bool) and skip >= 0:
+            if at_text is None and uuid is None:
+                return None, skip
+            return decode_cursor(encode_cursor(_aware(at_text), uuid)), skip
+    return decode_cursor(text), 0
+
+
+def _aware(text: object) -> datetime:
+    at = datetime.fromisoformat(text) if isinstance(text, str) else None
+    if at is None or at.tzinfo is None:
+        raise ValueError("malformed cursor: use the 'next' value of a page")
+    return at
+
+
+def encode_position(cursor: Cursor | None, skip: int) -> str:
+    """An opaque text for "``skip`` rows past ``cursor``" (None: from the first row)."""
+    at = None if cursor is None else cursor[0].astimezone(UTC).isoformat()
+    raw = json.dumps([at, None if cursor is None else cursor[1], skip], ensure_ascii=False)
+    return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+@dataclass(frozen=True)
+class Corrupt:
+    """A record that does not load, in the place of a listing or view it would fill."""
+
+    error: CorruptRecordError
+    uuid: str | None = None
+    name: str | None = None
+    #: Its place among the records of its view (a flow's tasks), when known.
+    position: int | None = None
+
+    @property
+    def message(self) -> str:
+        """What is wrong, naming the record."""
+        return str(self.error)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"corrupt": message}`` with the uuid and name when they are known."""
+        known = {"uuid": self.uuid, "name": self.name}
+        return {**{k: v for k, v in known.items() if v is not None}, "corrupt": self.message}
+
+
+def robust_page(
+    fetch: Callable[[int, int | None], Sequence[T]], offset: int, limit: int | None, total: int
+) -> list[T | CorruptRecordError]:
+    """``fetch(offset, limit)``; if a corrupt record breaks it, each such record as its error.
+
+    A page that fails to load is split in halves until each corrupt record stands
+    alone, so one bad record costs a few more queries, not the listing.  ``total``
+    (how many records match) bounds the page when ``limit`` is None.
+    """
+    try:
+        return list(fetch(offset, limit))
+    except CorruptRecordError:
+        count = max(total - offset, 0) if limit is None else limit
+        return _split(fetch, offset, count)
+
+
+def _split(
+    fetch: Callable[[int, int | None], Sequence[T]], offset: int, count: int
+) -> list[T | CorruptRecordError]:
+    if count <= 0:
+        return []
+    try:
+        return list(fetch(offset, count))
+    except CorruptRecordError as exc:
+        if count == 1:
+            return [exc]
+        half = count // 2
+        return _split(fetch, offset, half) + _split(fetch, offset + half, count - half)
+
+
+def per_item(
+    load: Callable[[Sequence[str]], dict[str, U]], keys: Sequence[str]
+) -> dict[str, U | CorruptRecordError]:
+    """``load(keys)``; if it fails on a corrupt record, each key loaded alone (errors kept)."""
+    try:
+        return dict(load(keys))
+    except CorruptRecordError:
+        out: dict[str, U | CorruptRecordError] = {}
+        for key in keys:
+            try:
+                out.update(load([key]))
+            except CorruptRecordError as exc:
+                out[key] = exc
+        return out
 
 
 @dataclass(frozen=True)
@@ -107,11 +215,16 @@ class Lease:
 
 def lease_of(flow: FlowDetail, now: datetime | None = None) -> Lease:
     """The flow's ownership and what it means now ("gone": its process on this host died)."""
-    owner, fence, expires = flow.owner, flow.fence, flow.lease_expires_at
+    return _lease(flow.uuid, flow.owner, flow.fence, flow.lease_expires_at, now)
+
+
+def _lease(
+    flow_uuid: str, owner: str | None, fence: int, expires: datetime | None, now: datetime | None
+) -> Lease:
     now = now or datetime.now(UTC)
     if owner is None:
         status = "free"
-    elif identity.is_gone(owner, flow.uuid):
+    elif identity.is_gone(owner, flow_uuid):
         status = "gone"
     elif expires is not None and expires <= now:
         status = "expired"
@@ -121,10 +234,24 @@ def lease_of(flow: FlowDetail, now: datetime | None = None) -> Lease:
 
 
 def _orphaned(conn: Connection, book_uuids: set[str]) -> dict[str, int]:
-    """Per book uuid, how many of its RUNNING flows nobody runs any more."""
+    """Per book uuid, how many of its RUNNING flows nobody runs any more.
+
+    The built-in stores read the flow rows of just these books (one query, nothing
+    decoded but the rows' own fields); another store's RUNNING flows are scanned,
+    newest first, up to ``ORPHAN_SCAN``.  A corrupt flow row counts as not orphaned.
+    """
     counts: dict[str, int] = {}
+    now = datetime.now(UTC)
+    if isinstance(conn, RecordConnection):
+        rows = conn._fetch_many("flow", parents=sorted(book_uuids))
+        found = [(row["book_uuid"], row) for row in rows if row["state"] == states.RUNNING]
+        for book_uuid, row in found:
+            lease = _lease(row["uuid"], row["owner"], row["fence"], row["lease_expires_at"], now)
+            if lease.status != "held":
+                counts[book_uuid] = counts.get(book_uuid, 0) + 1
+        return counts
     for book_uuid, flow in conn.list_flows(state=states.RUNNING, limit=ORPHAN_SCAN):
-        if book_uuid in book_uuids and lease_of(flow).status != "held":
+        if book_uuid in book_uuids and lease_of(flow, now).status != "held":
             counts[book_uuid] = counts.get(book_uuid, 0) + 1
     return counts
 
@@ -192,14 +319,22 @@ class FlowSummary:
 
 @dataclass(frozen=True)
 class BookView:
-    """A book with its flows and tasks."""
+    """A book with its flows and tasks (read ``tolerant``: and those that do not load)."""
 
     book: LogBook
     leases: dict[str, Lease] = field(default_factory=dict)
+    #: Flow and task records of the book that are corrupt (they are left out of ``book``).
+    corrupt: tuple[Corrupt, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """The book's ``to_dict()`` (API.md: the JSON twin of ``/books/{uuid}``)."""
-        return self.book.to_dict()
+        """The book's ``to_dict()`` (API.md: the JSON twin of ``/books/{uuid}``).
+
+        A corrupt flow or task shows as its ``Corrupt.to_dict()`` in ``corrupt``.
+        """
+        data = self.book.to_dict()
+        if self.corrupt:
+            data["corrupt"] = [entry.to_dict() for entry in self.corrupt]
+        return data
 
 
 @dataclass(frozen=True)
@@ -210,6 +345,8 @@ class FlowView:
     flow: FlowDetail
     lease: Lease
     now: datetime
+    #: Task records of the flow that are corrupt (they are left out of ``flow``).
+    corrupt: tuple[Corrupt, ...] = ()
 
     @property
     def task_states(self) -> dict[str, int]:
@@ -230,8 +367,14 @@ class FlowView:
         return found
 
     def to_dict(self) -> dict[str, Any]:
-        """The flow's ``to_dict()`` (API.md: the JSON twin of ``/flows/{uuid}``)."""
-        return self.flow.to_dict()
+        """The flow's ``to_dict()`` (API.md: the JSON twin of ``/flows/{uuid}``).
+
+        A corrupt task is in ``tasks`` in its place, as its ``Corrupt.to_dict()``.
+        """
+        data = self.flow.to_dict()
+        for entry in sorted(self.corrupt, key=lambda c: c.position or 0):
+            data["tasks"].insert(entry.position or 0, entry.to_dict())
+        return data
 
 
 @dataclass(frozen=True)
@@ -291,14 +434,14 @@ class History:
         ``count=False`` leaves ``total`` out (None): a count reads the whole index, which
         a caller walking every page does not need.
         """
-        cursor = decode_cursor(after) if after else None
+        cursor, skip = _position(after)
         limit, offset = _check_limit(limit), _check_offset(offset)
         state = _check_state(state, states.FLOW_STATES)
         conn = self.conn
         with conn.snapshot():
             found = conn.list_logbooks(
                 limit=limit + 1,
-                offset=offset,
+                offset=skip + offset,
                 name=name,
                 state=state,
                 newest_first=newest_first,
@@ -326,6 +469,82 @@ class History:
             for book in shown
         ]
         return Page(items, total, _next(found, limit), offset)
+
+    def books_around_corruption(
+        self,
+        *,
+        limit: int = PAGE_SIZE,
+        after: str | None = None,
+        offset: int = 0,
+        state: str | None = None,
+        name: str | None = None,
+        prefix: str | None = None,
+        newest_first: bool = True,
+    ) -> Page[BookSummary | Corrupt]:
+        """``books()``, with each book that does not load as a ``Corrupt`` in its place.
+
+        Only a page holding a corrupt record costs more: it is read in halves until
+        each corrupt one stands alone.  Its ``next`` is a position (rows past the
+        page's cursor), so paging goes on past the corrupt record.
+        """
+        filters: dict[str, Any] = {"state": state, "name": name, "prefix": prefix}
+        try:
+            page = self.books(
+                limit=limit, after=after, offset=offset, newest_first=newest_first, **filters
+            )
+        except CorruptRecordError:
+            pass
+        else:
+            return Page(list[BookSummary | Corrupt](page.items), page.total, page.next, offset)
+        cursor, skip = _position(after)
+        limit, offset = _check_limit(limit), _check_offset(offset)
+        state = _check_state(state, states.FLOW_STATES)
+        conn = self.conn
+        start = skip + offset
+
+        def fetch(at: int, count: int | None) -> list[LogBook]:
+            return conn.list_logbooks(
+                limit=count,
+                offset=start + at,
+                name=name,
+                state=state,
+                newest_first=newest_first,
+                after=cursor,
+                prefix=prefix or None,
+            )
+
+        with conn.snapshot():
+            found = robust_page(fetch, 0, limit + 1, 0)
+            shown = found[:limit]
+            uuids = [book.uuid for book in shown if isinstance(book, LogBook)]
+            flow_counts = per_item(conn.flow_state_counts, uuids) if uuids else {}
+            task_counts = per_item(conn.task_state_counts, uuids) if uuids else {}
+            total = conn.count_logbooks(name=name, state=state, prefix=prefix or None)
+            running = {u for u in uuids if _counts(flow_counts.get(u)).get(states.RUNNING)}
+            try:
+                orphaned = _orphaned(conn, running) if running else {}
+            except CorruptRecordError:  # a hint only: left out when a flow row is corrupt
+                orphaned = {}
+        items: list[BookSummary | Corrupt] = [
+            Corrupt(book)
+            if isinstance(book, CorruptRecordError)
+            else BookSummary(
+                book,
+                _counts(flow_counts.get(book.uuid)),
+                _counts(task_counts.get(book.uuid)),
+                orphaned.get(book.uuid, 0),
+            )
+            for book in shown
+        ]
+        following = None
+        if len(found) > limit:
+            last = shown[-1]
+            following = (
+                encode_cursor(last.created_at, last.uuid)
+                if isinstance(last, LogBook)
+                else encode_position(cursor, start + limit)
+            )
+        return Page(items, total, following, offset)
 
     def flows(
         self,
@@ -373,18 +592,72 @@ class History:
         """'book', 'flow' or 'task'; NotFound, InvalidUUIDError."""
         return self.conn.locate(check_uuid(uuid)).kind
 
-    def book(self, uuid: str) -> BookView:
-        """A book with its flows and tasks; NotFound."""
-        check_uuid(uuid, "logbook uuid")
-        book = self.conn.get_logbook(uuid)
-        now = datetime.now(UTC)
-        return BookView(book, {flow.uuid: lease_of(flow, now) for flow in book})
+    def book(self, uuid: str, *, tolerant: bool = False) -> BookView:
+        """A book with its flows and tasks; NotFound.
 
-    def flow(self, uuid: str) -> FlowView:
-        """A flow with its tasks and its book; NotFound."""
+        ``tolerant``: a flow or task record that does not load is left out of the book
+        and listed in ``corrupt`` instead of failing the view (the book's own record
+        must load).
+        """
+        check_uuid(uuid, "logbook uuid")
+        now = datetime.now(UTC)
+        if not tolerant:
+            book = self.conn.get_logbook(uuid)
+            return BookView(book, {flow.uuid: lease_of(flow, now) for flow in book})
+        with self.conn.snapshot():
+            book = self.conn.get_logbook(uuid, lazy=True)
+            found, corrupt = self._details("flow", [uuid], records.row_to_flow)
+            flows = [flow for _, flow in found]
+            for flow in flows:
+                book.add(flow)
+            parents = [flow.uuid for flow in flows]
+            tasks, broken = self._details("task", parents, records.row_to_task)
+        by_uuid = {flow.uuid: flow for flow in flows}
+        for flow_uuid, task in tasks:
+            by_uuid[flow_uuid].add(task)
+        leases = {flow.uuid: lease_of(flow, now) for flow in book}
+        return BookView(book, leases, tuple(entry for _, entry in corrupt + broken))
+
+    def flow(self, uuid: str, *, tolerant: bool = False) -> FlowView:
+        """A flow with its tasks and its book; NotFound.
+
+        ``tolerant``: a task record that does not load is left out of the flow and
+        listed in ``corrupt`` (with its place among the tasks) instead of failing the view.
+        """
         check_uuid(uuid, "flow detail uuid")
         with self.conn.snapshot():
-            return self._flow(self.conn.locate(uuid))
+            return self._flow(self.conn.locate(uuid), tolerant)
+
+    def _details(
+        self, kind: Kind, parents: list[str], decode: Callable[[dict[str, Any]], T]
+    ) -> tuple[list[tuple[str, T]], list[tuple[str, Corrupt]]]:
+        """(parent uuid, record) for the ``kind`` records under ``parents``, and the corrupt.
+
+        The built-in stores hand over their rows and each is decoded alone; another
+        store's records are read through the contract, where a corrupt one fails all.
+        """
+        conn = self.conn
+        key = "book_uuid" if kind == "flow" else "flow_uuid"
+        good: list[tuple[str, T]] = []
+        corrupt: list[tuple[str, Corrupt]] = []
+        if not isinstance(conn, RecordConnection):
+            for parent in parents:
+                found: Sequence[Any] = (
+                    conn.get_flows_for_book(parent)
+                    if kind == "flow"
+                    else conn.get_tasks_for_flow(parent)
+                )
+                good.extend((parent, record) for record in found)
+            return good, corrupt
+        places: dict[str, int] = {}
+        for row in conn._fetch_many(kind, parents=parents):
+            parent = row[key]
+            place = places[parent] = places.get(parent, -1) + 1
+            try:
+                good.append((parent, decode(row)))
+            except CorruptRecordError as exc:
+                corrupt.append((parent, Corrupt(exc, row["uuid"], row.get("name"), place)))
+        return good, corrupt
 
     def task(self, uuid: str) -> TaskView:
         """A task with its flow and book above it; NotFound."""
@@ -401,13 +674,21 @@ class History:
                 return self.book(uuid)
             return self._flow(ref) if ref.kind == "flow" else self._task(ref)
 
-    def _flow(self, ref: RecordRef) -> FlowView:
+    def _flow(self, ref: RecordRef, tolerant: bool = False) -> FlowView:
         if ref.kind != "flow":
             raise _wrong_kind(ref.uuid, "flow detail", ref.kind)
-        flow = self.conn.get_flow_details(ref.uuid)
+        corrupt: tuple[Corrupt, ...] = ()
+        if tolerant:
+            flow = self.conn.get_flow_details(ref.uuid, lazy=True)
+            tasks, broken = self._details("task", [ref.uuid], records.row_to_task)
+            for _, task in tasks:
+                flow.add(task)
+            corrupt = tuple(entry for _, entry in broken)
+        else:
+            flow = self.conn.get_flow_details(ref.uuid)
         book = self.conn.get_logbook(ref.book_uuid or "", lazy=True)
         now = datetime.now(UTC)
-        return FlowView(book, flow, lease_of(flow, now), now)
+        return FlowView(book, flow, lease_of(flow, now), now, corrupt)
 
     def _task(self, ref: RecordRef) -> TaskView:
         if ref.kind != "task":
@@ -416,6 +697,10 @@ class History:
         flow = self.conn.get_flow_details(ref.flow_uuid or "", lazy=True)
         book = self.conn.get_logbook(ref.book_uuid or "", lazy=True)
         return TaskView(book, flow, task)
+
+
+def _counts(found: dict[str, int] | CorruptRecordError | None) -> dict[str, int]:
+    return found if isinstance(found, dict) else {}
 
 
 def _next(found: Sequence[LogBook | FlowDetail], limit: int) -> str | None:

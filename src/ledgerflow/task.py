@@ -81,7 +81,10 @@ def _normalize_provides(provides: Any, owner: str) -> dict[str, Any]:
     elif isinstance(provides, Sequence):
         pairs = [(symbol, index) for index, symbol in enumerate(provides)]
     else:
-        raise TypeError(f"task {owner!r}: provides must be None, a str, a tuple or a dict")
+        raise TypeError(
+            f"task {owner!r}: provides must be None, a str, a tuple or list of str, or a "
+            f"dict, not {type(provides).__name__}"
+        )
     out: dict[str, Any] = {}
     for symbol, key in pairs:
         if not isinstance(symbol, str):

@@ -1,4 +1,4 @@
-"""Reading commands start light: no Alembic import, no migration check (issue 10)."""
+"""Reading commands start light: no Alembic, no SQLAlchemy, no engine on SQLite (issue 10)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,16 @@ PROBE = """
 import sys
 from ledgerflow.cli import cli
 cli.main(args=sys.argv[1:], prog_name="ledgerflow", standalone_mode=False)
-print("alembic loaded:", any(name.split(".")[0] == "alembic" for name in sys.modules))
+loaded = {name.split(".")[0] for name in sys.modules}
+print("loaded:", sorted(loaded & {"alembic", "sqlalchemy", "asyncio", "starlette"}))
+print("engine loaded:", "ledgerflow.engine.engine" in sys.modules)
 """
 
 
 @pytest.mark.parametrize("command", [["books"], ["flows"], ["show", "BOOK"]])
-def test_reading_commands_do_not_import_alembic(tmp_path: Path, command: list[str]) -> None:
+def test_reading_commands_import_neither_alembic_nor_sqlalchemy(
+    tmp_path: Path, command: list[str]
+) -> None:
     uri = f"sqlite:///{tmp_path / 'runs.db'}"
     with lf.open_backend(uri) as backend, backend.connect() as conn:
         conn.upgrade()
@@ -36,7 +40,7 @@ def test_reading_commands_do_not_import_alembic(tmp_path: Path, command: list[st
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith("alembic loaded: False"), done.stdout[-300:]
+    assert done.stdout.strip().endswith("loaded: []\nengine loaded: False"), done.stdout[-300:]
 
 
 def test_revisions_read_from_the_files_match_alembic() -> None:

@@ -259,3 +259,73 @@ def test_a_running_async_task_sees_stop_requested_on_suspend(engine: str) -> Non
     assert loaded.flow_detail.state == states.SUSPENDED
     detail = loaded.flow_detail.find_by_name("poll")
     assert detail is not None and detail.state == states.PENDING
+
+
+@pytest.mark.parametrize("engine", ["serial", "parallel"])
+def test_async_tasks_use_task_level_asyncio_across_real_waits(engine: str) -> None:
+    # The serial engine takes a coroutine's first step outside the loop: the running
+    # loop, the current task, timeouts, task groups and lf.current_task() must still hold
+    # in that step and after a wait that really suspends.
+    seen: dict[str, Any] = {}
+
+    @lf.task(provides="pair", timeout=STUCK)
+    async def pair() -> list[str]:
+        loop, host = asyncio.get_running_loop(), asyncio.current_task()
+        first, second = asyncio.Event(), asyncio.Event()
+
+        async def ping() -> str:
+            first.set()
+            await second.wait()
+            return "ping"
+
+        async def pong() -> str:
+            await first.wait()
+            second.set()
+            return "pong"
+
+        async with asyncio.timeout(STUCK):
+            async with asyncio.TaskGroup() as group:
+                results = [group.create_task(ping()), group.create_task(pong())]
+        seen["same"] = (asyncio.get_running_loop() is loop, asyncio.current_task() is host)
+        seen["name"] = lf.current_task().name
+        return [result.result() for result in results]
+
+    assert lf.run(lf.LinearFlow("f", pair), engine=engine) == {"pair": ["ping", "pong"]}
+    assert seen == {"same": (True, True), "name": "pair"}
+
+
+def test_serial_async_tasks_fail_after_a_wait_and_cancel_inside_the_task() -> None:
+    @lf.task(provides="a")
+    async def waits_then_fails() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("after a wait")
+
+    @lf.task(provides="b")
+    async def cancels_its_own_child() -> str:
+        child = asyncio.get_running_loop().create_future()
+        child.cancel()
+        try:
+            await child
+        except asyncio.CancelledError:
+            return "child cancelled"
+        return "not cancelled"
+
+    assert lf.run(lf.LinearFlow("c", cancels_its_own_child)) == {"b": "child cancelled"}
+    with pytest.raises(lf.FlowFailed, match="after a wait"):
+        lf.run(lf.LinearFlow("f", waits_then_fails))
+
+
+def test_serial_async_timeout_after_an_instant_task_still_cancels() -> None:
+    # One host task serves every coroutine of a serial run: a timeout of a later try
+    # must cancel that try even after others ended in their first step.
+    @lf.task(provides="quick")
+    async def quick() -> int:
+        return 1
+
+    @lf.task(timeout=0.2)
+    async def hang(quick: int) -> None:
+        await asyncio.Event().wait()
+
+    with pytest.raises(lf.FlowFailed) as caught:
+        lf.run(lf.LinearFlow("f", quick, hang))
+    assert caught.value.failures["hang"].matches(lf.TaskTimeout)

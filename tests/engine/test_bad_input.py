@@ -59,6 +59,7 @@ def test_a_task_name_that_is_not_a_string_is_a_type_error() -> None:
         ("", ValueError, "empty symbol"),
         ({1: 0}, TypeError, "with strings"),
         (("a", 2), TypeError, "with strings"),
+        (5, TypeError, "a tuple or list of str, or a dict, not int"),
     ],
 )
 def test_provides_naming_a_symbol_twice_or_badly_is_refused(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +189,53 @@ def test_a_resumable_factory_or_a_memory_store_does_not_warn(
     lf.load(build_step_flow(), backend="memory://")
     lf.load(build_step_flow())
     assert not [w for w in recwarn if issubclass(w.category, lf.NotResumableWarning)]
+
+
+def _named_flow(name: str) -> lf.Flow:
+    return lf.LinearFlow(name, Step(name="only"))
+
+
+def _not_resumable(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, lf.NotResumableWarning)]
+
+
+def test_not_resumable_warns_once_per_process_for_each_flow_and_reason(tmp_path: Path) -> None:
+    # Under the default action: once for each (flow name, reason), whichever line loads
+    # it, although opening a SQL backend resets Python's own once-per-line registry.
+    uri = f"sqlite:///{tmp_path / 'once.db'}"
+    name = f"once-{uuid.uuid4().hex}"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(3):
+            lf.load(_named_flow(name), backend=uri)
+        lf.load(_named_flow(name), backend=uri)
+        lf.run(_named_flow(name), backend=uri)
+        lf.load(lambda: _named_flow(name), backend=uri)
+        lf.load(_named_flow(name + "-other"), backend=uri)
+    shown = _not_resumable(caught)
+    assert len(shown) == 3, shown
+    assert "as a flow object" in shown[0] and "a lambda" in shown[1]
+    assert f"{name}-other" in shown[2]
+    assert {w.filename for w in caught} == {__file__}  # the caller's line, even via lf.run
+
+
+def test_not_resumable_warns_every_time_under_always_and_is_not_spent_by_ignore(
+    tmp_path: Path,
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'filters.db'}"
+    name = f"filters-{uuid.uuid4().hex}"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("ignore")
+        lf.load(_named_flow(name), backend=uri)
+        warnings.simplefilter("default")
+        lf.load(_named_flow(name), backend=uri)  # the ignored one was never shown
+        lf.load(_named_flow(name), backend=uri)
+    assert len(_not_resumable(caught)) == 1
+    with pytest.warns(lf.NotResumableWarning) as always:  # pytest.warns: "always"
+        lf.load(_named_flow(name), backend=uri)
+        lf.load(_named_flow(name), backend=uri)
+    assert len(_not_resumable(list(always))) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", lf.NotResumableWarning)
+        with pytest.raises(lf.NotResumableWarning):
+            lf.load(_named_flow(name), backend=uri)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import ledgerflow as lf
-from ledgerflow import values
+from ledgerflow import serialization, values
 
 BIN = Path(sys.executable).parent
 
@@ -55,6 +55,45 @@ def test_a_checkpoint_is_encoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
     lf.run(lf.LinearFlow("f", long), backend="memory://")
     assert len(seen) == 1
+
+
+class _CountingEncoder:
+    """Wraps serialization's JSON encoder: counts the texts that hold ``mark``."""
+
+    def __init__(self, inner: Any, mark: str) -> None:
+        self.inner, self.mark, self.texts = inner, mark, 0
+
+    def encode(self, value: Any) -> str:
+        text: str = self.inner.encode(value)
+        self.texts += self.mark in text
+        return text
+
+
+@pytest.mark.parametrize("typed", [False, True], ids=["plain-json", "typed"])
+def test_every_write_of_a_task_reuses_the_one_encoding_of_its_result_and_checkpoint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, typed: bool
+) -> None:
+    # The task detail is written at RUNNING, at its checkpoint, at SUCCESS, at REVERTING
+    # and REVERTED: its result and checkpoint are turned into JSON text once each.
+    result: dict[str, Any] = {"result-mark": (1, 2) if typed else [1, 2]}
+    saved: dict[str, Any] = {"checkpoint-mark": {3} if typed else [3]}
+    results = _CountingEncoder(serialization._encoder, "result-mark")
+    monkeypatch.setattr(serialization, "_encoder", results)
+    checkpoints = _CountingEncoder(results, "checkpoint-mark")
+    monkeypatch.setattr(serialization, "_encoder", checkpoints)
+
+    @lf.task(provides="out")
+    def produce() -> dict[str, Any]:
+        lf.current_task().checkpoint(saved)
+        return result
+
+    @lf.task
+    def fail(out: dict[str, Any]) -> None:
+        raise RuntimeError("revert produce")
+
+    with pytest.raises(lf.FlowFailed):
+        lf.run(lf.LinearFlow("f", produce, fail), backend=f"sqlite:///{tmp_path / 'e.db'}")
+    assert (results.texts, checkpoints.texts) == (1, 1)
 
 
 JOBS = """

@@ -89,3 +89,14 @@ def failing() -> lf.Flow:
 def killer() -> lf.Flow:
     """A flow whose task kills its conductor every time."""
     return lf.LinearFlow("killer", kill_my_process)
+
+
+@lf.task
+def pace(seconds: float = 0.1) -> None:
+    """Take ``seconds``: jobs that last long enough to be in flight when a server blinks."""
+    time.sleep(seconds)
+
+
+def paced() -> lf.Flow:
+    """Note who ran it, then take a little time."""
+    return lf.LinearFlow("paced", note, pace)

@@ -14,6 +14,7 @@ import ledgerflow as lf
 from ledgerflow.jobs import schema
 from ledgerflow.jobs.sql import SQLBoard
 from ledgerflow.persistence.sql import migrate
+from ledgerflow.persistence.sql.backend import SQLBackend
 from tests.persistence.conftest import SQL_KINDS, private_database
 
 FACTORY = "pkg.mod:build"
@@ -55,6 +56,50 @@ def test_job_tables_have_their_own_history(fresh_uri: str) -> None:
             assert list(compare_metadata(context, schema.metadata)) == []
     with _sql_board(fresh_uri) as again:  # idempotent
         assert again.jobs() == []
+
+
+def _upgrade_jobs_to(uri: str, revision: str) -> None:
+    """Put the job tables at ``revision`` only, as an older ledgerflow left them."""
+    from alembic.config import Config
+    from alembic.operations import Operations
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(schema.__file__).with_name("migrations")))
+    script = ScriptDirectory.from_config(config)
+    store = lf.open_backend(uri)
+    assert isinstance(store, SQLBackend)
+    with store.engine.begin() as conn:
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "version_table": schema.VERSION_TABLE,
+                "script": script,
+                "fn": lambda rev, _: script._upgrade_revs(revision, rev),
+            },
+        )
+        with Operations.context(context):
+            context.run_migrations()
+    store.close()
+
+
+def test_job_tables_of_an_older_revision_are_read_then_migrated(fresh_uri: str) -> None:
+    with lf.open_backend(fresh_uri) as backend, backend.connect() as conn:
+        conn.upgrade()
+    _upgrade_jobs_to(fresh_uri, "j0001")
+    with _sql_board(fresh_uri, create=False) as reader:  # read as it stands, changed by none
+        assert reader.jobs() == []
+        with reader.store.engine.connect() as conn:
+            assert schema.current(conn) == "j0001"
+    with _sql_board(fresh_uri) as board:
+        job = board.post(FACTORY, priority=1)
+        with board.store.engine.connect() as conn:
+            assert schema.current(conn) == schema.HEAD
+            indexes = {index["name"] for index in sa.inspect(conn).get_indexes("ledgerflow_jobs")}
+        assert "ix_ledgerflow_jobs_claim_order" in indexes
+        assert "ix_ledgerflow_jobs_state_priority_id" not in indexes
+        claimed = board.claim("me", 30.0)
+        assert claimed is not None and claimed.uuid == job.uuid
 
 
 def test_reading_a_store_without_job_tables_creates_nothing(fresh_uri: str) -> None:

@@ -114,7 +114,7 @@ def test_downgrade_to_0002_drops_tries_and_upgrade_adds_them_back(fresh_uri: str
             context = migrate._context(raw)
             with Operations.context(context):
                 script = migrate._scripts()
-                # Newest first: 0004 (leases) and then 0003 (tries) go back down.
+                # Newest first: 0005 (index), 0004 (leases), then 0003 (tries) go back down.
                 for revision in script.iterate_revisions(migrate.head(), "0002"):
                     if revision.revision != "0002":
                         revision.module.downgrade()

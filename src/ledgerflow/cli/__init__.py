@@ -11,22 +11,36 @@ import click
 from rich.console import Console
 
 from ledgerflow.cli.app import BACKEND_ENV, DEFAULT_BACKEND, App, LedgerflowGroup
-from ledgerflow.cli.care import check, purge
-from ledgerflow.cli.commands import books, copy, show, upgrade
-from ledgerflow.cli.control import cancel, suspend
-from ledgerflow.cli.demo import demo, demo_child
-from ledgerflow.cli.flows import flows
-from ledgerflow.cli.jobs import conductor, jobs
-from ledgerflow.cli.run import resume
-from ledgerflow.cli.web import web
 
 __all__ = ["cli", "main"]
+
+#: Command name -> the module defining it; a command's module is imported only when
+#: that command runs (or help lists them all), so ``ledgerflow books`` does not import
+#: the engine, the job boards or the web server.
+COMMANDS: dict[str, str] = {
+    "books": "ledgerflow.cli.commands:books",
+    "flows": "ledgerflow.cli.flows:flows",
+    "show": "ledgerflow.cli.commands:show",
+    "resume": "ledgerflow.cli.run:resume",
+    "suspend": "ledgerflow.cli.control:suspend",
+    "cancel": "ledgerflow.cli.control:cancel",
+    "upgrade": "ledgerflow.cli.commands:upgrade",
+    "copy": "ledgerflow.cli.commands:copy",
+    "web": "ledgerflow.cli.web:web",
+    "demo": "ledgerflow.cli.demo:demo",
+    "_demo-child": "ledgerflow.cli.demo:demo_child",
+    "check": "ledgerflow.cli.care:check",
+    "purge": "ledgerflow.cli.care:purge",
+    "jobs": "ledgerflow.cli.jobs:jobs",
+    "conductor": "ledgerflow.cli.jobs:conductor",
+}
 
 
 # no_args_is_help=False: a bare `ledgerflow` is bad input, one line on stderr (API.md).
 @click.group(
     "ledgerflow",
     cls=LedgerflowGroup,
+    lazy_commands=COMMANDS,
     no_args_is_help=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -59,26 +73,6 @@ def cli(ctx: click.Context, backend_uri: str, debug: bool, log_level: str) -> No
         out=Console(highlight=False, markup=False, soft_wrap=True),
         err=Console(stderr=True, highlight=False, markup=False, soft_wrap=True),
     )
-
-
-for _command in (
-    books,
-    flows,
-    show,
-    resume,
-    suspend,
-    cancel,
-    upgrade,
-    copy,
-    web,
-    demo,
-    demo_child,
-    check,
-    purge,
-    jobs,
-    conductor,
-):
-    cli.add_command(_command)
 
 
 def configure_logging(level: str) -> None:

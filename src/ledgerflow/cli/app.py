@@ -8,6 +8,7 @@ the original exception and its traceback through instead.
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -108,6 +109,12 @@ class App:
         with self.open(uri) as backend, backend.connect() as conn:
             yield conn
 
+    @contextlib.contextmanager
+    def read(self, uri: str | None = None) -> Iterator[lf.Connection]:
+        """A connection for a command that only reads (see ``open_reader``)."""
+        with open_reader(uri or self.backend_uri) as backend, backend.connect() as conn:
+            yield conn
+
 
 def open_uri(uri: str) -> lf.Backend:
     """``lf.open_backend(uri)``; a URI option it rejects is a usage error."""
@@ -122,6 +129,17 @@ def open_uri(uri: str) -> lf.Backend:
         raise CLIUsageError(message) from exc
 
 
+def open_reader(uri: str) -> lf.Backend:
+    """A backend for reading only: a local SQLite file through the stdlib reader.
+
+    The reader runs the same queries without importing SQLAlchemy (most of a reading
+    command's start-up); any other URI opens as ``open_uri`` opens it.
+    """
+    from ledgerflow.persistence.sql.reader import sqlite_reader
+
+    return sqlite_reader(uri) or open_uri(uri)
+
+
 def local_store_missing(uri: str) -> bool:
     """Tell whether ``uri`` names a local SQLite file or file-store directory that is absent.
 
@@ -129,7 +147,7 @@ def local_store_missing(uri: str) -> bool:
     (opening a missing SQLite file would create it).  The URI is still checked
     (opening a backend creates nothing), so a bad one is an error, not "missing".
     """
-    open_uri(uri).close()
+    open_reader(uri).close()
     path = local_path(uri) if base_scheme(uri) in ("sqlite", "file") else None
     return path is not None and not path.exists()
 
@@ -163,7 +181,28 @@ def one_line_usage(error: click.UsageError) -> CLIUsageError:
 
 
 class LedgerflowGroup(click.Group):
-    """A group that turns exceptions from its commands into one-line errors."""
+    """A group that turns exceptions from its commands into one-line errors.
+
+    ``lazy_commands`` (name -> "module:attribute") are imported on first use.
+    """
+
+    def __init__(self, *args: Any, lazy_commands: dict[str, str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, loaded or not, sorted."""
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command ``cmd_name``, importing its module the first time."""
+        target = self.lazy_commands.get(cmd_name)
+        if target is not None and cmd_name not in self.commands:
+            module, _, attribute = target.partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command), target
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def make_context(
         self,

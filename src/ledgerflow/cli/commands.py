@@ -94,7 +94,7 @@ def books(
     if local_store_missing(app.backend_uri):
         _print_no_books(app, as_json, "does not exist yet")
         return
-    with app.connect() as conn:
+    with app.read() as conn:
         if not has_records(conn):
             _print_no_books(app, as_json, "holds no logbooks")
             return
@@ -235,7 +235,7 @@ def show(app: App, uuid: str, verbose: bool, as_json: bool) -> None:
     check_uuid(uuid)
     if local_store_missing(app.backend_uri):
         fail(f"no logbook, flow or task with uuid {uuid!r}: {app.safe_uri} does not exist")
-    with app.connect() as conn:
+    with app.read() as conn:
         if not has_records(conn):
             fail(f"no logbook, flow or task with uuid {uuid!r}: {app.safe_uri} is empty")
         if as_json:

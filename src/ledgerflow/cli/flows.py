@@ -84,7 +84,7 @@ def flows(
     if local_store_missing(app.backend_uri):
         _nothing(app, as_json, f"no flows: {app.safe_uri} does not exist yet")
         return
-    with app.connect() as conn:
+    with app.read() as conn:
         if not has_records(conn):
             _nothing(app, as_json, f"no flows: {app.safe_uri} holds no logbooks")
             return

@@ -4,12 +4,23 @@
 object, a lambda, a function in ``__main__`` or one its module does not give back), the
 reason is recorded instead, ``lf.load`` warns once (``NotResumableWarning``) and
 ``lf.resume`` without ``flow=`` says exactly that reason.
+
+"Once" is once per process for each flow name and reason, from whichever line loads
+it: a service that loads the same flow object per request is told once, not per
+request.  Python's own once-per-line registry cannot give that (opening a SQL backend
+resets it, and it counts lines, not flows).  Warning filters still decide: under
+"always" or "error" (``pytest.warns``, ``-W error``) every load warns, and a warning
+an "ignore" filter swallowed was never shown, so it is not spent.
 """
 
 from __future__ import annotations
 
+import sys
+import threading
 import warnings
 from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from ledgerflow import states
@@ -58,15 +69,47 @@ FLOW_OBJECT = (
 )
 
 
+_PACKAGE = str(Path(__file__).resolve().parents[1])
+#: (flow name, reason) pairs already shown in this process.
+_shown: set[tuple[str, str]] = set()
+_shown_lock = threading.Lock()
+
+
+def _caller() -> tuple[int, FrameType]:
+    """The stack level (for warnings.warn) and frame of the first caller outside ledgerflow."""
+    frame, level = sys._getframe(1), 1  # warn() itself is level 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level, frame
+
+
+def _action(message: str, frame: FrameType) -> str:
+    """The action the warning filters give this warning raised at ``frame``."""
+    module = frame.f_globals.get("__name__", "<string>")
+    for action, text, category, module_pattern, lineno in warnings.filters:
+        if (
+            (text is None or text.match(message))
+            and issubclass(NotResumableWarning, category)
+            and (module_pattern is None or module_pattern.match(module))
+            and lineno in (0, frame.f_lineno)
+        ):
+            return str(action)
+    return str(getattr(warnings, "defaultaction", "default"))  # not in typeshed
+
+
 def warn(flow_name: str, reason: str) -> None:
-    """Warn (once per call site) that the flow cannot be rebuilt from the store."""
-    warnings.warn(
-        NotResumableWarning(
-            f"flow {flow_name!r} cannot be resumed from the store alone: {reason}; "
-            "lf.resume will need flow="
-        ),
-        stacklevel=3,  # the caller of lf.load
+    """Warn, once per process for this flow and reason, that the store cannot rebuild it."""
+    message = (
+        f"flow {flow_name!r} cannot be resumed from the store alone: {reason}; "
+        "lf.resume will need flow="
     )
+    level, frame = _caller()
+    if _action(message, frame) in ("default", "module", "once"):
+        with _shown_lock:
+            if (flow_name, reason) in _shown:
+                return
+            _shown.add((flow_name, reason))
+    warnings.warn(NotResumableWarning(message), stacklevel=level)
 
 
 def refusal(flow_uuid: str, meta: dict[str, Any]) -> NotResumableError:

@@ -34,7 +34,7 @@ from ledgerflow.jobs.model import (
 from ledgerflow.models import FlowDetail, LogBook, new_uuid, utcnow
 from ledgerflow.persistence.base import Backend
 
-__all__ = ["Idle", "JobBoard"]
+__all__ = ["FLOW_ENDS", "Idle", "JobBoard", "Later", "flow_outcome"]
 
 #: How often ``wait`` looks again when no wake-up arrives.
 _WAIT_POLL: Final = 0.05
@@ -52,6 +52,46 @@ class Idle:
     next_at: datetime | None
     #: (job uuid, owner) of every job CLAIMED right now.
     claimed: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Later:
+    """``seconds`` after now on the board's clock: the server's where there is a server.
+
+    Claims and leases are timed on one clock, so a conductor whose host clock is off
+    cannot shorten (or stretch) a claim; only a memory or SQLite board (one host) uses
+    this process's clock.
+    """
+
+    seconds: float
+
+    def after(self, now: datetime) -> datetime:
+        """The moment ``seconds`` after ``now``."""
+        return now + timedelta(seconds=self.seconds)
+
+
+#: The job state each terminal flow state makes.
+FLOW_ENDS: Final = {
+    states.SUCCESS: DONE,
+    states.REVERTED: FAILED,
+    states.FAILURE: FAILED,
+    states.CANCELLED: CANCELLED,
+}
+
+
+def flow_outcome(flow_detail: FlowDetail) -> tuple[str, str | None] | None:
+    """(job state, last_error) for a flow at its persisted end; None if it has not ended."""
+    end = FLOW_ENDS.get(flow_detail.state)
+    if end is None:
+        return None
+    if end != FAILED:
+        return end, None
+    failures = [
+        f"{td.name}: {td.failure.exc_type_names[0]}: {td.failure.message}"
+        for td in flow_detail
+        if td.failure is not None
+    ]
+    return end, f"flow ended {flow_detail.state}; " + ("; ".join(failures) or "no task failed")
 
 
 def _check_state(state: str | None) -> None:
@@ -162,7 +202,7 @@ class JobBoard(abc.ABC):
             "attempts": 0,
             "owner": None,
             "last_error": None,
-            "available_at": utcnow(),
+            "available_at": Later(0.0),
         }
         if not self._change(job_uuid, (FAILED, CANCELLED), None, changes):
             raise ValueError(f"job {job_uuid} changed state meanwhile; it was not retried")
@@ -191,8 +231,7 @@ class JobBoard(abc.ABC):
 
     def renew(self, job_uuid: str, owner: str, lease: float) -> bool:
         """Extend ``owner``'s claim by ``lease`` seconds; False if it is not theirs any more."""
-        expires = utcnow() + timedelta(seconds=lease)
-        return self._change(job_uuid, (CLAIMED,), owner, {"claim_expires_at": expires})
+        return self._change(job_uuid, (CLAIMED,), owner, {"claim_expires_at": Later(lease)})
 
     def complete(self, job_uuid: str, owner: str, state: str, last_error: str | None) -> bool:
         """End ``owner``'s claim DONE, FAILED or CANCELLED; False if it is not theirs."""
@@ -206,7 +245,7 @@ class JobBoard(abc.ABC):
         changes: dict[str, Any] = {
             "state": READY,
             "owner": None,
-            "available_at": utcnow() + timedelta(seconds=delay),
+            "available_at": Later(delay),
         }
         if refund:
             changes["attempts"] = -1  # relative: see _change
@@ -217,19 +256,40 @@ class JobBoard(abc.ABC):
 
     def expire(self, job_uuid: str, owner: str) -> bool:
         """End ``owner``'s lease on the job now (its process is known gone)."""
-        return self._change(job_uuid, (CLAIMED,), owner, {"claim_expires_at": utcnow()})
+        return self._change(job_uuid, (CLAIMED,), owner, {"claim_expires_at": Later(0.0)})
 
     def fail_lapsed(self) -> int:
-        """Turn claims that lapsed at max_attempts FAILED; return how many."""
+        """End claims that lapsed at max_attempts (FAILED, unless the flow ended); how many.
+
+        The flow's persisted state decides first: a flow that reached its end before
+        its conductor could say so (the board was unreachable, the conductor died) ends
+        its job as the conductor would have, so a board outage never fails a job whose
+        flow succeeded.
+        """
         count = 0
         for job_uuid, owner, attempts in self._lapsed_at_max():
-            error = (
-                f"claimed {attempts} times (max_attempts) without finishing; the last "
-                f"claim ({owner}) lapsed"
-            )
-            changes = {"state": FAILED, "owner": None, "last_error": error}
+            job = self._get(job_uuid)
+            if job is None:
+                continue
+            ended = self._flow_end(job.flow_uuid)
+            if ended is None:
+                ended = (
+                    FAILED,
+                    f"claimed {attempts} times (max_attempts) without finishing; the last "
+                    f"claim ({owner}) lapsed",
+                )
+            changes = {"state": ended[0], "owner": None, "last_error": ended[1]}
             count += self._change(job_uuid, (CLAIMED,), owner, changes)
         return count
+
+    def _flow_end(self, flow_uuid: str) -> tuple[str, str | None] | None:
+        """(job state, last_error) the flow's persisted end calls for; None if not ended."""
+        with self.backend.connect() as conn:
+            try:
+                flow_detail = conn.get_flow_details(flow_uuid)
+            except NotFound:
+                return None
+        return flow_outcome(flow_detail)
 
     @abc.abstractmethod
     def idle(self) -> Idle:
@@ -321,7 +381,8 @@ class JobBoard(abc.ABC):
     ) -> bool:
         """Apply ``changes`` if the job is in ``from_states`` (and owned by ``owner``).
 
-        ``attempts: -1`` means one less; an ended state clears the key's hold.
+        ``attempts: -1`` means one less; a ``Later`` value is a time on the board's
+        clock; an ended state clears the key's hold.
         """
 
     @abc.abstractmethod

@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
@@ -35,20 +36,17 @@ from ledgerflow.errors import (
     NotFound,
     StorageError,
 )
-from ledgerflow.jobs.board import JobBoard
-from ledgerflow.jobs.model import CANCELLED, DONE, FAILED, Job
+from ledgerflow.jobs.board import JobBoard, flow_outcome
+from ledgerflow.jobs.model import CLAIMED, FAILED, READY, Job
 
 __all__ = ["Conductor"]
 
 LOG = logging.getLogger("ledgerflow.conductor")
 #: Longest wait before a job handed back after a storage failure is claimed again.
 _MAX_BACKOFF: Final = 30.0
-_ENDS: Final = {
-    states.SUCCESS: DONE,
-    states.REVERTED: FAILED,
-    states.FAILURE: FAILED,
-    states.CANCELLED: CANCELLED,
-}
+#: First and longest pause between tries of a completion or hand-back the board refused.
+_FIRST_RETRY: Final = 0.05
+_MAX_RETRY: Final = 2.0
 _instances = itertools.count(1)
 
 
@@ -123,6 +121,9 @@ class Conductor:
         self._active: dict[str, _Work] = {}
         self._wake = threading.Event()
         self._storage_failures = 0
+        self._schema_ready = False
+        #: A claim failed: it may have landed without our hearing of it (see _recover_claims).
+        self._claim_unsure = False
         #: ``workers`` long-lived threads: each keeps one pooled connection to the board.
         self._pool: futures.ThreadPoolExecutor | None = None
 
@@ -168,6 +169,8 @@ class Conductor:
 
     def _claim(self) -> Job | None:
         try:
+            if self._claim_unsure:
+                self._recover_claims()
             job = self.board.claim(self.owner, self.lease)
             if job is None:
                 self.board.fail_lapsed()
@@ -175,9 +178,25 @@ class Conductor:
             return job
         except StorageError as error:
             self._storage_failures += 1
+            self._claim_unsure = True
             LOG.warning("conductor %s cannot reach the board: %s", self.owner, error)
             self._stop.wait(self._backoff())
             return None
+
+    def _recover_claims(self) -> None:
+        """Hand back jobs claimed by a claim whose reply was lost (we hold them, unknowingly).
+
+        Left alone they would lapse only after the lease, using up an attempt each.
+        """
+        with self._lock:
+            in_hand = set(self._active)
+        for job in self.board.jobs(state=CLAIMED):
+            if job.owner == self.owner and job.uuid not in in_hand:
+                LOG.warning(
+                    "job %s: claimed while the board was unreachable; handed back", job.uuid
+                )
+                self.board.hand_back(job.uuid, self.owner, delay=0.0, refund=True)
+        self._claim_unsure = False
 
     def _backoff(self) -> float:
         return float(min(_MAX_BACKOFF, self.poll * 2 ** min(self._storage_failures, 10)))
@@ -259,12 +278,10 @@ class Conductor:
         """Run the job's flow; return (job state to end in or None to hand back, error)."""
         job = work.job
         try:
-            refusal = self._refusal(job)
-            if refusal is not None:
-                return FAILED, refusal
-            if self._stop.is_set():
-                return None, None
-            work.engine = self._engine(job)
+            engine, refusal = self._engine(job)
+            if engine is None:
+                return (None, None) if refusal is None else (FAILED, refusal)
+            work.engine = engine
             if self._stop.is_set():
                 work.engine.suspend()
             work.engine.run()
@@ -284,30 +301,37 @@ class Conductor:
             return FAILED, f"cannot rebuild the flow: {type(error).__name__}: {error}"
         return self._persisted_end(job)
 
-    def _refusal(self, job: Job) -> str | None:
-        """Why this conductor will not run the job's factory (None: it may)."""
-        with self.board.backend.connect() as conn:
-            try:
-                meta = conn.get_flow_details(job.flow_uuid, lazy=True).meta
-            except NotFound:
-                return f"the job's flow detail {job.flow_uuid} is not in the logbook store"
+    def _refusal(self, conn: Any, job: Job) -> tuple[str | None, str]:
+        """(why this conductor will not run the job's factory or None, the factory)."""
+        try:
+            meta = conn.get_flow_details(job.flow_uuid, lazy=True).meta
+        except NotFound:
+            return f"the job's flow detail {job.flow_uuid} is not in the logbook store", ""
         factory = meta.get("factory")
         if not isinstance(factory, str) or ":" not in factory:
-            return "the job's flow detail names no factory 'package.module:function'"
+            return "the job's flow detail names no factory 'package.module:function'", ""
         module = factory.partition(":")[0]
         if not _allowed(module, self.allow):
             return (
                 f"factory {factory!r}: module {module!r} is not allowed on conductor "
                 f"{self.name} (allow={list(self.allow or ())}); nothing was imported"
-            )
-        return None
+            ), factory
+        return None, factory
 
-    def _engine(self, job: Job) -> Any:
-        from ledgerflow.engine.api import _connect, _resume_engine
+    def _engine(self, job: Job) -> tuple[Any, str | None]:
+        """(the engine resuming the job's flow, None) or (None, why not; None: stopping)."""
+        from ledgerflow.engine.api import _connect, _materialize, _resume_engine
 
-        conn = _connect(self.board.backend)
+        # The logbook schema is made ready once per conductor, not once per job.
+        conn = self.board.backend.connect() if self._schema_ready else _connect(self.board.backend)
+        self._schema_ready = True
         try:
-            engine = _resume_engine(self.board.backend, conn, job.flow_uuid, None, None, False)
+            refusal, factory = self._refusal(conn, job)
+            if refusal is not None or self._stop.is_set():
+                conn.close()
+                return None, refusal
+            flow, _, _ = _materialize(factory)  # imported once: the meta read above serves both
+            engine = _resume_engine(self.board.backend, conn, job.flow_uuid, flow, None, False)
         except BaseException:
             conn.close()
             raise
@@ -315,25 +339,17 @@ class Conductor:
         engine.wait = self.lease  # a stalled previous owner's flow lease runs out meanwhile
         if self.executor is not None:
             engine.use_executor(self.executor)
-        return engine
+        return engine, None
 
     def _persisted_end(self, job: Job) -> tuple[str | None, str | None]:
         try:
             with self.board.backend.connect() as conn:
-                flow_detail = conn.get_flow_details(job.flow_uuid)
+                flow_detail = conn.get_flow_details(job.flow_uuid, lazy=True)
+                if flow_detail.state in (states.FAILURE, states.REVERTED):  # tell which failed
+                    flow_detail = conn.get_flow_details(job.flow_uuid)
         except StorageError:
             return None, None
-        end = _ENDS.get(flow_detail.state)
-        if end is None:
-            return None, None
-        if end != FAILED:
-            return end, None
-        failures = [
-            f"{td.name}: {td.failure.exc_type_names[0]}: {td.failure.message}"
-            for td in flow_detail
-            if td.failure is not None
-        ]
-        return end, f"flow ended {flow_detail.state}; " + ("; ".join(failures) or "no task failed")
+        return flow_outcome(flow_detail) or (None, None)
 
     def _finish(self, work: _Work, state: str | None, error: str | None) -> None:
         job = work.job
@@ -343,12 +359,14 @@ class Conductor:
         if state is None:
             self._hand_back(work, delay=self._backoff() if self._storage_failures else 0.0)
             return
-        try:
-            ended = self.board.complete(job.uuid, self.owner, state, error)
-        except StorageError as failure:
-            LOG.warning(
-                "job %s: cannot record its end (%s); its claim will lapse", job.uuid, failure
-            )
+        ended = self._through_outage(
+            f"record the end of job {job.uuid}",
+            lambda: self.board.complete(job.uuid, self.owner, state, error),
+            lambda seen: seen.state == state,
+            job.uuid,
+        )
+        if ended is None:
+            LOG.warning("job %s: cannot record its end; its claim will lapse", job.uuid)
             return
         if not ended:
             LOG.warning("job %s was taken over before it ended here", job.uuid)
@@ -359,13 +377,42 @@ class Conductor:
             self.on_finish(job, state)
 
     def _hand_back(self, work: _Work, *, delay: float) -> None:
-        try:
-            if self.board.hand_back(work.job.uuid, self.owner, delay=delay, refund=True):
-                self.counts["handed back"] += 1
-        except StorageError as error:
-            LOG.warning(
-                "job %s: cannot hand it back (%s); its claim will lapse", work.job.uuid, error
-            )
+        uuid = work.job.uuid
+        handed = self._through_outage(
+            f"hand job {uuid} back",
+            lambda: self.board.hand_back(uuid, self.owner, delay=delay, refund=True),
+            lambda seen: seen.state == READY,
+            uuid,
+        )
+        if handed is None:
+            LOG.warning("job %s: cannot hand it back; its claim will lapse", uuid)
+        elif handed:
+            self.counts["handed back"] += 1
+
+    def _through_outage(
+        self, what: str, call: Callable[[], bool], landed: Callable[[Job], bool], uuid: str
+    ) -> bool | None:
+        """``call()`` retried through a board outage for one lease; None: it never got through.
+
+        A try whose reply was lost may have committed: when a later try finds the claim
+        no longer ours, the job as it stands tells whether the lost one landed.
+        """
+        deadline = time.monotonic() + self.lease
+        delay, failed = _FIRST_RETRY, False
+        while True:
+            try:
+                done = call()
+                if done or not failed:
+                    return done
+                return landed(self.board.get(uuid))
+            except StorageError as error:
+                if not failed:
+                    LOG.warning("conductor %s: cannot %s, retrying: %s", self.owner, what, error)
+                failed = True
+            if time.monotonic() + delay > deadline:
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, _MAX_RETRY)
 
     # ---- claims' heartbeat ------------------------------------------------------------
     def _heartbeat(self) -> None:

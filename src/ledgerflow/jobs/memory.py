@@ -7,7 +7,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from ledgerflow.jobs.board import Idle, JobBoard
+from ledgerflow.jobs.board import Idle, JobBoard, Later
 from ledgerflow.jobs.model import CLAIMED, ENDED, READY, Job
 from ledgerflow.models import LogBook, utcnow
 from ledgerflow.persistence.base import Backend
@@ -108,7 +108,10 @@ class MemoryBoard(JobBoard):
                 return False
             if owner is not None and entry.job.owner != owner:
                 return False
+            now = utcnow()
             for name, value in changes.items():
+                if isinstance(value, Later):
+                    value = value.after(now)
                 if name == "claim_expires_at":
                     entry.claim_expires_at = value
                 elif name == "attempts" and value == -1:

@@ -89,7 +89,12 @@ def _sql_board(uri: str, backend: Backend | str | None, create: bool) -> JobBoar
         if isinstance(logbooks, SQLBackend) and logbooks.engine.url == store.engine.url:
             opened.close()  # one database: share its backend, so post is one transaction
             store, owns_store = logbooks, owns_backend
-    board = SQLBoard(store, logbooks, owns_store=owns_store, owns_backend=owns_backend)
+    kind = SQLBoard
+    if store.address.backend_name == "postgresql":
+        from ledgerflow.jobs.postgres import PostgresBoard
+
+        kind = PostgresBoard
+    board = kind(store, logbooks, owns_store=owns_store, owns_backend=owns_backend)
     try:
         if create:
             board.upgrade()

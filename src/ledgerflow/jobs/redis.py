@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from ledgerflow.errors import StorageError
-from ledgerflow.jobs.board import Idle, JobBoard
+from ledgerflow.jobs.board import Idle, JobBoard, Later
 from ledgerflow.jobs.model import CLAIMED, READY, Job
 from ledgerflow.models import LogBook
 from ledgerflow.persistence.base import Backend
@@ -27,9 +27,19 @@ _PREFIX: Final = "ledgerflow:jobs:"
 _INT_FIELDS: Final = ("priority", "attempts", "max_attempts")
 _OPTIONAL: Final = ("key", "owner", "last_error")
 _TIME_FIELDS: Final = ("created_at", "available_at")
+#: Where each time a board change sets is kept, as seconds since the epoch.
+_EPOCH_FIELDS: Final = {"claim_expires_at": "claim_epoch", "available_at": "available_epoch"}
 
-# Shared Lua: move a job's member between the index sets for its (new) state.
+# Shared Lua: the server's clock (claims never depend on a client's), and moving a
+# job's member between the index sets for its (new) state.
 _PLACE: Final = """
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function epoch(seconds)
+  return string.format('%.6f', seconds)
+end
 local function place(p, uuid, now)
   local job = p .. 'job:' .. uuid
   local member = redis.call('HGET', job, 'member')
@@ -75,11 +85,11 @@ local function due(p, now)
 end
 """
 
-# ARGV: prefix, uuid, key ('' for none), now, field, value, ...
+# ARGV: prefix, uuid, key ('' for none), delay (s), field, value, ...
 _POST: Final = (
     _PLACE
     + """
-local p, uuid, key, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local p, uuid, key, now = ARGV[1], ARGV[2], ARGV[3], clock()
 if key ~= '' then
   local held = redis.call('GET', p .. 'key:' .. key)
   if held then return held end
@@ -87,7 +97,8 @@ end
 local seq = redis.call('INCR', p .. 'seq')
 local job = p .. 'job:' .. uuid
 for i = 5, #ARGV, 2 do redis.call('HSET', job, ARGV[i], ARGV[i + 1]) end
-redis.call('HSET', job, 'seq', seq, 'member', string.format('%020d', seq) .. ':' .. uuid)
+redis.call('HSET', job, 'seq', seq, 'member', string.format('%020d', seq) .. ':' .. uuid,
+           'available_epoch', epoch(now + tonumber(ARGV[4])))
 redis.call('ZADD', p .. 'all', seq, uuid)
 place(p, uuid, now)
 redis.call('LPUSH', p .. 'wake', '1')
@@ -96,11 +107,12 @@ return uuid
 """
 )
 
-# ARGV: prefix, now, owner, claim_epoch
+# ARGV: prefix, owner, lease (s)
 _CLAIM: Final = (
     _PLACE
     + """
-local p, now, owner, expires = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local p, owner, now = ARGV[1], ARGV[2], clock()
+local expires = epoch(now + tonumber(ARGV[3]))
 due(p, now)
 local first = redis.call('ZRANGE', p .. 'ready', 0, 0)
 if #first == 0 then return false end
@@ -109,25 +121,27 @@ local job = p .. 'job:' .. uuid
 redis.call('HINCRBY', job, 'attempts', 1)
 redis.call('HSET', job, 'state', 'CLAIMED', 'owner', owner, 'claim_epoch', expires)
 place(p, uuid, now)
-return uuid
+return redis.call('HGETALL', job)
 """
 )
 
-# ARGV: prefix, uuid, owner ('' = anyone), states (comma separated), now, notify,
-#       then field/value pairs (value '\\0' deletes the field; attempts '-1' decrements).
+# ARGV: prefix, uuid, owner ('' = anyone), states (comma separated), notify, then
+#       field/value pairs (value '\\0' deletes the field; attempts '-1' decrements;
+#       '@S' is S seconds after now on the server's clock).
 _CHANGE: Final = (
     _PLACE
     + """
-local p, uuid, owner, allowed, now, notify = ARGV[1], ARGV[2], ARGV[3], ARGV[4],
-  tonumber(ARGV[5]), ARGV[6]
+local p, uuid, owner, allowed, notify, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
+  clock()
 local job = p .. 'job:' .. uuid
 local state = redis.call('HGET', job, 'state')
 if not state or not string.find(',' .. allowed .. ',', ',' .. state .. ',', 1, true) then
   return 0
 end
 if owner ~= '' and redis.call('HGET', job, 'owner') ~= owner then return 0 end
-for i = 7, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local field, value = ARGV[i], ARGV[i + 1]
+  if string.sub(value, 1, 1) == '@' then value = epoch(now + tonumber(string.sub(value, 2))) end
   if value == '\\0' then redis.call('HDEL', job, field)
   elseif field == 'attempts' and value == '-1' then redis.call('HINCRBY', job, 'attempts', -1)
   else redis.call('HSET', job, field, value) end
@@ -146,10 +160,6 @@ end
 return 1
 """
 )
-
-
-def _epoch(value: datetime) -> float:
-    return value.timestamp()
 
 
 def _score(priority: int) -> float:
@@ -209,6 +219,8 @@ class RedisBoard(JobBoard):
         for name in _TIME_FIELDS:
             parsed = datetime.fromisoformat(data[name])
             values[name] = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        if "available_epoch" in data:  # set on the server's clock (see _POST, _CHANGE)
+            values["available_at"] = datetime.fromtimestamp(float(data["available_epoch"]), UTC)
         return Job(**values)
 
     def _read(self, job_uuid: str) -> Job | None:
@@ -224,8 +236,8 @@ class RedisBoard(JobBoard):
             if value is not None:
                 fields += [name, str(value)]
         fields += ["score", repr(_score(job.priority))]
-        fields += ["available_epoch", repr(_epoch(job.available_at))]
-        args = [self._prefix, job.uuid, job.key or "", repr(time.time()), *fields]
+        delay = (job.available_at - job.created_at).total_seconds()
+        args = [self._prefix, job.uuid, job.key or "", repr(delay), *fields]
         stored = self._call("post a job", self._post_script, args=args)
         if stored != job.uuid:  # the key is held by an unfinished job: that one is the answer
             with self.backend.connect() as conn:
@@ -233,7 +245,7 @@ class RedisBoard(JobBoard):
             held = self._read(stored)
             assert held is not None
             return held
-        return job
+        return self._read(job.uuid) or job
 
     def _find_key(self, key: str) -> Job | None:
         held = self._call("find a job by key", self._client.get, f"{self._prefix}key:{key}")
@@ -265,17 +277,15 @@ class RedisBoard(JobBoard):
     ) -> bool:
         fields: list[str] = []
         for name, value in changes.items():
-            if name == "claim_expires_at":
-                fields += ["claim_epoch", repr(_epoch(value))]
+            if isinstance(value, Later):  # a time on the server's clock, set in the script
+                fields += [_EPOCH_FIELDS[name], f"@{value.seconds!r}"]
             elif name == "attempts" and value == -1:
                 fields += ["attempts", "-1"]
             else:
                 fields += [name, _encode(name, value)]
-            if name == "available_at":
-                fields += ["available_epoch", repr(_epoch(value))]
         notify = "1" if changes.get("state") == READY else "0"
-        args = [self._prefix, job_uuid, owner or "", ",".join(from_states), repr(time.time())]
-        result = self._call("change a job", self._change_script, args=[*args, notify, *fields])
+        args = [self._prefix, job_uuid, owner or "", ",".join(from_states), notify]
+        result = self._call("change a job", self._change_script, args=[*args, *fields])
         if result == -1:
             raise ValueError(
                 f"job {job_uuid} cannot be READY again: another unfinished job holds its key"
@@ -285,10 +295,11 @@ class RedisBoard(JobBoard):
     # ---- conductor side ---------------------------------------------------------------
     def claim(self, owner: str, lease: float) -> Job | None:
         """Claim the best job available now (priority, then age): READY, or a lapsed claim."""
-        now = time.time()
-        args = [self._prefix, repr(now), owner, repr(now + lease)]
-        uuid = self._call("claim a job", self._claim_script, args=args)
-        return None if uuid is None else self._read(uuid)
+        args = [self._prefix, owner, repr(float(lease))]
+        pairs = self._call("claim a job", self._claim_script, args=args)
+        if not pairs:
+            return None
+        return self._job(dict(zip(pairs[::2], pairs[1::2], strict=True)))
 
     def _lapsed_at_max(self) -> list[tuple[str, str, int]]:
         uuids = self._call(
@@ -296,7 +307,7 @@ class RedisBoard(JobBoard):
             self._client.zrangebyscore,
             f"{self._prefix}claimed",
             "-inf",
-            time.time(),
+            self._server_time(),
         )
         found = []
         for uuid in uuids:
@@ -307,14 +318,17 @@ class RedisBoard(JobBoard):
 
     def idle(self) -> Idle:
         """What is left to claim, now or later."""
-        p, now = self._prefix, time.time()
+        p = self._prefix
         pipe = self._client.pipeline(transaction=False)
+        pipe.time()
         pipe.zcard(f"{p}ready")
         pipe.zrange(f"{p}delayed", 0, 0, withscores=True)
         pipe.zcard(f"{p}delayed")
-        pipe.zrangebyscore(f"{p}claimed", "-inf", now)
-        pipe.zrange(f"{p}claimed", 0, -1)
-        ready, first_delayed, delayed, lapsed, claimed = self._call("look for work", pipe.execute)
+        pipe.zrange(f"{p}claimed", 0, -1, withscores=True)
+        now_pair, ready, first_delayed, delayed, scored = self._call("look for work", pipe.execute)
+        now = now_pair[0] + now_pair[1] / 1_000_000
+        lapsed = [uuid for uuid, until in scored if until <= now]
+        claimed = [uuid for uuid, _ in scored]
         next_at = None
         if ready:
             next_at = datetime.now(UTC)
@@ -327,6 +341,10 @@ class RedisBoard(JobBoard):
                 owners.append((uuid, job.owner or ""))
         # Lapsed claims moved back into ``ready`` by a claim script are still CLAIMED.
         return Idle(int(ready) + int(delayed), len(lapsed), next_at, tuple(owners))
+
+    def _server_time(self) -> float:
+        seconds, micros = self._call("read the server's clock", self._client.time)
+        return float(seconds + micros / 1_000_000)
 
     def wait_for_work(self, timeout: float) -> None:
         """Sleep up to ``timeout`` s; a post or hand-back wakes one waiting conductor."""

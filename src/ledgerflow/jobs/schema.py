@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["JOBS", "VERSION_TABLE", "has_jobs", "upgrade"]
 
 VERSION_TABLE: Final = "ledgerflow_jobs_alembic_version"
-HEAD: Final = "j0001"
+HEAD: Final = "j0002"
+#: Every revision of the job tables, oldest first: an older one is read as is and migrated
+#: by ``upgrade``; one not listed here is newer than this ledgerflow.
+REVISIONS: Final = ("j0001", "j0002")
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
@@ -50,10 +53,12 @@ JOBS = sa.Table(
     sa.Column("claim_expires_at", UTCDateTime()),
     sa.Column("last_error", JSON_TEXT),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
-    sa.Index("ix_ledgerflow_jobs_state_priority_id", "state", "priority", "id"),
     sa.Index(None, "flow_uuid"),
     sa.Index(None, "book_uuid"),
 )
+
+# Claim order (priority down, then posting order): a claim reads the first entry.
+sa.Index("ix_ledgerflow_jobs_claim_order", JOBS.c.state, JOBS.c.priority.desc(), JOBS.c.id)
 
 
 def current(connection: Connection) -> str | None:
@@ -65,19 +70,19 @@ def current(connection: Connection) -> str | None:
 
 
 def has_jobs(connection: Connection, where: str) -> bool:
-    """Whether the job tables exist at our revision (SchemaVersionError if newer)."""
+    """Whether the job tables exist (at our revision or an older one; newer: SchemaVersionError)."""
     stored = current(connection)
-    if stored is not None and stored != HEAD:
+    if stored is not None and stored not in REVISIONS:
         raise SchemaVersionError(
             f"the job tables at {where} are at revision {stored!r}, this version of "
             f"ledgerflow uses {HEAD!r}"
         )
-    return stored == HEAD
+    return stored is not None
 
 
 def upgrade(connection: Connection, where: str) -> None:
     """Create or migrate the job tables in the caller's transaction; idempotent."""
-    if has_jobs(connection, where):
+    if has_jobs(connection, where) and current(connection) == HEAD:
         return
     from alembic.config import Config
     from alembic.operations import Operations

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -24,12 +24,13 @@ from sqlalchemy import func
 
 from ledgerflow.errors import ConflictError
 from ledgerflow.jobs import schema
-from ledgerflow.jobs.board import Idle, JobBoard
+from ledgerflow.jobs.board import Idle, JobBoard, Later
 from ledgerflow.jobs.model import CLAIMED, ENDED, READY, Job
 from ledgerflow.models import LogBook, utcnow
 from ledgerflow.persistence.base import Backend
 from ledgerflow.persistence.sql.backend import SQLBackend, SQLConnection, _begin_immediate
 from ledgerflow.persistence.sql.engines import translate_errors
+from ledgerflow.persistence.sql.tables import UTCDateTime
 
 __all__ = ["SQLBoard"]
 
@@ -58,15 +59,38 @@ def _job(row: Any) -> Job:
     return Job(**{name: row._mapping[name] for name in _FIELDS})
 
 
-def _claimable(now: Any) -> sa.ColumnElement[bool]:
-    return sa.or_(
-        sa.and_(JOBS.c.state == READY, JOBS.c.available_at <= now),
-        sa.and_(
-            JOBS.c.state == CLAIMED,
-            JOBS.c.claim_expires_at <= now,
-            JOBS.c.attempts < JOBS.c.max_attempts,
-        ),
+def _picks(now: Any) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """The best READY job and the best lapsed claim, each locked (SKIP LOCKED) if taken.
+
+    Two queries, each served by the claim-order index (state, priority DESC, id);
+    one query with ``OR`` between them sorted every READY job on each claim.
+    """
+    ready = sa.and_(JOBS.c.state == READY, JOBS.c.available_at <= now)
+    lapsed = sa.and_(
+        JOBS.c.state == CLAIMED,
+        JOBS.c.claim_expires_at <= now,
+        JOBS.c.attempts < JOBS.c.max_attempts,
     )
+    return tuple(  # type: ignore[return-value]
+        sa.select(JOBS.c.id, JOBS.c.priority)
+        .where(where)
+        .order_by(JOBS.c.priority.desc(), JOBS.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        for where in (ready, lapsed)
+    )
+
+
+def _clock(dialect: str, seconds: float) -> sa.ColumnElement[Any]:
+    """``seconds`` after now on the server's clock (SQLite, one host: this process's)."""
+    if dialect == "postgresql":
+        now: sa.ColumnElement[Any] = func.now()
+        return now if not seconds else now + sa.literal(timedelta(seconds=seconds), sa.Interval())
+    if dialect in ("mysql", "mariadb"):
+        now = func.utc_timestamp(6)
+        micros = round(seconds * 1_000_000)
+        return now if not micros else func.timestampadd(sa.text("MICROSECOND"), micros, now)
+    return sa.literal(utcnow() + timedelta(seconds=seconds), UTCDateTime())
 
 
 class SQLBoard(JobBoard):
@@ -178,7 +202,10 @@ class SQLBoard(JobBoard):
         owner: str | None,
         changes: dict[str, Any],
     ) -> bool:
-        values = dict(changes)
+        values = {
+            name: _clock(self._dialect, value.seconds) if isinstance(value, Later) else value
+            for name, value in changes.items()
+        }
         values["updated_at"] = utcnow()
         if values.get("attempts") == -1:
             values["attempts"] = JOBS.c.attempts - 1
@@ -204,35 +231,27 @@ class SQLBoard(JobBoard):
     # ---- conductor side ---------------------------------------------------------------
     def claim(self, owner: str, lease: float) -> Job | None:
         """Claim the best job available now (priority, then age): READY, or a lapsed claim."""
-        now = utcnow()
-        values = {
-            "state": CLAIMED,
-            "owner": owner,
-            "attempts": JOBS.c.attempts + 1,
-            "claim_expires_at": now + timedelta(seconds=lease),
-            "updated_at": now,
-        }
-        pick = (
-            sa.select(JOBS.c.id)
-            .where(_claimable(now))
-            .order_by(JOBS.c.priority.desc(), JOBS.c.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
         with self._write() as raw, self._statement("claim a job"):
-            if self._dialect == "postgresql":
-                query = JOBS.update().where(JOBS.c.id == pick.scalar_subquery())
-                found = raw.execute(query.values(**values).returning(*_COLUMNS)).first()
-                return None if found is None else _job(found)
-            picked = raw.execute(pick).scalar()
-            if picked is None:
+            found = [row for pick in _picks(self._now()) if (row := raw.execute(pick).first())]
+            if not found:
                 return None
+            picked = min(found, key=lambda row: (-row.priority, row.id)).id
+            values = {
+                "state": CLAIMED,
+                "owner": owner,
+                "attempts": JOBS.c.attempts + 1,
+                "claim_expires_at": _clock(self._dialect, lease),
+                "updated_at": utcnow(),
+            }
             raw.execute(JOBS.update().where(JOBS.c.id == picked).values(**values))
-            found = raw.execute(sa.select(*_COLUMNS).where(JOBS.c.id == picked)).first()
-            return None if found is None else _job(found)
+            row = raw.execute(sa.select(*_COLUMNS).where(JOBS.c.id == picked)).first()
+            return None if row is None else _job(row)
+
+    def _now(self) -> sa.ColumnElement[Any]:
+        return _clock(self._dialect, 0.0)
 
     def _lapsed_at_max(self) -> list[tuple[str, str, int]]:
-        now = utcnow()
+        now = self._now()
         with self._read() as raw, self._statement("find lapsed claims"):
             if raw is None:
                 return []
@@ -244,8 +263,8 @@ class SQLBoard(JobBoard):
             return [(uuid, owner or "", attempts) for uuid, owner, attempts in raw.execute(query)]
 
     def idle(self) -> Idle:
-        """What is left to claim, now or later."""
-        now = utcnow()
+        """What is left to claim, now or later (lapsed on the server's clock)."""
+        lapsed = sa.case((JOBS.c.claim_expires_at <= self._now(), 1), else_=0)
         with self._read() as raw, self._statement("look for work"):
             if raw is None:
                 return Idle(0, 0, None, ())
@@ -253,16 +272,13 @@ class SQLBoard(JobBoard):
                 sa.select(func.count(), func.min(JOBS.c.available_at)).where(JOBS.c.state == READY)
             ).one()
             claimed = raw.execute(
-                sa.select(JOBS.c.uuid, JOBS.c.owner, JOBS.c.claim_expires_at).where(
-                    JOBS.c.state == CLAIMED
-                )
+                sa.select(JOBS.c.uuid, JOBS.c.owner, lapsed).where(JOBS.c.state == CLAIMED)
             ).all()
         if next_at is not None and next_at.tzinfo is None:
-            next_at = next_at.replace(tzinfo=now.tzinfo)
-        lapsed = sum(1 for _, _, until in claimed if until is not None and until <= now)
+            next_at = next_at.replace(tzinfo=UTC)
         return Idle(
             ready=int(ready),
-            lapsed=lapsed,
+            lapsed=sum(int(ran_out) for _, _, ran_out in claimed),
             next_at=next_at,
             claimed=tuple((uuid, owner or "") for uuid, owner, _ in claimed),
         )

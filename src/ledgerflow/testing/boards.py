@@ -156,6 +156,29 @@ class BoardConformance:
         assert dead.state == FAILED and dead.attempts == 2
         assert dead.last_error is not None and "max_attempts" in dead.last_error
 
+    @pytest.mark.parametrize(
+        ("flow_state", "job_state"),
+        [(states.SUCCESS, DONE), (states.FAILURE, FAILED), (states.CANCELLED, CANCELLED)],
+    )
+    def test_a_lapsed_claim_at_max_attempts_takes_its_flows_end(
+        self, board: JobBoard, flow_state: str, job_state: str
+    ) -> None:
+        # Its conductor could not tell the board (it was unreachable, or the conductor
+        # died) that the flow had ended: the persisted end decides, not the attempts.
+        job = board.post(FACTORY, max_attempts=1)
+        assert board.claim("a", 0.0) is not None
+        with board.backend.connect() as conn:
+            flow_detail = conn.get_flow_details(job.flow_uuid)
+            flow_detail.state = flow_state
+            conn.update_flow_details(flow_detail)
+        assert board.fail_lapsed() == 1
+        ended = board.get(job.uuid)
+        assert (ended.state, ended.owner) == (job_state, None)
+        if job_state == FAILED:
+            assert ended.last_error is not None and "flow ended FAILURE" in ended.last_error
+        else:
+            assert ended.last_error is None
+
     def test_expire_ends_a_lease_at_once(self, board: JobBoard) -> None:
         job = board.post(FACTORY)
         board.claim("gone", 300.0)

@@ -4,6 +4,9 @@ Every handler reads through ``ledgerflow.history`` (one snapshot per page) on a
 connection of its own, in Starlette's thread pool.  Errors never show a traceback:
 an unknown or malformed uuid is a 404, bad paging parameters a 400 naming the
 parameter, a store that cannot be read a 503 page (the server goes on serving).
+A corrupt record is listed as such among the others (books page, a book's flows, a
+flow's tasks, and their JSON twins); a page of the corrupt record itself is a 500
+page naming it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from ledgerflow import states
-from ledgerflow.errors import InvalidUUIDError, NotFound, SchemaVersionError, StorageError
+from ledgerflow.errors import (
+    CorruptRecordError,
+    InvalidUUIDError,
+    NotFound,
+    SchemaVersionError,
+    StorageError,
+)
 from ledgerflow.history import PAGE_SIZE, History, check_uuid, task_tries
 from ledgerflow.persistence import Backend, Connection, open_backend
 from ledgerflow.web import views
@@ -106,7 +115,7 @@ class _Site:
                 return RedirectResponse(target, status_code=303)
         args = _list_args(request)
         with self.history() as history:
-            page = history.books(prefix=search or None, **args)
+            page = history.books_around_corruption(prefix=search or None, **args)
             problem = None if page.total else _schema_problem(history.conn)
         return self.page(
             request,
@@ -125,7 +134,7 @@ class _Site:
         args = _list_args(request)
         prefix = request.query_params.get("q") or None
         with self.history() as history:
-            page = history.books(prefix=prefix, **args)
+            page = history.books_around_corruption(prefix=prefix, **args)
         items = [item.to_dict() for item in page.items]
         return _json({"items": items, "total": page.total, "next": page.next})
 
@@ -142,12 +151,12 @@ class _Site:
     # ---- records --------------------------------------------------------------------
     def book_page(self, request: Request) -> Response:
         with self.history() as history:
-            found = history.book(request.path_params["uuid"])
+            found = history.book(request.path_params["uuid"], tolerant=True)
         return self.page(request, "book.html", view=found)
 
     def flow_page(self, request: Request) -> Response:
         with self.history() as history:
-            found = history.flow(request.path_params["uuid"])
+            found = history.flow(request.path_params["uuid"], tolerant=True)
         bars = views.svg_bars(found.timeline(views.TIMELINE_ROWS))
         drawn = found.timeline(views.TIMELINE_ROWS)
         live = found.flow.state in views.RUNNING_STATES and found.flow.state != states.PENDING
@@ -177,7 +186,9 @@ class _Site:
     def record_api(self, kind: str) -> Callable[[Request], Response]:
         def handler(request: Request) -> Response:
             with self.history() as history:
-                found = getattr(history, kind)(request.path_params["uuid"])
+                read = getattr(history, kind)
+                uuid = request.path_params["uuid"]
+                found = read(uuid) if kind == "task" else read(uuid, tolerant=True)
             return _json(found.to_dict())
 
         return handler
@@ -278,6 +289,14 @@ def _error_handlers(site: _Site) -> dict[Any, Callable[..., Any]]:
         assert isinstance(exc, HTTPException)
         return respond(request, exc.status_code, "Error", str(exc.detail))
 
+    def corrupt_record(request: Request, exc: Exception) -> Response:
+        return respond(
+            request,
+            500,
+            "Corrupt record",
+            f"{exc}; the rest of the store reads on: run `ledgerflow check` for every damage",
+        )
+
     def store_error(request: Request, exc: Exception) -> Response:
         why = "has no ledgerflow schema" if isinstance(exc, SchemaVersionError) else "failed"
         return respond(request, 503, "The store cannot be read", f"{why}: {exc}")
@@ -287,6 +306,7 @@ def _error_handlers(site: _Site) -> dict[Any, Callable[..., Any]]:
         InvalidUUIDError: not_found,  # a malformed uuid names no record: 404, as API.md says
         ValueError: bad_request,
         HTTPException: http_error,
+        CorruptRecordError: corrupt_record,
         StorageError: store_error,
     }
 

@@ -239,12 +239,10 @@ class SQLConnection(RecordConnection):
             conn.rollback()
         if not status.has_tables:
             return True
-        if status.current is not None and status.known and not status.up_to_date:
+        outdated = status.outdated()
+        if outdated is not None:
             # An older schema lacks columns every statement names: say so, not "no such column".
-            raise self._needs_upgrade(
-                f"is at schema revision {status.current!r}, not {migrate.head()!r}: "
-                "it needs upgrade"
-            )
+            raise self._needs_upgrade(outdated)
         self._backend.schema_seen = True
         return False
 
@@ -522,7 +520,12 @@ class SQLConnection(RecordConnection):
     def _fetch_rows(self, conn: SAConnection, statement: sa.Select[Any], kind: Kind) -> list[Row]:
         result = conn.execute(statement)
         names = list(result.keys())
-        rows = [dict(zip(names, values, strict=True)) for values in result]
+        try:
+            rows = [dict(zip(names, values, strict=True)) for values in result]
+        except ValueError as exc:  # SQLite holds times as text: one row's is not a time
+            uuids = conn.execute(statement.with_only_columns(TABLES[kind].c.uuid)).scalars()
+            self._fetch(kind, uuids=list(uuids))  # names the record (a CorruptRecordError)
+            raise CorruptRecordError(f"a {_NAMES[kind]} row is corrupt: {exc}") from exc
         for row in rows:
             if row.pop("format") != FORMAT_DEFAULT:
                 raise CorruptRecordError(

@@ -19,7 +19,7 @@ from sqlalchemy import Connection as SAConnection
 from sqlalchemy import bindparam, func
 from sqlalchemy.types import NullType
 
-from ledgerflow.errors import LedgerflowError
+from ledgerflow.errors import CorruptRecordError, LedgerflowError
 from ledgerflow.persistence import care, records
 from ledgerflow.persistence.care import Damage, PurgePolicy
 from ledgerflow.persistence.records import Kind
@@ -72,7 +72,7 @@ def scan(conn: SQLConnection, kind: Kind) -> Iterator[care.ScanItem]:
             try:
                 rows = _fast_page(sa_conn, kind, after)
                 items = [(row, _format_problem(row)) for row in rows]
-            except _UNREADABLE:
+            except (*_UNREADABLE, CorruptRecordError):  # a bad value: read raw, row by row
                 processors = _processors(kind, sa_conn.dialect)
                 raw = [dict(row) for row in sa_conn.execute(_PAGES[kind], params).mappings()]
                 rows = raw

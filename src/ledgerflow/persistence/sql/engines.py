@@ -15,7 +15,6 @@ Drivers are imported by SQLAlchemy when the engine is created, never at import t
 from __future__ import annotations
 
 import contextlib
-import errno
 import inspect
 import os
 import sqlite3
@@ -34,13 +33,18 @@ from sqlalchemy.pool import StaticPool
 from ledgerflow.errors import (
     BackendNotFound,
     ConflictError,
-    CorruptStoreError,
     LedgerflowError,
     MissingDriverError,
     NotFound,
     SerializationError,
     StorageError,
 )
+from ledgerflow.persistence.sql.common import corrupt_store
+from ledgerflow.persistence.sql.common import driver_codes as _driver_codes
+from ledgerflow.persistence.sql.common import driver_error as _driver_error
+from ledgerflow.persistence.sql.common import first_line as _first_line
+from ledgerflow.persistence.sql.common import is_corrupt as _is_corrupt
+from ledgerflow.persistence.sql.common import sqlite_words as _sqlite_words
 from ledgerflow.persistence.uri import Authority, hide_secret, mask_password, split_authority
 
 __all__ = ["StoreAddress", "create_engine", "parse_uri", "translate_errors"]
@@ -281,22 +285,6 @@ def _missing_driver(address: StoreAddress, error: ImportError) -> MissingDriverE
 
 
 # ---- error translation ----------------------------------------------------------------
-def _driver_error(error: BaseException) -> BaseException:
-    """The driver's own exception (psycopg's, PyMySQL's, sqlite3's) behind SQLAlchemy's wrapper.
-
-    API.md promises the driver's exception as ``__cause__``; SQLAlchemy's wrapper
-    stays reachable as ``__context__``.
-    """
-    orig = getattr(error, "orig", None)
-    return orig if isinstance(orig, BaseException) else error
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(getattr(error, "orig", None) or error).strip().splitlines()
-    line = text[0] if text else type(error).__name__
-    return line if len(line) <= 300 else line[:300] + "..."
-
-
 #: Large statements MySQL refused: "packet bigger than max_allowed_packet" (1153) or,
 #: as the server often just drops the connection, "gone away"/"lost connection".
 _MYSQL_PACKET_ERRORS: Final = {1153, 2006, 2013}
@@ -385,17 +373,6 @@ _UNIQUE: Final = frozenset(
 _NO_PARENT: Final = frozenset({"SQLITE_CONSTRAINT_FOREIGNKEY", "23503", 1452, 1216})
 
 
-def _driver_codes(error: BaseException) -> set[object]:
-    """The codes a driver attaches to an error: sqlite3's name, a SQLSTATE, MySQL's number."""
-    orig = _driver_error(error)
-    args = getattr(orig, "args", ())
-    return {
-        getattr(orig, "sqlite_errorname", None),
-        getattr(orig, "sqlstate", None),
-        args[0] if args and isinstance(args[0], int) else None,
-    } - {None}
-
-
 def _integrity_error(address: StoreAddress, action: str, error: exc.IntegrityError) -> Exception:
     """A uniqueness race is a ConflictError; a vanished parent NotFound; else the store refused."""
     codes = _driver_codes(error)
@@ -414,10 +391,7 @@ def _integrity_error(address: StoreAddress, action: str, error: exc.IntegrityErr
 def _storage_error(address: StoreAddress, action: str, error: BaseException) -> StorageError:
     """The StorageError whose words fit what the driver reported."""
     if _is_corrupt(error):
-        return CorruptStoreError(
-            f"the SQLite {address.where} is malformed ({_first_line(error)}); nothing more is "
-            "written to it: run `ledgerflow check` on it"
-        )
+        return corrupt_store(address.where, error)
     for words in (_sqlite_words, _login_words):
         message = words(address, error)
         if message is not None:
@@ -432,27 +406,6 @@ def _storage_error(address: StoreAddress, action: str, error: BaseException) -> 
         )
         return StorageError(f"cannot {target}: {_first_line(error)}")
     return StorageError(f"{action} failed on {address.where}: {_first_line(error)}")
-
-
-def _is_corrupt(error: BaseException) -> bool:
-    """Whether SQLite reported the file malformed (SQLITE_CORRUPT) or not a database."""
-    return any(
-        str(code).startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) for code in _driver_codes(error)
-    )
-
-
-def _sqlite_words(address: StoreAddress, error: BaseException) -> str | None:
-    codes = _driver_codes(error)
-    name = next((str(code) for code in codes if str(code).startswith("SQLITE_")), "")
-    where = address.where
-    if name.startswith("SQLITE_FULL") or errno.ENOSPC in codes:
-        return f"the disk holding the SQLite {where} is full; free some space and try again"
-    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-        return (
-            f"the SQLite {where} is locked by another process or connection (waited "
-            f"{address.busy_timeout_ms / 1000:g} s; set busy_timeout=MS in the URI to wait longer)"
-        )
-    return None
 
 
 def _login_words(address: StoreAddress, error: BaseException) -> str | None:

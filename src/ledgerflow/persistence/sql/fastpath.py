@@ -13,13 +13,15 @@ from __future__ import annotations
 import operator
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from ledgerflow.persistence.sql.tables import UTCDateTime
+from ledgerflow.persistence.sql.common import RECORD_NAMES, bad_time
+from ledgerflow.persistence.sql.common import sqlite_time as _sqlite_time
+from ledgerflow.persistence.sql.common import sqlite_time_text as _sqlite_time_text
+from ledgerflow.persistence.sql.tables import TABLES, UTCDateTime
 
 __all__ = ["PreparedSelect", "PreparedUpdate", "fetch_dicts"]
 
@@ -78,28 +80,11 @@ class PreparedUpdate:
         return conn.exec_driver_sql(self.sql, values).rowcount
 
 
-def _sqlite_time_text(value: datetime | None) -> str | None:
-    """What SQLAlchemy's SQLite DATETIME stores for an aware datetime, in a quarter of the time."""
-    if value is None:
-        return None
-    if value.tzinfo is UTC:  # the common case: drop the "+00:00" the aware form ends with
-        return value.isoformat(" ", "microseconds")[:-6]
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat(" ", "microseconds")
-
-
 def _bind_processor(type_: Any, dialect: sa.Dialect) -> Callable[[Any], Any] | None:
     if dialect.name == "sqlite" and isinstance(type_, UTCDateTime):
         return _sqlite_time_text
     processor: Callable[[Any], Any] | None = type_.dialect_impl(dialect).bind_processor(dialect)
     return processor
-
-
-def _sqlite_time(value: str) -> datetime:
-    """SQLite keeps ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC: parse it in C, offset included."""
-    parsed = datetime.fromisoformat(value + "+00:00")
-    return parsed if parsed.tzinfo is UTC else parsed.replace(tzinfo=UTC)
 
 
 class PreparedSelect:
@@ -114,6 +99,15 @@ class PreparedSelect:
             raise ValueError(f"paramstyle {dialect.paramstyle!r} is not supported here")
         self.style = dialect.paramstyle
         self.names = [str(column.key) for column in statement.selected_columns]
+        tables = {getattr(c, "table", None) for c in statement.selected_columns}
+        kinds = {table.name: kind for kind, table in TABLES.items()}
+        table = next(iter(tables)) if len(tables) == 1 else None
+        #: What a corrupt row's message calls the record.
+        self.what = (
+            RECORD_NAMES[kinds[table.name]]
+            if table is not None and table.name in kinds
+            else "record"
+        )
         self.converters: list[tuple[int, Callable[[Any], Any]]] = [
             (index, self._time_converter(column.type, dialect))
             for index, column in enumerate(statement.selected_columns)
@@ -137,7 +131,7 @@ class PreparedSelect:
         if self.style == "pyformat":
             params = {f"k{i}": key for i, key in enumerate(keys)}
         sql = self.sql.replace(_KEYS_PLACEHOLDER, f"({marks})")
-        return fetch_dicts(conn, sql, params, self.names, self.converters)
+        return fetch_dicts(conn, sql, params, self.names, self.converters, self.what)
 
 
 def fetch_dicts(
@@ -146,6 +140,7 @@ def fetch_dicts(
     params: Any,
     names: Sequence[str],
     converters: Sequence[tuple[int, Callable[[Any], Any]]],
+    what: str = "record",
 ) -> list[dict[str, Any]]:
     """Run ``sql``; rows as dicts of ``names``, the columns ``converters`` name converted."""
     result = conn.exec_driver_sql(sql, params)
@@ -158,5 +153,19 @@ def fetch_dicts(
     # Convert column by column and zip back: no Python loop over every value.
     columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
     for index, convert in converters:
-        columns[index] = [None if v is None else convert(v) for v in columns[index]]
+        try:
+            columns[index] = [None if v is None else convert(v) for v in columns[index]]
+        except (TypeError, ValueError) as exc:  # SQLite holds times as text, any text
+            bad = next(r for r in rows if not _converts(convert, r[index]))
+            raise bad_time(what, bad[names.index("uuid")], names[index], bad[index]) from exc
     return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _converts(convert: Callable[[Any], Any], value: Any) -> bool:
+    """Whether ``convert`` accepts ``value`` (None always passes)."""
+    try:
+        if value is not None:
+            convert(value)
+    except (TypeError, ValueError):
+        return False
+    return True

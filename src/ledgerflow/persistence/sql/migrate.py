@@ -12,28 +12,34 @@ than a whole ``ledgerflow books``); Alembic is imported only to migrate.
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, inspect
 
-from ledgerflow.errors import SchemaVersionError
-from ledgerflow.persistence.sql.tables import TABLES
+from ledgerflow.persistence.sql.common import (
+    MIGRATIONS_DIR,
+    VERSION_TABLE,
+    SchemaStatus,
+    head,
+    revisions,
+)
 
-__all__ = ["VERSION_TABLE", "SchemaStatus", "head", "schema_status", "upgrade"]
-
-VERSION_TABLE: Final = "ledgerflow_alembic_version"
-MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")
+__all__ = [
+    "MIGRATIONS_DIR",
+    "VERSION_TABLE",
+    "SchemaStatus",
+    "head",
+    "revisions",
+    "schema_status",
+    "upgrade",
+]
 
 if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
 _script: ScriptDirectory | None = None
-_revisions: dict[str, str | None] | None = None
-_ASSIGNMENT = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(['\"])(\w+)\2", re.M)
 
 
 def _scripts() -> ScriptDirectory:
@@ -48,60 +54,12 @@ def _scripts() -> ScriptDirectory:
     return _script
 
 
-def revisions() -> dict[str, str | None]:
-    """Each revision this version knows -> the one it revises, read from the files' text."""
-    global _revisions
-    if _revisions is None:
-        found: dict[str, str | None] = {}
-        for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
-            assigned = {m[1]: m[3] for m in _ASSIGNMENT.finditer(path.read_text("utf-8"))}
-            if "revision" in assigned:
-                found[assigned["revision"]] = assigned.get("down_revision")
-        _revisions = found
-    return _revisions
-
-
-def head() -> str:
-    """The newest revision this version of ledgerflow knows (the one nothing revises)."""
-    known = revisions()
-    heads = set(known) - {down for down in known.values() if down is not None}
-    assert len(heads) == 1, f"migrations must form one line, found heads {sorted(heads)}"
-    return heads.pop()
-
-
 def _context(connection: Connection, **opts: Any) -> MigrationContext:
     from alembic.runtime.migration import MigrationContext
 
     return MigrationContext.configure(
         connection, opts={"version_table": VERSION_TABLE, "script": _scripts(), **opts}
     )
-
-
-class SchemaStatus:
-    """What the store holds: no schema, an old one, the current one, or a newer one."""
-
-    def __init__(self, current: str | None, has_tables: bool) -> None:
-        self.current = current
-        self.has_tables = has_tables
-
-    @property
-    def known(self) -> bool:
-        """Whether this version of ledgerflow knows the stored revision."""
-        return self.current is None or self.current in revisions()
-
-    @property
-    def up_to_date(self) -> bool:
-        """Whether the store is at our head revision."""
-        return self.current == head()
-
-    def check_known(self, where: str) -> None:
-        """Raise SchemaVersionError if a newer ledgerflow wrote the store."""
-        if not self.known:
-            raise SchemaVersionError(
-                f"the store at {where} was written by a newer version of ledgerflow "
-                f"(schema revision {self.current!r}; this version knows up to {head()!r}); "
-                "upgrade ledgerflow to use it"
-            )
 
 
 def schema_status(connection: Connection) -> SchemaStatus:
@@ -113,8 +71,7 @@ def schema_status(connection: Connection) -> SchemaStatus:
         # What Alembic's get_current_revision() reads, without importing Alembic.
         version = sa.table(VERSION_TABLE, sa.column("version_num"))
         current = connection.execute(sa.select(version.c.version_num)).scalar()
-    has_tables = all(table.name in names for table in TABLES.values())
-    return SchemaStatus(current, has_tables)
+    return SchemaStatus.of(current, names)
 
 
 def upgrade(connection: Connection, where: str, to: str | None = None) -> bool:

@@ -32,6 +32,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
 from ledgerflow.persistence.records import Kind
+from ledgerflow.persistence.sql.common import TABLE_NAMES
 
 __all__ = ["BOOKS", "FLOWS", "TABLES", "TASKS", "metadata"]
 
@@ -102,7 +103,7 @@ def _bookkeeping() -> list[Column[Any]]:
 FORMAT_DEFAULT: Final = "json"
 
 BOOKS = Table(
-    "ledgerflow_logbooks",
+    TABLE_NAMES["book"],
     metadata,
     Column("id", SURROGATE, primary_key=True, autoincrement=True),
     Column("uuid", KEY, nullable=False, unique=True),
@@ -116,7 +117,7 @@ BOOKS = Table(
 )
 
 FLOWS = Table(
-    "ledgerflow_flow_details",
+    TABLE_NAMES["flow"],
     metadata,
     Column("id", SURROGATE, primary_key=True, autoincrement=True),
     Column("uuid", KEY, nullable=False, unique=True),
@@ -141,10 +142,12 @@ FLOWS = Table(
     Index(None, "state", "book_uuid"),
     Index(None, "name"),
     Index(None, "updated_at"),
+    # The keyset order of flow listings (migration 0005): page 2,000 costs what page 1 does.
+    Index(None, "created_at", "uuid"),
 )
 
 TASKS = Table(
-    "ledgerflow_task_details",
+    TABLE_NAMES["task"],
     metadata,
     Column("id", SURROGATE, primary_key=True, autoincrement=True),
     Column("uuid", KEY, nullable=False, unique=True),

@@ -1,0 +1,188 @@
+"""PostgreSQL boards: the conductor's calls are one autocommitted statement each.
+
+A claim is one ``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``
+statement; renew, complete, hand back and expire are one fenced ``UPDATE`` (state and
+owner in its ``WHERE``).  Each runs alone in autocommit on a connection of its own
+thread, prepared by psycopg after a few uses: one round trip and one commit, where a
+transaction through SQLAlchemy took three round trips (BEGIN, statement, COMMIT) and
+rebuilt the statement each time.  Times are the server's ``now()``.
+
+A connection that fails is dropped and the error raised as StorageError; the next
+call connects again, so a server restart costs the calls made while it is down.  A
+statement whose reply was lost may have committed: a claim then lapses after its
+lease and is claimed again (its flow's fence keeps the old run out), and the
+conductor asks again before it takes a completion for lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from ledgerflow.errors import StorageError
+from ledgerflow.jobs.model import ENDED, Job
+from ledgerflow.jobs.sql import _CHANNEL, _FIELDS, SQLBoard
+
+__all__ = ["PostgresBoard"]
+
+_RETURNING: Final = ", ".join(_FIELDS)
+_PICK: Final = """
+SELECT id FROM (
+  SELECT * FROM (
+    SELECT id, priority FROM ledgerflow_jobs
+    WHERE state = 'READY' AND available_at <= now()
+    ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) AS ready
+  UNION ALL
+  SELECT * FROM (
+    SELECT id, priority FROM ledgerflow_jobs
+    WHERE state = 'CLAIMED' AND claim_expires_at <= now() AND attempts < max_attempts
+    ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) AS lapsed
+) AS pick ORDER BY priority DESC, id LIMIT 1
+"""
+_CLAIM: Final = f"""
+UPDATE ledgerflow_jobs SET state = 'CLAIMED', owner = %(owner)s, attempts = attempts + 1,
+  claim_expires_at = now() + %(lease)s * interval '1 second', updated_at = now()
+WHERE id = ({_PICK})
+RETURNING {_RETURNING}
+"""
+_FENCE: Final = "WHERE uuid = %(uuid)s AND state = 'CLAIMED' AND owner = %(owner)s"
+_RENEW: Final = f"""
+UPDATE ledgerflow_jobs SET claim_expires_at = now() + %(lease)s * interval '1 second',
+  updated_at = now() {_FENCE}
+"""
+_COMPLETE: Final = f"""
+UPDATE ledgerflow_jobs SET state = %(state)s, last_error = %(error)s, owner = NULL,
+  held_key = NULL, updated_at = now() {_FENCE}
+"""
+_HAND_BACK: Final = f"""
+UPDATE ledgerflow_jobs SET state = 'READY', owner = NULL, held_key = key,
+  attempts = attempts - %(refund)s,
+  available_at = now() + %(delay)s * interval '1 second', updated_at = now() {_FENCE}
+"""
+_EXPIRE: Final = f"UPDATE ledgerflow_jobs SET claim_expires_at = now(), updated_at = now() {_FENCE}"
+
+
+class PostgresBoard(SQLBoard):
+    """A SQL board on PostgreSQL with one-statement conductor calls (module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._local = threading.local()
+        self._opened: list[Any] = []
+        self._opened_lock = threading.Lock()
+
+    # ---- the conductor's side ------------------------------------------------------
+    def claim(self, owner: str, lease: float) -> Job | None:
+        """Claim the best job available now (priority, then age): READY, or a lapsed claim."""
+        if not self._tables_seen:
+            self._read_schema()
+        with self._autocommit("claim a job") as cursor:
+            cursor.execute(_CLAIM, {"owner": owner, "lease": float(lease)})
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = dict(zip(_FIELDS, row, strict=True))
+        for name in ("created_at", "available_at"):
+            values[name] = _utc(values[name])
+        return Job(**values)
+
+    def renew(self, job_uuid: str, owner: str, lease: float) -> bool:
+        """Extend ``owner``'s claim by ``lease`` seconds; False if it is not theirs any more."""
+        return self._fenced("renew a claim", _RENEW, job_uuid, owner, lease=float(lease))
+
+    def complete(self, job_uuid: str, owner: str, state: str, last_error: str | None) -> bool:
+        """End ``owner``'s claim DONE, FAILED or CANCELLED; False if it is not theirs."""
+        if state not in ENDED:
+            raise ValueError(f"a job ends DONE, FAILED or CANCELLED, not {state!r}")
+        params = {"state": state, "error": last_error}
+        return self._fenced("complete a job", _COMPLETE, job_uuid, owner, **params)
+
+    def hand_back(self, job_uuid: str, owner: str, *, delay: float, refund: bool) -> bool:
+        """Make ``owner``'s job READY again after ``delay``; ``refund`` gives its claim back."""
+        params = {"delay": float(delay), "refund": int(refund)}
+        done = self._fenced("hand a job back", _HAND_BACK, job_uuid, owner, **params)
+        if done:
+            self._wake_conductors()
+        return done
+
+    def expire(self, job_uuid: str, owner: str) -> bool:
+        """End ``owner``'s lease on the job now (its process is known gone)."""
+        return self._fenced("expire a claim", _EXPIRE, job_uuid, owner)
+
+    def _wake_conductors(self) -> None:
+        with self._autocommit("wake the conductors") as cursor:
+            cursor.execute(f"NOTIFY {_CHANNEL}")
+
+    # ---- connections -----------------------------------------------------------------
+    def _fenced(self, action: str, statement: str, uuid: str, owner: str, **params: Any) -> bool:
+        if not self._tables_seen:
+            self._read_schema()
+        with self._autocommit(action) as cursor:
+            cursor.execute(statement, {"uuid": uuid, "owner": owner, **params})
+            return bool(cursor.rowcount == 1)
+
+    def _read_schema(self) -> None:
+        with self._read() as raw:
+            if raw is None:
+                raise StorageError(f"the store at {self._where()} has no job tables")
+
+    @contextlib.contextmanager
+    def _autocommit(self, action: str) -> Iterator[Any]:
+        """A cursor on this thread's autocommit connection; driver errors become ours."""
+        import psycopg
+
+        try:
+            conn = self._connection()
+            with conn.cursor() as cursor:
+                yield cursor
+        except psycopg.Error as error:
+            if conn_broken(error):
+                self._drop_connection()
+            raise StorageError(f"{action} failed on {self._where()}: {error}") from error
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            import psycopg
+
+            conn = psycopg.connect(self._conninfo(), autocommit=True, connect_timeout=5)
+            self._local.conn = conn
+            with self._opened_lock:
+                self._opened = [c for c in self._opened if not c.closed]
+                self._opened.append(conn)
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn, self._local.conn = getattr(self._local, "conn", None), None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _conninfo(self) -> str:
+        url = self.store.engine.url.set(drivername="postgresql", query={})
+        return url.render_as_string(hide_password=False)
+
+    def _where(self) -> str:
+        return self.store.address.where
+
+    def _close(self) -> None:
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            with contextlib.suppress(Exception):
+                conn.close()
+        super()._close()
+
+
+def conn_broken(error: Exception) -> bool:
+    """Whether a psycopg error means the connection is gone (not a refused statement)."""
+    import psycopg
+
+    return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)

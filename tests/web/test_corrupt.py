@@ -1,0 +1,125 @@
+"""A corrupt stored record: the pages list around it, mark it, and the rest reads on.
+
+Records are corrupted for real: garbage written into their SQL rows with sqlite3
+(and, on the servers, with their own drivers through SQLAlchemy), bypassing ledgerflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+import ledgerflow as lf
+from ledgerflow.web import create_app
+from tests.web.conftest import make_store
+
+TASKS = "ledgerflow_task_details"
+BOOKS = "ledgerflow_logbooks"
+
+
+def _garble(uri: str, table: str, column: str, uuid: str, garbage: str = "{not json") -> None:
+    """Overwrite one column of one row with ``garbage``, outside ledgerflow."""
+    if uri.startswith("sqlite:///"):
+        with contextlib.closing(sqlite3.connect(uri.removeprefix("sqlite:///"))) as db:
+            db.execute(f"UPDATE {table} SET {column} = ? WHERE uuid = ?", (garbage, uuid))
+            db.commit()
+        return
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(uri.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(f"UPDATE {table} SET {column} = :g WHERE uuid = :u"), {"g": garbage, "u": uuid}
+        )
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def corrupt_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty store of each SQL kind (the server one cleared before and after)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'runs.db'}"
+        return
+    uri: str = request.getfixturevalue("postgres_uri")
+    with lf.open_backend(uri) as backend, backend.connect() as conn:
+        conn.upgrade()
+        conn.clear_all()
+        yield uri
+        conn.clear_all()
+
+
+def test_a_corrupt_book_is_marked_on_the_books_page_and_the_rest_listed(
+    corrupt_uri: str,
+) -> None:
+    uuids = make_store(corrupt_uri)
+    _garble(corrupt_uri, BOOKS, "meta", uuids["bad_book"])
+    with TestClient(create_app(corrupt_uri)) as client:
+        page = client.get("/")
+        assert page.status_code == 200, page.text[:500]
+        assert "good-book" in page.text
+        assert 'class="corrupt"' in page.text and uuids["bad_book"] in page.text
+        assert 'id="corrupt"' in page.text and "ledgerflow check" in page.text
+        api = client.get("/api/books")
+        assert api.status_code == 200
+        items = api.json()["items"]
+        assert api.json()["total"] == 2 and len(items) == 2
+        assert uuids["bad_book"] in items[0]["corrupt"]  # newest first, in its place
+        assert items[1]["uuid"] == uuids["good_book"] and "flow_states" in items[1]
+        # The corrupt record's own page names it, without a traceback.
+        own = client.get(f"/books/{uuids['bad_book']}")
+        assert own.status_code == 500 and "Corrupt record" in own.text
+        assert uuids["bad_book"] in own.text and "Traceback" not in own.text
+        assert client.get(f"/api/books/{uuids['bad_book']}").json()["status"] == 500
+
+
+def test_paging_walks_past_a_corrupt_book_one_row_at_a_time(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'runs.db'}"
+    uuids = make_store(uri)
+    extra = make_store(uri)  # four books: newest extra's two, then the first two
+    _garble(uri, BOOKS, "meta", extra["good_book"])
+    with TestClient(create_app(uri)) as client:
+        seen: list[str] = []
+        cursor = None
+        for _ in range(6):
+            params = {"limit": 1, **({"after": cursor} if cursor else {})}
+            page = client.get("/api/books", params=params).json()
+            seen.extend(item.get("uuid") or item["corrupt"] for item in page["items"])
+            cursor = page["next"]
+            if cursor is None:
+                break
+            html = client.get("/", params=params)
+            assert html.status_code == 200 and 'id="next"' in html.text
+    assert len(seen) == 4 and cursor is None
+    assert extra["good_book"] in seen[1] and "corrupt" in seen[1]
+    assert [seen[0], *seen[2:]] == [extra["bad_book"], uuids["bad_book"], uuids["good_book"]]
+
+
+def test_a_corrupt_task_is_left_out_of_its_flow_and_book_pages_and_named(
+    corrupt_uri: str,
+) -> None:
+    uuids = make_store(corrupt_uri)
+    _garble(corrupt_uri, TASKS, "result", uuids["extract"])
+    with TestClient(create_app(corrupt_uri)) as client:
+        flow = client.get(f"/flows/{uuids['bad_flow']}")
+        assert flow.status_code == 200, flow.text[:500]
+        assert 'id="corrupt"' in flow.text and uuids["extract"] in flow.text
+        assert "load_rows" in flow.text and "disk full" in flow.text  # the rest, as usual
+        api = client.get(f"/api/flows/{uuids['bad_flow']}").json()
+        assert [task.get("name") for task in api["tasks"]] == ["extract", "load_rows"]
+        assert uuids["extract"] in api["tasks"][0]["corrupt"]
+        assert api["tasks"][1]["uuid"] == uuids["failed_task"] and api["tasks"][1]["failure"]
+        book = client.get(f"/books/{uuids['bad_book']}")
+        assert book.status_code == 200 and uuids["extract"] in book.text
+        assert "load_rows" in book.text
+        book_api = client.get(f"/api/books/{uuids['bad_book']}").json()
+        assert [entry["uuid"] for entry in book_api["corrupt"]] == [uuids["extract"]]
+        task = client.get(f"/tasks/{uuids['extract']}")
+        assert task.status_code == 500 and uuids["extract"] in task.text
+        assert "Traceback" not in task.text
+        assert client.get(f"/tasks/{uuids['failed_task']}").status_code == 200
+        assert client.get("/").status_code == 200  # listings do not decode tasks
