@@ -219,3 +219,19 @@ def test_a_worker_that_dies_without_retry_fails_the_flow_not_leaves_it_running(
     # The caller's pool is broken; the run used a new one and the next run does too.
     assert lf.run(f"{FLOWS}:located", engine="parallel", executor=processes)["where"] > 0
     processes.shutdown()
+
+
+def test_suspend_with_tries_sent_ahead_leaves_them_pending(
+    processes: futures.ProcessPoolExecutor, store: str
+) -> None:
+    engine = lf.load(f"{FLOWS}:wide_default", engine="parallel", executor=processes, backend=store)
+    engine.on_change(
+        lambda event: (
+            engine.suspend() if event.kind == "task" and event.state == "SUCCESS" else None
+        )
+    )
+    engine.run()
+    assert engine.flow_detail.state == "SUSPENDED"
+    states = [detail.state for detail in engine.flow_detail]
+    assert "RUNNING" not in states and "PENDING" in states
+    assert len(lf.resume(store, engine.flow_detail.uuid, executor=processes)) == 6

@@ -193,9 +193,15 @@ class Pool:
         """Whether ``exc`` says this pool broke (a worker died) and must be replaced."""
         return self.kind == PROCESSES and isinstance(exc, BrokenProcessPool)
 
-    def replace(self) -> None:
-        """Swap a broken process pool for a new one of the same size (owned by the run)."""
+    def replace(self) -> dict[int, int | None]:
+        """Swap a broken process pool for a new one of the same size (owned by the run).
+
+        Returns the old workers' exit codes by pid: the pool itself ends the workers left
+        with SIGTERM, so any other end is the death that broke it.
+        """
         old = self.executor
+        # The pool's worker processes (``_processes``, pid -> Process; no accessor).
+        workers = dict(old._processes or {})
         # The pool has already failed every future in it; wait until its workers are gone,
         # so that the engine has heard of each worker's end before judging them.
         old.shutdown(wait=True)
@@ -203,6 +209,7 @@ class Pool:
         context = old._mp_context
         self.executor = futures.ProcessPoolExecutor(self.capacity, mp_context=context)
         self.owned = True
+        return {pid: process.exitcode for pid, process in workers.items()}
 
     def shutdown(self) -> None:
         """Shut the executor down if the run made it."""

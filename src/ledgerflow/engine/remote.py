@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import secrets
 import threading
 import time
@@ -108,7 +109,7 @@ class RemoteContext(TaskContext):
 
     def begin(self) -> None:
         """Ask the engine to start this try (it marks it RUNNING); NotStarted if it says no."""
-        go, attempt = self._ask("begin", self._token)
+        go, attempt = self._ask("begin", self._token, os.getpid())
         if not go:
             raise NotStarted(self.name)
         self.attempt = attempt
@@ -170,8 +171,10 @@ class Channel:
         self._key = secrets.token_bytes(32)
         self._listener = Listener((host, 0), authkey=self._key)
         self.address: tuple[str, int] = self._listener.address
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._contexts: dict[str, TaskContext] = {}
+        #: Token -> the pid of the process that started the try.
+        self.pids: dict[str, int] = {}
         #: Token -> when its worker's connection dropped before the try ended.
         self._dropped: dict[str, float] = {}
         self._ids = itertools.count()
@@ -197,6 +200,17 @@ class Channel:
         with self._lock:
             self._contexts.pop(token, None)
             self._dropped.pop(token, None)
+            self.pids.pop(token, None)
+
+    def await_drops(self, tokens: list[str], timeout: float = 5.0) -> None:
+        """Wait (after their processes are gone) until each try's connection was seen to drop."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not all(token in self._dropped for token in tokens):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._lock.wait(left)
 
     def dropped(self, token: str) -> float | None:
         """When the try's worker connection dropped before it ended (its process died)."""
@@ -247,6 +261,7 @@ class Channel:
                 with self._lock:
                     if running in self._contexts:
                         self._dropped[running] = time.monotonic()
+                        self._lock.notify_all()
         finally:
             conn.close()
 
@@ -256,6 +271,8 @@ class Channel:
         if context is None:  # a try the engine gave up on: nothing it says counts
             return "ok", {"stop": True, "begin": (False, 0)}.get(kind)
         if kind == "begin":
+            with self._lock:
+                self.pids[token] = rest[0]
             return "ok", self._on_begin(token)
         if kind == "last":
             return "ok", context.last_checkpoint

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import inspect
+import signal
 import threading
 import time
 from collections import deque
@@ -337,17 +338,24 @@ class Runner:
         INTERRUPTED (no Retry attempt spent) and runs again on the new pool.
         """
         assert self.pool is not None and self.channel is not None
-        self.pool.replace()
+        exits = self.pool.replace()
         broken = [f for f in self.inflight if self.pool.broken(f.exception())]
         for future in [f for f in broken if self.tokens[f] not in self.begun]:
             index = self.inflight.pop(future)  # sent, never started: send it again
             self._forget(future)
             self.ready.appendleft(index)
             broken.remove(future)
+        # Every worker of the old pool is gone now; their connections' ends may still
+        # be on their way to the channel's threads.
+        self.channel.await_drops([self.tokens[f] for f in broken])
         dropped = {f: self.channel.dropped(self.tokens[f]) for f in broken}
         times = [t for t in dropped.values() if t is not None]
         first = min(times) if times else None
-        dead = {f for f in broken if first is not None and dropped[f] == first}
+        pids = {f: self.channel.pids.get(self.tokens[f]) for f in broken}
+        if all(pid in exits for pid in pids.values()):  # the exit codes tell
+            dead = {f for f in broken if exits[pids[f] or 0] != -signal.SIGTERM}
+        else:  # else the connection that dropped first
+            dead = {f for f in broken if first is not None and dropped[f] == first}
         if not dead:  # no worker was heard to go: blame every try in flight
             dead = set(broken)
         outcomes: list[_Outcome] = []
