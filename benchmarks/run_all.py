@@ -21,6 +21,7 @@ SCRIPTS = [
     "async_bench.py",
     "rivals_bench.py",
     "takeover_bench.py",
+    "dask_bench.py",
 ]
 
 

@@ -414,7 +414,7 @@ def test_failure_events_and_revert_events() -> None:
 
 @lf.task(provides="where")
 def where_am_i() -> str:
-    """Runs in a worker process: current_task() is unavailable there."""
+    """Runs in a worker process: current_task() works there too."""
     try:
         lf.current_task()
     except LookupError:
@@ -438,7 +438,7 @@ def test_process_pool_runs_importable_tasks_and_reverts() -> None:
 
     with ProcessPoolExecutor(2) as pool:
         assert lf.run(lf.LinearFlow("p", where_am_i), engine="parallel", executor=pool) == {
-            "where": "no context"
+            "where": "context"
         }
         with pytest.raises(lf.FlowFailed) as info:
             lf.run(
@@ -447,7 +447,7 @@ def test_process_pool_runs_importable_tasks_and_reverts() -> None:
                 executor=pool,
             )
     assert info.value.failures["fails_in_child"].matches(Boom)
-    assert "undo no context Failure" in CALLS
+    assert "undo context Failure" in CALLS
     assert CALLS[-1] == "revert r"
 
 

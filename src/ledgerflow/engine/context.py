@@ -68,8 +68,7 @@ def current_task() -> TaskContext:
         return _CURRENT.get()
     except LookupError:
         raise LookupError(
-            "current_task() is only available inside a task's execute() or revert() "
-            "run by a serial engine or a thread pool"
+            "current_task() is only available inside a task's execute() or revert()"
         ) from None
 
 

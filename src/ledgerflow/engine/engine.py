@@ -12,7 +12,7 @@ from concurrent import futures
 from typing import Any
 
 from ledgerflow import states
-from ledgerflow.engine import observe
+from ledgerflow.engine import executors, observe
 from ledgerflow.engine.aio import AsyncBridge
 from ledgerflow.engine.compile import Compiled
 from ledgerflow.engine.lease import DEFAULT_LEASE, Lease, check_lease, check_wait
@@ -113,21 +113,18 @@ class Engine:
 
     def run(self) -> dict[str, Any]:
         """Run the flow to the end; return every provided symbol; FlowFailed on failure."""
-        own_executor: futures.Executor | None = None
-        executor = self._executor
-        limit = 1
-        if self.kind == "parallel":
-            if executor is None:
-                own_executor = executor = futures.ThreadPoolExecutor(
-                    self._max_workers, thread_name_prefix="ledgerflow"
-                )
-            limit = self._max_workers or getattr(executor, "_max_workers", None) or 2**31
+        try:
+            pool = executors.pool_for(self.kind, self._executor, self._max_workers)
+            if pool is not None:
+                pool.check_picklable(node.task for node in self.compiled.nodes)
+        except BaseException:
+            self._close_storage()
+            raise
         aio = AsyncBridge(self._caller_loop)
         runner = Runner(
             self.compiled,
             self.storage,
-            executor=executor,
-            limit=limit,
+            pool=pool,
             suspend_event=self._suspend,
             aio=aio,
         )
@@ -138,11 +135,13 @@ class Engine:
             aio.close()
             self._suspend.clear()
             self._cancel.clear()
-            if own_executor is not None:
-                own_executor.shutdown(wait=True)
-            self.storage.close()
-            if self._owned_backend is not None:
-                self._owned_backend.close()
+            runner.close()
+            self._close_storage()
+
+    def _close_storage(self) -> None:
+        self.storage.close()
+        if self._owned_backend is not None:
+            self._owned_backend.close()
 
     @contextlib.contextmanager
     def _signals_suspend(self) -> Iterator[None]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import inspect
+import signal
 import threading
 import time
 from collections import deque
@@ -23,6 +24,8 @@ from ledgerflow import states
 from ledgerflow.engine.aio import AsyncBridge, awaiting, in_context
 from ledgerflow.engine.compile import Compiled
 from ledgerflow.engine.context import TaskContext, call_in_context, call_with_timeout
+from ledgerflow.engine.executors import Pool, worker_died
+from ledgerflow.engine.remote import Channel, NotStarted, run_remote
 from ledgerflow.errors import FlowCancelled, FlowFailed, Interrupted, SerializationError
 from ledgerflow.models import Failure
 from ledgerflow.storage import Storage
@@ -33,13 +36,6 @@ __all__ = ["Runner"]
 #: Task states that mean "execute() started in some run and was not undone".
 RAN = frozenset({states.RUNNING, states.SUCCESS, states.FAILURE, states.RETRYING, states.REVERTING})
 _Outcome = tuple[int, bool, Any]  # node index, succeeded, result or exception
-
-
-def _plain_execute(task: Task, inputs: Mapping[str, Any]) -> Any:
-    """What a process pool or remote executor runs: no context there."""
-    if task.timeout is not None:
-        return call_with_timeout(task.timeout, task.name, None, task.call_execute, inputs)
-    return task.call_execute(inputs)
 
 
 def _in_context(context: TaskContext, task: Task, inputs: Mapping[str, Any]) -> Any:
@@ -65,8 +61,7 @@ class Runner:
         compiled: Compiled,
         storage: Storage,
         *,
-        executor: futures.Executor | None,
-        limit: int,
+        pool: Pool | None,
         suspend_event: threading.Event,
         aio: AsyncBridge | None = None,
     ) -> None:
@@ -75,9 +70,22 @@ class Runner:
         self.aio = aio if aio is not None else AsyncBridge()
         self.nodes = compiled.nodes
         self.storage = storage
-        self.executor = executor
-        self.with_context = executor is None or isinstance(executor, futures.ThreadPoolExecutor)
-        self.limit = max(1, limit)
+        #: Where tasks run (None: inline, the serial engine); the runner starts (marks
+        #: RUNNING) no more tasks at once than it can run.
+        self.pool = pool
+        self.limit = pool.limit if pool is not None else 1
+        #: Tasks in other processes become RUNNING when a worker starts them (``begin``).
+        self.deferred = pool is not None and pool.defers_start
+        self.depth = pool.depth if pool is not None and self.deferred else self.limit
+        #: Where tasks in other processes reach this run (made at the first such task).
+        self.channel: Channel | None = None
+        self.tokens: dict[futures.Future[Any], str] = {}
+        self.sent: dict[str, int] = {}  # token -> node index, of tries sent to a worker
+        self.begun: set[str] = set()
+        #: Workers' begin requests, handled in this thread (token, answer, done).
+        self.begins: list[tuple[str, list[Any], threading.Event]] = []
+        self.begins_lock = threading.Lock()
+        self.wake: futures.Future[None] = futures.Future()
         self.suspend_event = suspend_event
         self.remaining = [0] * len(self.nodes)
         self.ready: deque[int] = deque()
@@ -126,15 +134,16 @@ class Runner:
             self._promote_delayed()
             stopping = bool(self.failed) or self.suspend_event.is_set()
             launched: list[int] = []
-            while self.ready and not stopping and len(self.inflight) + len(launched) < self.limit:
+            while self.ready and not stopping and len(self.inflight) + len(launched) < self.depth:
                 index = self.ready.popleft()
-                self._mark_running(index)
+                if not self.deferred:
+                    self._mark_running(index)
                 launched.append(index)
             if launched or self.inflight:
                 # Results and the next RUNNING states commit together, before any
                 # further task starts; the end of the run commits on its own.
                 self.storage.sync()
-            if launched and self.suspend_event.is_set():
+            if launched and self.suspend_event.is_set() and not self.deferred:
                 # A listener that heard of that commit (or a request) asked to stop
                 # before these tasks started: they go back to what they were.
                 for index in reversed(launched):
@@ -147,6 +156,8 @@ class Runner:
             if self.inflight or self.done_inline:
                 for outcome in self._collect():
                     self._handle(*outcome)
+                if self.wake.done() or self.begins:
+                    self._start_begun()
                 continue
             if self.failed:
                 if self._retry_scope():
@@ -181,28 +192,86 @@ class Runner:
         if node.task.is_async:
             self._launch_async(index, inputs)
             return
-        if self.executor is None:
+        context = TaskContext(self.storage, node.name, self.suspend_event)
+        if self.pool is None:
             try:
-                context = TaskContext(self.storage, node.name, self.suspend_event)
                 result = _in_context(context, node.task, inputs)
             except Exception as exc:
                 self.done_inline.append((index, False, exc))
             else:
                 self.done_inline.append((index, True, result))
             return
-        if self.with_context:
-            context = TaskContext(self.storage, node.name, self.suspend_event)
-            future = self.executor.submit(_in_context, context, node.task, inputs)
-        else:
-            future = self.executor.submit(_plain_execute, node.task, inputs)
+        if self.pool.shares_memory:
+            self.inflight[self.pool.submit(_in_context, context, node.task, inputs)] = index
+            return
+        if self.channel is None:
+            self.channel = Channel(self._begin, self.pool.channel_host)
+        token, remote = self.channel.open(context)
+        self.sent[token] = index
+        if not self.deferred:
+            self.begun.add(token)
+        try:
+            future = self.pool.submit(run_remote, remote, node.task, inputs)
+        except Exception as exc:
+            if not self.pool.broken(exc):
+                raise
+            self.pool.replace()  # it broke since the last submit
+            future = self.pool.submit(run_remote, remote, node.task, inputs)
         self.inflight[future] = index
+        self.tokens[future] = token
+
+    def _begin(self, token: str) -> tuple[bool, int]:
+        """A worker starts a try (channel thread): the run's thread marks it RUNNING."""
+        if not self.deferred:  # marked when submitted (it may run inline, in this thread)
+            index = self.sent.get(token)
+            if index is None:
+                return False, 0
+            return True, self.storage.task_detail(self.nodes[index].name).attempts
+        answer: list[Any] = [False, 0]
+        done = threading.Event()
+        with self.begins_lock:
+            self.begins.append((token, answer, done))
+            if not self.wake.done():
+                self.wake.set_result(None)
+        while not done.wait(1.0):
+            if self.channel is None or self.channel.closed:
+                return False, 0
+        return answer[0], answer[1]
+
+    def _start_begun(self) -> None:
+        """Mark RUNNING the tries workers started, commit, then let them go on."""
+        stopping = bool(self.failed) or self.suspend_event.is_set()
+        # Refusals are answered at once; starts only as far as the capacity has room.
+        room = len(self.begins) if stopping else max(0, self.limit - len(self.begun))
+        with self.begins_lock:
+            fresh = [b for b in self.begins if b[0] not in self.begun]
+            again = [b for b in self.begins if b[0] in self.begun]
+            # Those left wait for a try to finish (run_forward comes back then).
+            begins, self.begins = again + fresh[:room], fresh[room:]
+            self.wake = futures.Future()
+        for token, answer, _ in begins:
+            index = self.sent.get(token)
+            if index is None or (stopping and token not in self.begun):
+                continue  # it stays unstarted (NotStarted in the worker)
+            if token not in self.begun:  # not a second start of one (Dask re-ran it)
+                self.begun.add(token)
+                self._mark_running(index)
+                assert self.channel is not None
+                name = self.nodes[index].name
+                self.channel.rebind(token, TaskContext(self.storage, name, self.suspend_event))
+            answer[:] = [True, self.storage.task_detail(self.nodes[index].name).attempts]
+        try:
+            self.storage.sync()
+        finally:
+            for _, _, done in begins:
+                done.set()
 
     def _launch_async(self, index: int, inputs: dict[str, Any]) -> None:
         """An async execute(): awaited inline (serial) or started on the loop (parallel)."""
         node = self.nodes[index]
         context = TaskContext(self.storage, node.name, self.suspend_event)
         coro = in_context(context, node.task.call_execute, inputs, timeout=node.task.timeout)
-        if self.executor is not None:
+        if self.pool is not None:
             self.inflight[self.aio.submit(coro)] = index
             return
         try:
@@ -226,13 +295,89 @@ class Runner:
         timeout = None
         if self.delayed:
             timeout = max(0.0, self.delayed[0][0] - time.monotonic())
-        finished, _ = futures.wait(self.inflight, timeout, futures.FIRST_COMPLETED)
+        # A worker starting a try wakes this wait too (``_begin``); run_forward then
+        # starts it, after recording what finished, so that RUNNING never exceeds the
+        # capacity even for a moment.
+        finished, _ = futures.wait([*self.inflight, self.wake], timeout, futures.FIRST_COMPLETED)
+        finished.discard(self.wake)
+        if self.pool is not None and any(self.pool.broken(f.exception()) for f in finished):
+            return self._pool_broke()
         outcomes = []
         for future in finished:
             index = self.inflight.pop(future)
             exc = future.exception()
+            if not self._forget(future):
+                if isinstance(exc, NotStarted):
+                    self.ready.appendleft(index)  # told not to start: nothing was recorded
+                    continue
+                self._mark_running(index)  # it failed before starting: still a try
+            if exc is not None:
+                exc = worker_died(self.nodes[index].name, exc) or exc
             outcomes.append((index, False, exc) if exc else (index, True, future.result()))
         return outcomes
+
+    def _forget(self, future: futures.Future[Any]) -> bool:
+        """Drop what tracks the try of ``future``; whether it started (True unless sent)."""
+        token = self.tokens.pop(future, None)
+        if token is None:
+            return True
+        if self.channel is not None:
+            self.channel.forget(token)
+        self.sent.pop(token, None)
+        begun = token in self.begun
+        self.begun.discard(token)
+        return begun
+
+    def _pool_broke(self) -> list[_Outcome]:
+        """A process pool broke: fail the tries whose worker died, put the others back.
+
+        The pool fails every future in it and kills its other workers.  A try whose
+        worker connection dropped first (or, when none did, one that never said it
+        began) died with its process: it fails with ProcessDied and its Retry applies.
+        The others were killed by the pool, not by their task: each try ends
+        INTERRUPTED (no Retry attempt spent) and runs again on the new pool.
+        """
+        assert self.pool is not None and self.channel is not None
+        exits = self.pool.replace()
+        broken = [f for f in self.inflight if self.pool.broken(f.exception())]
+        for future in [f for f in broken if self.tokens[f] not in self.begun]:
+            index = self.inflight.pop(future)  # sent, never started: send it again
+            self._forget(future)
+            self.ready.appendleft(index)
+            broken.remove(future)
+        # Every worker of the old pool is gone now; their connections' ends may still
+        # be on their way to the channel's threads.
+        self.channel.await_drops([self.tokens[f] for f in broken])
+        dropped = {f: self.channel.dropped(self.tokens[f]) for f in broken}
+        times = [t for t in dropped.values() if t is not None]
+        first = min(times) if times else None
+        pids = {f: self.channel.pids.get(self.tokens[f]) for f in broken}
+        if all(pid in exits for pid in pids.values()):  # the exit codes tell
+            dead = {f for f in broken if exits[pids[f] or 0] != -signal.SIGTERM}
+        else:  # else the connection that dropped first
+            dead = {f for f in broken if first is not None and dropped[f] == first}
+        if not dead:  # no worker was heard to go: blame every try in flight
+            dead = set(broken)
+        outcomes: list[_Outcome] = []
+        for future in broken:
+            index = self.inflight.pop(future)
+            self._forget(future)
+            exc = future.exception()
+            assert exc is not None
+            if future in dead:
+                outcomes.append((index, False, worker_died(self.nodes[index].name, exc)))
+                continue
+            self.tries[index] -= 1
+            self.storage.task_interrupted(self.nodes[index].name)
+            self.ready.appendleft(index)
+        return outcomes
+
+    def close(self) -> None:
+        """Stop answering workers and shut down what the run made."""
+        if self.channel is not None:
+            self.channel.close()
+        if self.pool is not None:
+            self.pool.shutdown()
 
     def _handle(self, index: int, ok: bool, value: Any) -> None:
         node = self.nodes[index]
@@ -355,10 +500,8 @@ class Runner:
     ) -> None:
         task = self.nodes[index].task
         context = TaskContext(self.storage, task.name, self.suspend_event)
-        if self.with_context or self.executor is None:
-            outcome = call_in_context(context, task.call_revert, inputs, result, flow_failures)
-        else:
-            outcome = task.call_revert(inputs, result, flow_failures)
+        # Reverts run in the engine's thread, whatever the executor: the context works.
+        outcome = call_in_context(context, task.call_revert, inputs, result, flow_failures)
         if inspect.isawaitable(outcome):  # an async revert: await it on the run's loop
             self.aio.call(awaiting(context, outcome))
 
