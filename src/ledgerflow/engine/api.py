@@ -326,14 +326,19 @@ def _resume_engine(
         if not stored_meta.get("factory"):
             raise resumable.refusal(flow_uuid, stored_meta)
         flow, _, _ = _materialize(stored_meta["factory"])
-    seen = conn.get_ownership(flow_uuid)  # before the read: a take after it is noticed
+    # One read transaction: the ownership and the records as of one moment, so a take
+    # after it is noticed (fence), in one round of BEGIN ... ROLLBACK instead of three.
     # Read after the factory's import: stored Enums and dataclasses of its modules decode
     # to their classes (decoding itself never imports).
-    flow_detail = conn.get_flow_details(flow_uuid)
-    ref = conn.locate(flow_uuid)
-    book = (
-        conn.get_logbook(ref.book_uuid, lazy=True) if ref.book_uuid else LogBook(flow_detail.name)
-    )
+    with conn.snapshot():
+        seen = conn.get_ownership(flow_uuid)
+        flow_detail = conn.get_flow_details(flow_uuid)
+        ref = conn.locate(flow_uuid)
+        book = (
+            conn.get_logbook(ref.book_uuid, lazy=True)
+            if ref.book_uuid
+            else LogBook(flow_detail.name)
+        )
     book.add(flow_detail)
     meta = flow_detail.meta
     store_values = {**(meta.get("store") or {}), **_store(store)}
@@ -365,6 +370,7 @@ def _resume_engine(
     )
 
     engine.seen_fence, engine.seen_owner = seen.fence, seen.owner
+    engine.seen = seen
 
     def add_new_tasks() -> None:  # once the flow is taken: a refused resume writes nothing
         if never_ran:

@@ -20,6 +20,7 @@ from ledgerflow.engine.runner import Runner
 from ledgerflow.errors import FlowCancelled
 from ledgerflow.models import FlowDetail, LogBook
 from ledgerflow.persistence.base import Backend
+from ledgerflow.persistence.ownership import Ownership
 from ledgerflow.storage import StateChange, Storage
 
 __all__ = ["ENGINES", "Engine"]
@@ -62,6 +63,8 @@ class Engine:
         #: Fence and owner of the flow when this engine read it (lf.load: just written).
         self.seen_fence = 0
         self.seen_owner: str | None = None
+        #: The ownership read with the flow (resume): the take's first compare-and-set uses it.
+        self.seen: Ownership | None = None
         #: Writes to make once the flow is taken (a refused run must write nothing).
         self.after_take: list[Callable[[], Any]] = []
 
@@ -181,7 +184,8 @@ class Engine:
             self._request,
             self._suspend.set,
         )
-        taken = lease.take(self.wait)
+        seen, self.seen = self.seen, None  # only the first run may start from that read
+        taken = lease.take(self.wait, seen)
         flow.owner, flow.fence, flow.lease_expires_at = (
             taken.owner,
             taken.fence,

@@ -73,16 +73,25 @@ class Lease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def take(self, wait: float) -> Ownership:
-        """Take the flow (fence + 1); FlowBusy if a live owner keeps it past ``wait``."""
+    def take(self, wait: float, seen: Ownership | None = None) -> Ownership:
+        """Take the flow (fence + 1); FlowBusy if a live owner keeps it past ``wait``.
+
+        ``seen``, an earlier read of the ownership, serves the first compare-and-set
+        only when it shows the flow free: if it is stale the UPDATE (fence, and the
+        lease's end on the server's clock, in its WHERE) fails and the flow is read again.
+        """
         deadline = time.monotonic() + wait
         while True:
-            seen = self.conn.get_ownership(self.flow_uuid)
+            if seen is None or not seen.expired:
+                seen = self.conn.get_ownership(self.flow_uuid)
             gone = seen.owner is not None and identity.is_gone(seen.owner, self.flow_uuid)
             change = OwnChange("take", seen.fence, self.owner, self.seconds, force=gone)
             if seen.expired or gone:
-                if self.conn.change_ownership(self.flow_uuid, change):
+                # The ownership as the take left it (a request stored before it included).
+                taken = self.conn.take_ownership(self.flow_uuid, change)
+                if taken is not None:
                     break
+                seen = None
                 continue  # another taker won the race, or the owner renewed: look again
             left = deadline - time.monotonic()
             if left <= 0:
@@ -94,7 +103,6 @@ class Lease:
                 )
             _pause(seen.owner, self.flow_uuid, min(_POLL, left))
         identity.hold(self.flow_uuid)
-        taken = self.conn.get_ownership(self.flow_uuid)
         self.fence = taken.fence
         self.request = taken.request
         return taken

@@ -171,6 +171,16 @@ class Connection(abc.ABC):
         there is no such flow.  Revisions do not change.
         """
 
+    def take_ownership(self, flow_uuid: str, change: OwnChange) -> Ownership | None:
+        """Apply the take ``change``; the ownership right after it, or None if it did not hold.
+
+        A store whose server returns updated rows does it in one statement; others
+        apply the compare-and-set, then read the flow's ownership again.
+        """
+        if not self.change_ownership(flow_uuid, change):
+            return None
+        return self.get_ownership(flow_uuid)
+
     @abc.abstractmethod
     def get_flow_details(self, uuid: str, lazy: bool = False) -> FlowDetail:
         """Return the flow detail (with its tasks unless ``lazy``); NotFound if unknown."""

@@ -23,9 +23,9 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Connection as SAConnection
@@ -68,6 +68,8 @@ from ledgerflow.persistence.sql.tables import BOOKS, FLOWS, FORMAT_DEFAULT, TABL
 
 __all__ = ["SQLBackend", "SQLConnection"]
 
+_T = TypeVar("_T")
+
 #: Tries of an ownership change that the server picked as a deadlock victim.
 _DEADLOCK_TRIES: Final = 8
 #: Any fixed number identifies our upgrade lock among PostgreSQL advisory locks.
@@ -86,6 +88,18 @@ def _with_query(uri: str, options: dict[str, Any]) -> str:
     for key, value in options.items():
         merged[key] = str(value).lower() if isinstance(value, bool) else str(value)
     return f"{base}?{urllib.parse.urlencode(merged)}"
+
+
+def _deadlock_retried(action: Callable[[], _T]) -> _T:
+    """``action()``, again after a deadlock (the server's choice of victim, not a failure)."""
+    for attempt in range(_DEADLOCK_TRIES):
+        try:
+            return action()
+        except StorageError as exc:
+            if attempt == _DEADLOCK_TRIES - 1 or "deadlock" not in str(exc).lower():
+                raise
+            time.sleep(0.01 * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class SQLBackend(Backend):
@@ -592,23 +606,36 @@ class SQLConnection(RecordConnection):
         flow row shared) is the server's choice of victim, not a failure: tried again.
         """
         records.check_uuid(flow_uuid, "flow detail uuid")
-        for attempt in range(_DEADLOCK_TRIES):
-            try:
-                return self._change_ownership(flow_uuid, change)
-            except StorageError as exc:
-                if attempt == _DEADLOCK_TRIES - 1 or "deadlock" not in str(exc).lower():
-                    raise
-                time.sleep(0.01 * 2**attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return _deadlock_retried(lambda: self._change_ownership(flow_uuid, change))
+
+    def take_ownership(self, flow_uuid: str, change: OwnChange) -> Ownership | None:
+        """Apply the take ``change``; on PostgreSQL one UPDATE ... RETURNING, no read after."""
+        if self._address.backend_name != "postgresql":
+            return super().take_ownership(flow_uuid, change)
+        records.check_uuid(flow_uuid, "flow detail uuid")
+        return _deadlock_retried(lambda: self._take_ownership(flow_uuid, change))
 
     def _change_ownership(self, flow_uuid: str, change: OwnChange) -> bool:
         with self._transaction():
             conn = self._writer()
             if leases.change(conn, flow_uuid, change):
                 return True
-            if conn.execute(_FENCE, {"w_uuid": flow_uuid}).scalar_one_or_none() is None:
-                raise NotFound(f"no flow detail with uuid {flow_uuid!r}")
+            self._check_flow(conn, flow_uuid)
             return False
+
+    def _take_ownership(self, flow_uuid: str, change: OwnChange) -> Ownership | None:
+        with self._transaction():
+            conn = self._writer()
+            taken = leases.take(conn, flow_uuid, change)
+            if taken is None:
+                self._check_flow(conn, flow_uuid)
+            return taken
+
+    @staticmethod
+    def _check_flow(conn: SAConnection, flow_uuid: str) -> None:
+        """NotFound unless the flow row exists (a compare-and-set that failed tells why)."""
+        if conn.execute(_FENCE, {"w_uuid": flow_uuid}).scalar_one_or_none() is None:
+            raise NotFound(f"no flow detail with uuid {flow_uuid!r}")
 
     def _scan(self, kind: Kind) -> Iterator[care.ScanItem]:
         """Every row of ``kind`` by table and id, decoded one at a time (see ``sql.care``)."""

@@ -18,7 +18,7 @@ from ledgerflow.models import utcnow
 from ledgerflow.persistence.ownership import OwnChange, Ownership
 from ledgerflow.persistence.sql.tables import FLOWS, UTCDateTime
 
-__all__ = ["change", "read"]
+__all__ = ["change", "read", "take"]
 
 
 def _now(dialect: str) -> sa.ColumnElement[Any]:
@@ -53,7 +53,31 @@ def read(conn: Connection, flow_uuid: str) -> Ownership | None:
 
 def change(conn: Connection, flow_uuid: str, change: OwnChange) -> bool:
     """Apply ``change`` in one UPDATE; whether it held."""
+    return bool(conn.execute(_statement(conn.dialect.name, flow_uuid, change)).rowcount == 1)
+
+
+def take(conn: Connection, flow_uuid: str, change: OwnChange) -> Ownership | None:
+    """Apply the take ``change`` in one UPDATE ... RETURNING: the ownership it left, or None.
+
+    For servers that return updated rows (PostgreSQL): the owner, the new fence and a
+    request stored before the take (a cancel is kept) come back with the compare-and-set,
+    so nothing needs reading again.  ``now`` is the server's clock of that statement.
+    """
     dialect = conn.dialect.name
+    now = sa.type_coerce(_now(dialect), UTCDateTime()).label("now")
+    c = FLOWS.c
+    statement = _statement(dialect, flow_uuid, change).returning(
+        c.state, c.owner, c.fence, c.lease_expires_at, c.request, now
+    )
+    row = conn.execute(statement).one_or_none()
+    if row is None:
+        return None
+    state, owner, fence, lease, request, moment = row
+    return Ownership(flow_uuid, state, owner, int(fence), lease, request, moment)
+
+
+def _statement(dialect: str, flow_uuid: str, change: OwnChange) -> sa.Update:
+    """The UPDATE applying ``change``: its WHERE is the whole condition."""
     c = FLOWS.c
     statement = FLOWS.update().where(c.uuid == flow_uuid)
     if change.kind == "request":
@@ -84,4 +108,4 @@ def change(conn: Connection, flow_uuid: str, change: OwnChange) -> bool:
             else sa.case((c.request == "cancel", c.request), else_=sa.null())
         )
         statement = statement.values(owner=None, lease_expires_at=None, request=keep)
-    return bool(conn.execute(statement).rowcount == 1)
+    return statement

@@ -1,0 +1,90 @@
+"""How many statements and transactions a resume of a one-task flow costs on PostgreSQL.
+
+Pinned exactly, so a change that adds a read or a commit to the hot path fails here and
+is made on purpose (raise the numbers with a reason) rather than by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+import sqlalchemy as sa
+
+import ledgerflow as lf
+from ledgerflow import states
+from ledgerflow.persistence.sql.backend import SQLBackend
+
+FACTORY = "tests.jobs.job_flows:one_task"
+
+
+@dataclass
+class Traffic:
+    """What went to the server: statements, commits and rollbacks."""
+
+    statements: list[str] = field(default_factory=list)
+    commits: int = 0
+    rollbacks: int = 0
+
+
+@pytest.fixture
+def store(postgres_uri: str) -> Iterator[SQLBackend]:
+    """An upgraded, emptied PostgreSQL store."""
+    backend = lf.open_backend(postgres_uri)
+    assert isinstance(backend, SQLBackend)
+    with backend.connect() as conn:
+        conn.upgrade()
+        conn.clear_all()
+    yield backend
+    with backend.connect() as conn:
+        conn.clear_all()
+    backend.close()
+
+
+def _traffic(backend: SQLBackend, uuid: str) -> Traffic:
+    seen = Traffic()
+
+    def statement(*args: object) -> None:
+        seen.statements.append(str(args[2]).split()[0].upper())
+
+    def commit(*args: object) -> None:
+        seen.commits += 1
+
+    def rollback(*args: object) -> None:
+        seen.rollbacks += 1
+
+    events = {"before_cursor_execute": statement, "commit": commit, "rollback": rollback}
+    for name, listener in events.items():
+        sa.event.listen(backend.engine, name, listener)
+    try:
+        assert lf.resume(backend, uuid) == {"doubled": 4}
+    finally:
+        for name, listener in events.items():
+            sa.event.remove(backend.engine, name, listener)
+    return seen
+
+
+def test_resuming_a_one_task_flow_takes_a_pinned_number_of_round_trips(
+    store: SQLBackend,
+) -> None:
+    # The schema is checked once per backend: the first resume may look, the second not.
+    lf.resume(store, lf.load(FACTORY, backend=store, store={"n": 2}).flow_detail.uuid)
+    uuid = lf.load(FACTORY, backend=store, store={"n": 2}).flow_detail.uuid
+
+    seen = _traffic(store, uuid)
+
+    # The schema check (2 SELECTs); the factory read (its own snapshot: decoding the
+    # records waits for the import); one snapshot of the ownership, flow, tasks and book
+    # (SET TRANSACTION + 6 SELECTs); the take as one UPDATE ... RETURNING; RUNNING (flow
+    # + task); SUCCESS (task + flow); the release.
+    assert seen.statements.count("SELECT") == 9, seen.statements
+    assert seen.statements.count("UPDATE") == 6, seen.statements
+    assert len(seen.statements) == 17, seen.statements  # + the 2 SET TRANSACTIONs
+    assert seen.commits == 4  # take, RUNNING, SUCCESS, release
+    assert seen.rollbacks == 3  # the end of each read transaction
+    with store.connect() as conn:
+        flow = conn.get_flow_details(uuid)
+    assert flow.state == states.SUCCESS
+    assert flow.owner is None  # let go
+    assert [(td.state, td.attempts) for td in flow] == [(states.SUCCESS, 1)]
