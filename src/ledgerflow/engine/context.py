@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ledgerflow.engine import observe
 from ledgerflow.errors import TaskTimeout
 from ledgerflow.storage import Storage
+
+if TYPE_CHECKING:
+    from ledgerflow.task import Task
 
 __all__ = ["TaskContext", "call_with_timeout", "current_task"]
 
@@ -127,3 +130,18 @@ def call_with_timeout(
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
+
+
+def execute_in_context(context: TaskContext, task: Task, inputs: Mapping[str, Any]) -> Any:
+    """Run ``task.execute`` with ``context`` as the current task, under its timeout if any."""
+    if task.timeout is None:
+        return call_in_context(context, task.call_execute, inputs)
+    return call_in_context(
+        context,
+        call_with_timeout,
+        task.timeout,
+        task.name,
+        context.abandon,
+        task.call_execute,
+        inputs,
+    )

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
 
-from ledgerflow.engine.context import TaskContext, call_in_context, call_with_timeout
+from ledgerflow.engine.context import TaskContext, execute_in_context
 from ledgerflow.errors import (
     ConflictError,
     FencedOut,
@@ -143,17 +143,7 @@ def run_remote(context: RemoteContext, task: Task, inputs: Mapping[str, Any]) ->
     """What a worker runs: ``task.execute`` with ``context`` current, under its timeout."""
     context.begin()
     try:
-        if task.timeout is None:
-            return call_in_context(context, task.call_execute, inputs)
-        return call_in_context(
-            context,
-            call_with_timeout,
-            task.timeout,
-            task.name,
-            context.abandon,
-            task.call_execute,
-            inputs,
-        )
+        return execute_in_context(context, task, inputs)
     finally:
         context.end()
 

@@ -16,41 +16,25 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
 from ledgerflow import states
 from ledgerflow.engine.aio import AsyncBridge, awaiting, in_context
 from ledgerflow.engine.compile import Compiled
-from ledgerflow.engine.context import TaskContext, call_in_context, call_with_timeout
+from ledgerflow.engine.context import TaskContext, call_in_context, execute_in_context
 from ledgerflow.engine.executors import Pool, worker_died
 from ledgerflow.engine.remote import Channel, NotStarted, run_remote
 from ledgerflow.errors import FlowCancelled, FlowFailed, Interrupted, SerializationError
 from ledgerflow.models import Failure
 from ledgerflow.storage import Storage
-from ledgerflow.task import Task
 
 __all__ = ["Runner"]
 
 #: Task states that mean "execute() started in some run and was not undone".
 RAN = frozenset({states.RUNNING, states.SUCCESS, states.FAILURE, states.RETRYING, states.REVERTING})
 _Outcome = tuple[int, bool, Any]  # node index, succeeded, result or exception
-
-
-def _in_context(context: TaskContext, task: Task, inputs: Mapping[str, Any]) -> Any:
-    """Run ``task`` with ``context`` as the current task (under its timeout, if any)."""
-    if task.timeout is None:
-        return call_in_context(context, task.call_execute, inputs)
-    return call_in_context(
-        context,
-        call_with_timeout,
-        task.timeout,
-        task.name,
-        context.abandon,
-        task.call_execute,
-        inputs,
-    )
 
 
 class Runner:
@@ -195,14 +179,14 @@ class Runner:
         context = TaskContext(self.storage, node.name, self.suspend_event)
         if self.pool is None:
             try:
-                result = _in_context(context, node.task, inputs)
+                result = execute_in_context(context, node.task, inputs)
             except Exception as exc:
                 self.done_inline.append((index, False, exc))
             else:
                 self.done_inline.append((index, True, result))
             return
         if self.pool.shares_memory:
-            self.inflight[self.pool.submit(_in_context, context, node.task, inputs)] = index
+            self.inflight[self.pool.submit(execute_in_context, context, node.task, inputs)] = index
             return
         if self.channel is None:
             self.channel = Channel(self._begin, self.pool.channel_host)
