@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from ledgerflow import states
+from ledgerflow.corrupt import Corrupt, child_rows, per_item, robust_page
 from ledgerflow.engine import identity
 from ledgerflow.errors import CorruptRecordError, NotFound
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
@@ -113,73 +114,6 @@ def encode_position(cursor: Cursor | None, skip: int) -> str:
     at = None if cursor is None else cursor[0].astimezone(UTC).isoformat()
     raw = json.dumps([at, None if cursor is None else cursor[1], skip], ensure_ascii=False)
     return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
-
-
-@dataclass(frozen=True)
-class Corrupt:
-    """A record that does not load, in the place of a listing or view it would fill."""
-
-    error: CorruptRecordError
-    uuid: str | None = None
-    name: str | None = None
-    #: Its place among the records of its view (a flow's tasks), when known.
-    position: int | None = None
-
-    @property
-    def message(self) -> str:
-        """What is wrong, naming the record."""
-        return str(self.error)
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"corrupt": message}`` with the uuid and name when they are known."""
-        known = {"uuid": self.uuid, "name": self.name}
-        return {**{k: v for k, v in known.items() if v is not None}, "corrupt": self.message}
-
-
-def robust_page(
-    fetch: Callable[[int, int | None], Sequence[T]], offset: int, limit: int | None, total: int
-) -> list[T | CorruptRecordError]:
-    """``fetch(offset, limit)``; if a corrupt record breaks it, each such record as its error.
-
-    A page that fails to load is split in halves until each corrupt record stands
-    alone, so one bad record costs a few more queries, not the listing.  ``total``
-    (how many records match) bounds the page when ``limit`` is None.
-    """
-    try:
-        return list(fetch(offset, limit))
-    except CorruptRecordError:
-        count = max(total - offset, 0) if limit is None else limit
-        return _split(fetch, offset, count)
-
-
-def _split(
-    fetch: Callable[[int, int | None], Sequence[T]], offset: int, count: int
-) -> list[T | CorruptRecordError]:
-    if count <= 0:
-        return []
-    try:
-        return list(fetch(offset, count))
-    except CorruptRecordError as exc:
-        if count == 1:
-            return [exc]
-        half = count // 2
-        return _split(fetch, offset, half) + _split(fetch, offset + half, count - half)
-
-
-def per_item(
-    load: Callable[[Sequence[str]], dict[str, U]], keys: Sequence[str]
-) -> dict[str, U | CorruptRecordError]:
-    """``load(keys)``; if it fails on a corrupt record, each key loaded alone (errors kept)."""
-    try:
-        return dict(load(keys))
-    except CorruptRecordError:
-        out: dict[str, U | CorruptRecordError] = {}
-        for key in keys:
-            try:
-                out.update(load([key]))
-            except CorruptRecordError as exc:
-                out[key] = exc
-        return out
 
 
 @dataclass(frozen=True)
@@ -637,7 +571,6 @@ class History:
         store's records are read through the contract, where a corrupt one fails all.
         """
         conn = self.conn
-        key = "book_uuid" if kind == "flow" else "flow_uuid"
         good: list[tuple[str, T]] = []
         corrupt: list[tuple[str, Corrupt]] = []
         if not isinstance(conn, RecordConnection):
@@ -650,13 +583,15 @@ class History:
                 good.extend((parent, record) for record in found)
             return good, corrupt
         places: dict[str, int] = {}
-        for row in conn._fetch_many(kind, parents=parents):
-            parent = row[key]
+        for parent, uuid, row in child_rows(conn, kind, parents):
             place = places[parent] = places.get(parent, -1) + 1
             try:
+                if isinstance(row, CorruptRecordError):
+                    raise row
                 good.append((parent, decode(row)))
             except CorruptRecordError as exc:
-                corrupt.append((parent, Corrupt(exc, row["uuid"], row.get("name"), place)))
+                name = None if isinstance(row, CorruptRecordError) else row.get("name")
+                corrupt.append((parent, Corrupt(exc, uuid, name, place)))
         return good, corrupt
 
     def task(self, uuid: str) -> TaskView:

@@ -1,7 +1,8 @@
 """A corrupt stored record: the pages list around it, mark it, and the rest reads on.
 
 Records are corrupted for real: garbage written into their SQL rows with sqlite3
-(and, on the servers, with their own drivers through SQLAlchemy), bypassing ledgerflow.
+(and, on the servers, with their own drivers through SQLAlchemy), or into the record
+files of a file store, bypassing ledgerflow.
 """
 
 from __future__ import annotations
@@ -15,14 +16,27 @@ import pytest
 from starlette.testclient import TestClient
 
 import ledgerflow as lf
+from ledgerflow.persistence.files import documents
 from ledgerflow.web import create_app
 from tests.web.conftest import make_store
 
 TASKS = "ledgerflow_task_details"
+FLOWS = "ledgerflow_flow_details"
 BOOKS = "ledgerflow_logbooks"
+#: Per SQL kind, a time its column takes that is no time, and what lets it in.
+#: PostgreSQL's timestamptz admits only times and +/-infinity, which psycopg refuses to
+#: load before ledgerflow sees the row: not covered here (see the report of issue 10).
+NOT_A_TIME = {"sqlite": ("not a date", ()), "mysql": ("0000-00-00", ("SET SESSION sql_mode=''",))}
 
 
-def _garble(uri: str, table: str, column: str, uuid: str, garbage: str = "{not json") -> None:
+def _garble(
+    uri: str,
+    table: str,
+    column: str,
+    uuid: str,
+    garbage: str = "{not json",
+    setup: tuple[str, ...] = (),
+) -> None:
     """Overwrite one column of one row with ``garbage``, outside ledgerflow."""
     if uri.startswith("sqlite:///"):
         with contextlib.closing(sqlite3.connect(uri.removeprefix("sqlite:///"))) as db:
@@ -31,26 +45,43 @@ def _garble(uri: str, table: str, column: str, uuid: str, garbage: str = "{not j
         return
     import sqlalchemy as sa
 
-    engine = sa.create_engine(uri.replace("postgresql://", "postgresql+psycopg://"))
+    url = uri.replace("postgresql://", "postgresql+psycopg://")
+    engine = sa.create_engine(url.replace("mysql://", "mysql+pymysql://"))
     with engine.begin() as conn:
+        for statement in setup:
+            conn.execute(sa.text(statement))
         conn.execute(
             sa.text(f"UPDATE {table} SET {column} = :g WHERE uuid = :u"), {"g": garbage, "u": uuid}
         )
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def corrupt_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty store of each SQL kind (the server one cleared before and after)."""
-    if request.param == "sqlite":
+def _sql_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty store of SQL ``kind`` (a server's cleared before and after)."""
+    if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'runs.db'}"
         return
-    uri: str = request.getfixturevalue("postgres_uri")
+    uri: str = request.getfixturevalue(f"{kind if kind == 'mysql' else 'postgres'}_uri")
     with lf.open_backend(uri) as backend, backend.connect() as conn:
         conn.upgrade()
         conn.clear_all()
         yield uri
         conn.clear_all()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def corrupt_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty store of each SQL kind (the server one cleared before and after)."""
+    yield from _sql_store(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=sorted(NOT_A_TIME))
+def time_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, str, tuple[str, ...]]]:
+    """An empty store whose time columns can be made to hold what is no time, and how."""
+    for uri in _sql_store(request.param, request, tmp_path):
+        yield (uri, *NOT_A_TIME[request.param])
 
 
 def test_a_corrupt_book_is_marked_on_the_books_page_and_the_rest_listed(
@@ -123,3 +154,79 @@ def test_a_corrupt_task_is_left_out_of_its_flow_and_book_pages_and_named(
         assert "Traceback" not in task.text
         assert client.get(f"/tasks/{uuids['failed_task']}").status_code == 200
         assert client.get("/").status_code == 200  # listings do not decode tasks
+
+
+def test_a_time_column_holding_no_time_is_listed_around(
+    time_store: tuple[str, str, tuple[str, ...]],
+) -> None:
+    uri, garbage, setup = time_store
+    uuids = make_store(uri)
+    _garble(uri, TASKS, "updated_at", uuids["extract"], garbage, setup)
+    with TestClient(create_app(uri)) as client:
+        flow = client.get(f"/flows/{uuids['bad_flow']}")
+        assert flow.status_code == 200, flow.text[:500]
+        assert 'id="corrupt"' in flow.text and uuids["extract"] in flow.text
+        assert "updated_at" in flow.text and "disk full" in flow.text
+        tasks = client.get(f"/api/flows/{uuids['bad_flow']}").json()["tasks"]
+        assert uuids["extract"] in tasks[0]["corrupt"] and tasks[1]["uuid"] == uuids["failed_task"]
+        own = client.get(f"/tasks/{uuids['extract']}")
+        assert own.status_code == 500 and uuids["extract"] in own.text
+        _garble(uri, FLOWS, "created_at", uuids["bad_flow"], garbage, setup)
+        book = client.get(f"/books/{uuids['bad_book']}")
+        assert book.status_code == 200, book.text[:500]
+        assert 'id="corrupt"' in book.text and uuids["bad_flow"] in book.text
+        entries = client.get(f"/api/books/{uuids['bad_book']}").json()["corrupt"]
+        assert [entry["uuid"] for entry in entries] == [uuids["bad_flow"]]
+        assert client.get(f"/flows/{uuids['bad_flow']}").status_code == 500
+
+
+def _spoil_file(root: Path, kind: lf.persistence.records.Kind, uuid: str, data: bytes) -> Path:
+    """Overwrite the record file of ``uuid`` with ``data``, outside ledgerflow."""
+    path = root / documents.record_path(kind, uuid)
+    path.write_bytes(data)
+    return path
+
+
+def test_a_file_store_lists_around_corrupt_record_files_and_keeps_them(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    uri = f"file://{root}"
+    uuids = make_store(uri)
+    book_file = _spoil_file(root, "book", uuids["good_book"], b'{"kind": "book", "row": {"na')
+    task_file = _spoil_file(root, "task", uuids["extract"], b'{"kind": "task", "row": []}')
+    with TestClient(create_app(uri)) as client:
+        page = client.get("/")
+        assert page.status_code == 200, page.text[:500]
+        assert "nightly-run" in page.text and 'class="corrupt"' in page.text
+        assert str(book_file) in page.text and 'id="corrupt"' in page.text
+        api = client.get("/api/books").json()
+        assert api["total"] == 2 and len(api["items"]) == 2
+        # Its created_at is lost with the rest: placed by the file's time, newest.
+        assert [str(book_file) in item.get("corrupt", "") for item in api["items"]] == [True, False]
+        own = client.get(f"/books/{uuids['good_book']}")
+        assert own.status_code == 500 and "Corrupt record" in own.text
+        assert uuids["good_book"] in own.text and str(book_file) in own.text
+        flow = client.get(f"/flows/{uuids['bad_flow']}")
+        assert flow.status_code == 200, flow.text[:500]
+        assert str(task_file) in flow.text and "disk full" in flow.text
+        tasks = client.get(f"/api/flows/{uuids['bad_flow']}").json()["tasks"]
+        assert uuids["extract"] in tasks[0]["corrupt"] and tasks[1]["uuid"] == uuids["failed_task"]
+        task = client.get(f"/api/tasks/{uuids['extract']}")
+        assert task.status_code == 500 and str(task_file) in task.json()["error"]
+    assert book_file.read_bytes() == b'{"kind": "book", "row": {"na'  # never rewritten
+    assert task_file.read_bytes() == b'{"kind": "task", "row": []}'
+
+
+def test_a_file_store_book_page_lists_around_a_corrupt_flow_file(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    uri = f"file://{root}"
+    uuids = make_store(uri)
+    extra = make_store(uri)
+    flow_file = _spoil_file(root, "flow", uuids["bad_flow"], b"\x00garbage")
+    with TestClient(create_app(uri)) as client:
+        book = client.get(f"/books/{uuids['bad_book']}")
+        assert book.status_code == 200, book.text[:500]
+        assert 'id="corrupt"' in book.text and str(flow_file) in book.text
+        assert client.get(f"/books/{extra['bad_book']}").status_code == 200
+        assert client.get("/api/books", params={"state": "REVERTED"}).json()["total"] == 1
+        own = client.get(f"/flows/{uuids['bad_flow']}")
+        assert own.status_code == 500 and str(flow_file) in own.text

@@ -443,6 +443,16 @@ class RecordConnection(Listings, Connection):
             )
         return rows
 
+    def _child_keys(self, kind: Kind, parents: Sequence[str]) -> list[tuple[str, str]]:
+        """(parent uuid, uuid) of the ``kind`` rows under ``parents``, in insertion order.
+
+        For reading around a corrupt row: the built-in stores read only these keys, so a
+        row that does not decode is still named; this default fetches whole rows.
+        """
+        key = records.PARENT_KEY[kind]
+        assert key is not None
+        return [(row[key], row["uuid"]) for row in self._fetch_many(kind, parents=parents)]
+
     def _one(self, kind: Kind, uuid: str, what: str) -> Row:
         records.check_uuid(uuid, f"{what} uuid")
         rows = self._fetch(kind, uuids=[uuid])

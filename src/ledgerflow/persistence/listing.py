@@ -4,7 +4,10 @@
 ``list_flows``/``count_flows``, ``task_time_spans`` and ``flow_state_counts`` with
 defaults that read rows (a backend that can ask its store directly, like SQL,
 overrides the ``_``-primitives).  ``page_rows`` does in-process what SQL does with
-WHERE/ORDER BY/LIMIT, for backends that list by reading every row.
+WHERE/ORDER BY/LIMIT, for backends that list by reading every row.  Such a
+backend hands a record that does not read as a ``DamagedRow``: it is counted and
+placed like the others, and a page holding it raises its error, so the read model
+lists around it a page at a time (``ledgerflow.corrupt.robust_page``).
 """
 
 from __future__ import annotations
@@ -15,14 +18,37 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from ledgerflow.errors import CorruptRecordError
 from ledgerflow.models import FlowDetail
 from ledgerflow.persistence import records
 from ledgerflow.persistence.records import Kind, Row
 
-__all__ = ["Cursor", "Listings", "check_cursor", "check_paging", "given", "page_rows"]
+__all__ = [
+    "Cursor",
+    "DamagedRow",
+    "Listings",
+    "check_cursor",
+    "check_paging",
+    "given",
+    "page_rows",
+    "select_rows",
+]
 
 #: A keyset position: the (created_at, uuid) of the last record of the previous page.
 Cursor = tuple[datetime, str]
+
+
+class DamagedRow(dict[str, Any]):
+    """What is known of a record that does not read: what a listing filters and orders by.
+
+    It holds ``uuid`` and ``created_at`` (stand-ins when the record lost them) and
+    whichever of ``name``, ``state`` and its parent's uuid could still be read;
+    ``error`` names the record and why it does not load.
+    """
+
+    def __init__(self, error: CorruptRecordError, known: dict[str, Any]) -> None:
+        super().__init__(known)
+        self.error = error
 
 
 def page_rows(
@@ -37,8 +63,25 @@ def page_rows(
     """Order rows by (created_at, uuid), keep those past ``after`` and with ``prefix``, page.
 
     The in-process version of what SQL does with WHERE/ORDER BY/LIMIT, for backends
-    that list by reading every row.
+    that list by reading every row.  A page holding a ``DamagedRow`` raises its error.
     """
+    kept = select_rows(rows, newest_first=newest_first, after=after, prefix=prefix)
+    end = None if limit is None else offset + limit
+    page = kept[offset:end]
+    for row in page:
+        if isinstance(row, DamagedRow):
+            raise row.error
+    return page
+
+
+def select_rows(
+    rows: Iterable[Row],
+    *,
+    newest_first: bool,
+    after: Cursor | None = None,
+    prefix: str | None = None,
+) -> list[Row]:
+    """The rows ``page_rows`` pages, all of them (``DamagedRow``s kept, in their place)."""
     kept = [row for row in rows if prefix is None or row["uuid"].startswith(prefix)]
     if after is not None:
         kept = [
@@ -49,8 +92,7 @@ def page_rows(
             and (row["created_at"], row["uuid"]) != after
         ]
     kept.sort(key=lambda row: (row["created_at"], row["uuid"]), reverse=newest_first)
-    end = None if limit is None else offset + limit
-    return kept[offset:end]
+    return kept
 
 
 class Listings(abc.ABC):
@@ -97,26 +139,30 @@ class Listings(abc.ABC):
     ) -> list[Row] | int:
         """Flow rows newest first by (created_at, uuid), or their count.
 
-        The default reads every book's flows; SQL backends override it with one query.
+        The default reads every book's flows (``_flow_rows``); SQL backends override it
+        with one query.  A ``DamagedRow`` matches no filter it lacks the value of.
         """
+        flows = [
+            row
+            for row in self._flow_rows()
+            if (name is None or row.get("name") == name)
+            and (state is None or row.get("state") == state)
+            and (since is None or row["created_at"] >= since)
+        ]
+        if count_only:
+            return len(select_rows(flows, newest_first=True, prefix=prefix))
+        return page_rows(
+            flows, limit=limit, offset=offset, newest_first=True, after=after, prefix=prefix
+        )
+
+    def _flow_rows(self) -> list[Row]:
+        """Every flow row, for the default ``_list_flows`` (a backend may add ``DamagedRow``s)."""
         with self._snapshot():
             books = self._list_books(
                 limit=None, offset=0, name=None, state=None, newest_first=False
             )
             assert isinstance(books, list)
-            flows = self._fetch_many("flow", parents=[row["uuid"] for row in books])
-        flows = [
-            row
-            for row in flows
-            if (name is None or row["name"] == name)
-            and (state is None or row["state"] == state)
-            and (since is None or row["created_at"] >= since)
-        ]
-        if count_only:
-            return len(page_rows(flows, limit=None, offset=0, newest_first=True, prefix=prefix))
-        return page_rows(
-            flows, limit=limit, offset=offset, newest_first=True, after=after, prefix=prefix
-        )
+            return self._fetch_many("flow", parents=[row["uuid"] for row in books])
 
     def _flow_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
         """Default: count from fetched flow rows; SQL overrides with a GROUP BY."""

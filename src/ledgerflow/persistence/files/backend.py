@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ledgerflow.errors import ConflictError, NotFound, StorageError
+from ledgerflow.errors import ConflictError, CorruptRecordError, NotFound, StorageError
 from ledgerflow.persistence import care
 from ledgerflow.persistence.base import Backend, RecordConnection
-from ledgerflow.persistence.files import documents
+from ledgerflow.persistence.files import documents, salvage
 from ledgerflow.persistence.files.documents import NAMES, ShapeError
 from ledgerflow.persistence.files.store import FileStore
-from ledgerflow.persistence.listing import Cursor, page_rows
+from ledgerflow.persistence.listing import Cursor, DamagedRow, page_rows
 from ledgerflow.persistence.records import OWNERSHIP_COLUMNS, Kind, Row
 
 _PARENT_KIND: dict[Kind, Kind] = {"flow": "book", "task": "flow"}
@@ -111,19 +111,31 @@ class FileConnection(RecordConnection):
 
     # ---- reading ------------------------------------------------------------------
     def _row(self, kind: Kind, uuid: str) -> Row | None:
-        relpath = documents.record_path(kind, uuid)
-        what = f"{NAMES[kind]} {uuid!r}"
+        """The record ``uuid`` of ``kind`` (None if absent); CorruptRecordError naming its file."""
+        row = self._read_row(kind, documents.record_path(kind, uuid), {"uuid": uuid})
+        if isinstance(row, DamagedRow):
+            raise row.error
+        return row
+
+    def _read_row(self, kind: Kind, relpath: str, known: dict[str, Any]) -> Row | None:
+        """The record in file ``relpath``, a ``DamagedRow`` if it does not read, None if absent.
+
+        ``known``: what its place tells of it (its uuid when a parent lists it, the parent).
+        """
+        path = self._store.root / relpath
+        uuid = known.get("uuid")
+        what = f"a {NAMES[kind]}" if uuid is None else f"{NAMES[kind]} {uuid!r}"
+        document = None
         try:
             document = self._store.read(relpath)
             if document is None:
                 return None
             row = documents.document_to_row(kind, document)
+            if documents.record_path(kind, row["uuid"]) != relpath:
+                raise ShapeError(f"it holds {row['uuid']!r:.80}")
         except ShapeError as exc:
-            raise documents.corrupt(what, self._store.root / relpath, exc) from exc
-        if row["uuid"] != uuid:
-            raise documents.corrupt(
-                what, self._store.root / relpath, f"it holds {row['uuid']!r:.80}"
-            )
+            error = documents.corrupt(what, path, exc)
+            return salvage.damaged_row(kind, self._store.root, relpath, document, error, known)
         return row
 
     def _children(self, kind: Kind, parent: str) -> list[str]:
@@ -148,20 +160,46 @@ class FileConnection(RecordConnection):
             return [row for row in rows if row is not None]
 
     def _book_rows(self) -> list[Row]:
-        rows = []
-        for relpath in self._store.names(documents.RECORD_DIRS["book"]):
-            path = self._store.root / relpath
-            try:
-                document = self._store.read(relpath)
-                if document is None:
-                    continue
-                rows.append(documents.document_to_row("book", document))
-            except ShapeError as exc:
-                raise documents.corrupt("a logbook", path, exc) from exc
-        return rows
+        """Every book row, each file that does not read as a ``DamagedRow``."""
+        found = (
+            self._read_row("book", relpath, {})
+            for relpath in self._store.names(documents.RECORD_DIRS["book"])
+        )
+        return [row for row in found if row is not None]
+
+    def _listed_children(self, kind: Kind, parent: str) -> list[Row]:
+        """The ``kind`` rows under ``parent``, each that does not read as a ``DamagedRow``.
+
+        A child list that does not read stands as one ``DamagedRow`` for all of them.
+        """
+        key = documents.parent_key(kind)
+        assert key is not None
+        try:
+            children = self._children(kind, parent)
+        except CorruptRecordError as exc:
+            relpath = documents.children_path(kind, parent)
+            return [salvage.damaged_row(kind, self._store.root, relpath, None, exc, {key: parent})]
+        found = (
+            self._read_row(kind, documents.record_path(kind, uuid), {"uuid": uuid, key: parent})
+            for uuid in children
+        )
+        return [row for row in found if row is not None]
+
+    def _flow_rows(self) -> list[Row]:
+        with self._store.reading():
+            return [
+                flow
+                for book in self._book_rows()
+                if book["uuid"]
+                for flow in self._listed_children("flow", book["uuid"])
+            ]
+
+    def _child_keys(self, kind: Kind, parents: Sequence[str]) -> list[tuple[str, str]]:
+        with self._store.reading():
+            return [(parent, uuid) for parent in parents for uuid in self._children(kind, parent)]
 
     def _has_flow_in(self, book_uuid: str, state: str) -> bool:
-        return any(row["state"] == state for row in self._fetch("flow", parents=[book_uuid]))
+        return any(row.get("state") == state for row in self._listed_children("flow", book_uuid))
 
     def _list_books(
         self,
@@ -178,7 +216,7 @@ class FileConnection(RecordConnection):
         with self._store.reading():
             books = self._book_rows()
             if name is not None:
-                books = [row for row in books if row["name"] == name]
+                books = [row for row in books if row.get("name") == name]
             if state is not None:
                 books = [row for row in books if self._has_flow_in(row["uuid"], state)]
         if prefix is not None:

@@ -117,7 +117,8 @@ def row_to_document(kind: Kind, row: Row) -> dict[str, Any]:
     return {"kind": kind, "row": fields}
 
 
-def _check_value(column: str, value: Any) -> Any:
+def check_value(column: str, value: Any) -> Any:
+    """``value`` as column ``column`` holds it (times parsed); ShapeError if it is not one."""
     if column in INT_COLUMNS:
         if type(value) is not int:
             raise ShapeError(f"{column} must be an integer, not {value!r:.40}")
@@ -150,7 +151,7 @@ def document_to_row(kind: Kind, document: Any) -> Row:
     missing = [c for c in COLUMNS[kind] if c not in fields and c not in LATER_COLUMNS]
     if missing:
         raise ShapeError(f"missing {', '.join(missing)}")
-    return {column: _check_value(column, fields.get(column)) for column in COLUMNS[kind]}
+    return {column: check_value(column, fields.get(column)) for column in COLUMNS[kind]}
 
 
 def children_document(kind: Kind, parent: str, children: list[str]) -> dict[str, Any]:

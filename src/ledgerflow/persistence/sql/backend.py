@@ -494,6 +494,9 @@ class SQLConnection(RecordConnection):
                 )
             ]
 
+    def _child_keys(self, kind: Kind, parents: Sequence[str]) -> list[tuple[str, str]]:
+        return [(parent, uuid) for parent, uuid in self._grouped(queries.CHILD_KEYS[kind], parents)]
+
     def _task_state_counts(self, book_uuids: Sequence[str]) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {uuid: {} for uuid in book_uuids}
         for book_uuid, state, count in self._grouped(queries.TASK_STATES, book_uuids):

@@ -19,7 +19,16 @@ from ledgerflow.persistence.listing import Cursor
 from ledgerflow.persistence.records import Kind
 from ledgerflow.persistence.sql.tables import BOOKS, FLOWS, TABLES, TASKS
 
-__all__ = ["FLOW_STATES", "TASK_STATES", "TIME_SPANS", "books", "columns", "flows", "keyset"]
+__all__ = [
+    "CHILD_KEYS",
+    "FLOW_STATES",
+    "TASK_STATES",
+    "TIME_SPANS",
+    "books",
+    "columns",
+    "flows",
+    "keyset",
+]
 
 
 def columns(kind: Kind) -> list[sa.Column[Any]]:
@@ -51,6 +60,14 @@ TIME_SPANS: Final = (
     .where(TASKS.c.flow_uuid.in_(_keys()))
     .group_by(TASKS.c.flow_uuid)
 )
+
+#: Per kind, (parent uuid, uuid) of the rows under the parents in ``:keys``, insertion order.
+CHILD_KEYS: Final = {
+    kind: sa.select(table.c[key], table.c.uuid)
+    .where(table.c[key].in_(_keys()))
+    .order_by(table.c.id)
+    for kind, table, key in (("flow", FLOWS, "book_uuid"), ("task", TASKS, "flow_uuid"))
+}
 
 
 def exactly(conn: SAConnection, column: sa.Column[Any], value: str) -> sa.ColumnElement[bool]:

@@ -279,6 +279,11 @@ class SQLiteReadConnection(RecordConnection):
         )
         return self._rows(kind, sql, keys) if keys else []
 
+    def _child_keys(self, kind: Kind, parents: Sequence[str]) -> list[tuple[str, str]]:
+        key, table = _PARENT[kind], TABLE_NAMES[kind]
+        sql = f"SELECT {key}, uuid FROM {table} WHERE {key} IN ({{marks}}) ORDER BY id"
+        return [(parent, uuid) for parent, uuid in self._grouped(sql, parents)]
+
     def _list_books(
         self,
         *,

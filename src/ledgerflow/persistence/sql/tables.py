@@ -80,9 +80,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        """Return an aware UTC datetime."""
+        """Return an aware UTC datetime; ValueError for what is not one (a row that is corrupt).
+
+        PyMySQL hands a DATETIME it cannot convert (MariaDB's zero date) back as text.
+        """
         if value is None:
             return None
+        if not isinstance(value, datetime):
+            raise ValueError(f"not a time: {value!r:.80}")
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
