@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -152,3 +153,76 @@ def test_a_task_and_its_header_are_one_read_transaction_on_sqlite(tmp_path: Path
     assert isinstance(view, TaskView) and view.book.uuid == book.uuid
     assert [s for s in statements if s.startswith("BEGIN")] == ["BEGIN"]
     assert len(statements) == 8  # BEGIN, 4 to locate the uuid, task, flow, book
+
+
+# ---- reading around corrupt records ----------------------------------------------------
+def _three_books(conn: lf.Connection) -> list[lf.LogBook]:
+    """Three books of one flow with two tasks each, oldest first."""
+    books = []
+    for name in ("old", "middle", "new"):
+        book = lf.LogBook(name)
+        flow = lf.FlowDetail(f"{name}-flow", state=states.SUCCESS)
+        for task in ("a", "b"):
+            flow.add(lf.TaskDetail(task, state=states.SUCCESS))
+        book.add(flow)
+        books.append(conn.save_logbook(book))
+    return books
+
+
+def test_books_around_corruption_pages_past_a_record_file_that_is_not_json(
+    tmp_path: Path,
+) -> None:
+    from ledgerflow.history import BookSummary, Corrupt
+    from ledgerflow.persistence.files import documents
+
+    with lf.open_backend(f"file://{tmp_path}") as backend, backend.connect() as conn:
+        conn.upgrade()
+        old, middle, new = _three_books(conn)
+        path = tmp_path / documents.record_path("book", middle.uuid)
+        document = json.loads(path.read_text())
+        document["row"]["meta"] = 7  # a wrong type
+        path.write_text(json.dumps(document))
+        history = History(conn)
+        seen: list[BookSummary | Corrupt] = []
+        after = None
+        for _ in range(4):
+            page = history.books_around_corruption(limit=1, after=after)
+            assert page.total == 3
+            seen.extend(page.items)
+            after = page.next
+            if after is None:
+                break
+        assert [item.book.uuid for item in seen if isinstance(item, BookSummary)] == [
+            new.uuid,
+            old.uuid,
+        ]
+        assert isinstance(seen[1], Corrupt) and str(path) in seen[1].message
+        assert middle.uuid in seen[1].message  # its uuid read, so it kept its place
+        page = history.books_around_corruption(state=states.SUCCESS)
+        assert [isinstance(item, Corrupt) for item in page.items] == [False, True, False]
+        assert json.loads(path.read_text()) == document  # left as it was found
+
+
+def test_views_list_around_a_time_column_holding_no_time(tmp_path: Path) -> None:
+    import sqlite3
+
+    uri = f"sqlite:///{tmp_path / 'runs.db'}"
+    with lf.open_backend(uri) as backend, backend.connect() as conn:
+        conn.upgrade()
+        _, middle, _ = _three_books(conn)
+    flow = middle.flows[0]
+    with sqlite3.connect(tmp_path / "runs.db") as raw:
+        raw.execute(
+            "UPDATE ledgerflow_task_details SET created_at = 'not a date' WHERE uuid = ?",
+            (flow.tasks[1].uuid,),
+        )
+    with lf.open_backend(uri) as backend, backend.connect() as conn:
+        view = History(conn).flow(flow.uuid, tolerant=True)
+        assert [task.name for task in view.flow] == ["a"]
+        [entry] = view.corrupt
+        assert (entry.uuid, entry.position) == (flow.tasks[1].uuid, 1)
+        assert "created_at" in entry.message
+        book = History(conn).book(middle.uuid, tolerant=True)
+        assert [entry.uuid for entry in book.corrupt] == [flow.tasks[1].uuid]
+        with pytest.raises(lf.CorruptRecordError, match=flow.tasks[1].uuid):
+            History(conn).task(flow.tasks[1].uuid)

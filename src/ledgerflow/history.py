@@ -491,8 +491,13 @@ class History:
         since: datetime | None = None,
         prefix: str | None = None,
         count: bool = True,
+        peek: bool = True,
     ) -> Page[FlowSummary]:
-        """Flow runs newest first, with owner and the span of their tasks' times."""
+        """Flow runs newest first, with owner and the span of their tasks' times.
+
+        ``peek=False`` reads no row past the page (``next`` is None): listing around a
+        corrupt flow, the row after a page is not this page's to fail on.
+        """
         cursor = decode_cursor(after) if after else None
         limit, offset = _check_limit(limit), _check_offset(offset)
         state = _check_state(state, states.FLOW_STATES)
@@ -500,7 +505,7 @@ class History:
         now = datetime.now(UTC)
         with conn.snapshot():
             found = conn.list_flows(
-                limit=limit + 1,
+                limit=limit + (1 if peek else 0),
                 offset=offset,
                 name=name,
                 state=state,

@@ -154,3 +154,81 @@ def test_flows_lists_the_others_beside_a_corrupt_flow(
     outcome = cli("--backend", sqlite_uri, "flows", "--json")
     assert outcome.exit_code == 1
     assert sorted("corrupt" in entry for entry in json.loads(outcome.stdout)) == [False, True]
+
+
+def _file_store(root: Path, *names: str) -> list[lf.LogBook]:
+    """A file store at ``root`` holding one sample book per name, oldest first."""
+    with lf.open_backend(f"file://{root}") as backend, backend.connect() as conn:
+        conn.upgrade()
+        return [conn.save_logbook(sample_book(name)) for name in names]
+
+
+def test_books_flows_and_show_on_a_file_store_list_around_corrupt_files(
+    cli: Runner, tmp_path: Path
+) -> None:
+    root = tmp_path / "store"
+    uri = f"file://{root}"
+    first, bad, last = _file_store(root, "first", "bad", "last")
+    book_file = root / documents.record_path("book", bad.uuid)
+    book_file.write_bytes(book_file.read_bytes()[:25])  # truncated
+    flow_file = root / documents.record_path("flow", last.flows[0].uuid)
+    flow_file.write_text('{"kind": "flow", "row": {"uuid": 7}}')  # wrong types
+    outcome = cli("--backend", uri, "books")
+    assert_one_line_error(outcome, 1, "2 corrupt records are listed", "ledgerflow check")
+    lines = outcome.stdout.strip().splitlines()
+    assert len(lines) == 3 and sum(line.startswith(first.uuid) for line in lines) == 1
+    [broken] = [line for line in lines if line.startswith("CORRUPT")]
+    assert str(book_file) in broken
+    [counted] = [line for line in lines if line.startswith(last.uuid)]
+    assert "CORRUPT" in counted and str(flow_file) in counted  # its flow does not read
+    entries = json.loads(cli("--backend", uri, "books", "--json").stdout)
+    assert sorted("corrupt" in entry for entry in entries) == [False, True, True]
+    outcome = cli("--backend", uri, "flows")
+    assert_one_line_error(outcome, 1, "1 corrupt record is listed")
+    lines = outcome.stdout.strip().splitlines()
+    assert len(lines) == 3  # the corrupt book's flow reads on: its uuid was in the file
+    assert sum(line.startswith("CORRUPT") and str(flow_file) in line for line in lines) == 1
+    assert any(line.startswith(bad.flows[0].uuid) for line in lines)
+    for uuid, path in ((bad.uuid, book_file), (last.flows[0].uuid, flow_file)):
+        assert_one_line_error(cli("--backend", uri, "show", uuid), 1, uuid, str(path))
+    assert book_file.read_bytes() and flow_file.read_text().endswith("7}}")  # left as found
+
+
+def test_flows_on_mariadb_lists_around_a_zero_date(cli: Runner, mysql_uri: str) -> None:
+    import sqlalchemy as sa
+
+    with lf.open_backend(mysql_uri) as backend, backend.connect() as conn:
+        conn.upgrade()
+        conn.clear_all()
+        good, bad = conn.save_logbook(sample_book("good")), conn.save_logbook(sample_book())
+    engine = sa.create_engine(mysql_uri.replace("mysql://", "mysql+pymysql://"))
+    with engine.begin() as raw:
+        raw.execute(sa.text("SET SESSION sql_mode = ''"))  # lets the zero date in
+        raw.execute(
+            sa.text(f"UPDATE {FLOWS.name} SET created_at = '0000-00-00' WHERE uuid = :u"),
+            {"u": bad.flows[0].uuid},
+        )
+    engine.dispose()
+    try:
+        outcome = cli("--backend", mysql_uri, "flows")
+        assert_one_line_error(outcome, 1, "1 corrupt record is listed")
+        lines = outcome.stdout.strip().splitlines()
+        assert len(lines) == 2 and any(line.startswith(good.flows[0].uuid) for line in lines)
+        assert any(line.startswith("CORRUPT") and bad.flows[0].uuid in line for line in lines)
+        outcome = cli("--backend", mysql_uri, "show", bad.flows[0].uuid)
+        assert_one_line_error(outcome, 1, bad.flows[0].uuid, "created_at", "not a time")
+    finally:
+        with lf.open_backend(mysql_uri) as backend, backend.connect() as conn:
+            conn.clear_all()
+
+
+def test_flows_marks_only_the_corrupt_flow_when_it_is_the_oldest(
+    cli: Runner, sqlite_uri: str, store: lf.LogBook
+) -> None:
+    with lf.open_backend(sqlite_uri) as backend, backend.connect() as conn:
+        [(_, oldest)] = conn.list_flows(offset=1)
+    _spoil(sqlite_uri, FLOWS.name, "meta", "{oops", oldest.uuid)
+    outcome = cli("--backend", sqlite_uri, "flows")
+    assert_one_line_error(outcome, 1, "1 corrupt record is listed")  # not its newer neighbour
+    first, last = outcome.stdout.strip().splitlines()
+    assert first.startswith(store.flows[0].uuid) and last.startswith("CORRUPT")

@@ -113,7 +113,10 @@ def flows_around_corruption(
     wanted = total if limit is None else min(limit, total)
 
     def fetch(offset: int, count: int | None) -> list[FlowSummary]:
-        return history.flows(limit=count or MAX_PAGE, offset=offset, **filters).items
+        page = history.flows(
+            limit=count or MAX_PAGE, offset=offset, count=False, peek=False, **filters
+        )
+        return page.items
 
     found: list[FlowSummary | lf.CorruptRecordError] = []
     for start in range(0, wanted, MAX_PAGE):

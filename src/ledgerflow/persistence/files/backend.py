@@ -122,9 +122,6 @@ class FileConnection(RecordConnection):
 
         ``known``: what its place tells of it (its uuid when a parent lists it, the parent).
         """
-        path = self._store.root / relpath
-        uuid = known.get("uuid")
-        what = f"a {NAMES[kind]}" if uuid is None else f"{NAMES[kind]} {uuid!r}"
         document = None
         try:
             document = self._store.read(relpath)
@@ -134,8 +131,11 @@ class FileConnection(RecordConnection):
             if documents.record_path(kind, row["uuid"]) != relpath:
                 raise ShapeError(f"it holds {row['uuid']!r:.80}")
         except ShapeError as exc:
-            error = documents.corrupt(what, path, exc)
-            return salvage.damaged_row(kind, self._store.root, relpath, document, error, known)
+            found = {**salvage.salvaged(kind, relpath, document), **known}
+            uuid = found.get("uuid")
+            what = f"{NAMES[kind]} {uuid!r}" if uuid else f"a {NAMES[kind]}"
+            error = documents.corrupt(what, self._store.root / relpath, exc)
+            return salvage.damaged_row(self._store.root, relpath, error, found)
         return row
 
     def _children(self, kind: Kind, parent: str) -> list[str]:
@@ -178,7 +178,7 @@ class FileConnection(RecordConnection):
             children = self._children(kind, parent)
         except CorruptRecordError as exc:
             relpath = documents.children_path(kind, parent)
-            return [salvage.damaged_row(kind, self._store.root, relpath, None, exc, {key: parent})]
+            return [salvage.damaged_row(self._store.root, relpath, exc, {key: parent})]
         found = (
             self._read_row(kind, documents.record_path(kind, uuid), {"uuid": uuid, key: parent})
             for uuid in children
@@ -186,13 +186,30 @@ class FileConnection(RecordConnection):
         return [row for row in found if row is not None]
 
     def _flow_rows(self) -> list[Row]:
+        """Every flow row, found through the books' flow lists: a book file that does not
+        read keeps its flows listed."""
+        rows: list[Row] = []
         with self._store.reading():
-            return [
-                flow
-                for book in self._book_rows()
-                if book["uuid"]
-                for flow in self._listed_children("flow", book["uuid"])
-            ]
+            for relpath in self._store.names(documents.CHILD_DIRS["flow"]):
+                parent = self._list_parent(relpath)
+                if parent is not None:
+                    rows.extend(self._listed_children("flow", parent))
+                    continue
+                path = self._store.root / relpath
+                error = documents.corrupt("a list of flow details", path, "it names no logbook")
+                rows.append(salvage.damaged_row(self._store.root, relpath, error, {}))
+        return rows
+
+    def _list_parent(self, relpath: str) -> str | None:
+        """The uuid of the parent whose child list is file ``relpath``, if it says so."""
+        try:
+            document = self._store.read(relpath)
+        except ShapeError:
+            return None
+        parent = document.get("parent") if isinstance(document, dict) else None
+        if not isinstance(parent, str) or documents.children_path("flow", parent) != relpath:
+            return None
+        return parent
 
     def _child_keys(self, kind: Kind, parents: Sequence[str]) -> list[tuple[str, str]]:
         with self._store.reading():

@@ -20,30 +20,30 @@ from ledgerflow.persistence.files.documents import ShapeError
 from ledgerflow.persistence.listing import DamagedRow
 from ledgerflow.persistence.records import Kind
 
-__all__ = ["damaged_row"]
+__all__ = ["damaged_row", "salvaged"]
 
 #: The columns a listing filters or orders by, kept when they still read.
 _LISTED = ("name", "state", "created_at")
 
 
-def damaged_row(
-    kind: Kind,
-    root: Path,
-    relpath: str,
-    document: Any,
-    error: CorruptRecordError,
-    known: dict[str, Any],
-) -> DamagedRow:
-    """The row of file ``relpath`` under ``root``; ``known``: what its place tells of it."""
+def salvaged(kind: Kind, relpath: str, document: Any) -> dict[str, Any]:
+    """What the document of record file ``relpath`` still tells of its record."""
     fields = document.get("row") if isinstance(document, dict) else None
     fields = fields if isinstance(fields, dict) else {}
     stored = fields.get("uuid")
     own = isinstance(stored, str) and documents.record_path(kind, stored) == relpath
-    salvaged = {"uuid": stored} if own else {}
-    if own or stored is None:  # a document naming another record says nothing of this one
-        salvaged.update(_readable(fields, (*_LISTED, documents.parent_key(kind))))
+    if not own and stored is not None:  # a document naming another record: nothing of this
+        return {}
+    found = {"uuid": stored} if own else {}
+    return {**found, **_readable(fields, (*_LISTED, documents.parent_key(kind)))}
+
+
+def damaged_row(
+    root: Path, relpath: str, error: CorruptRecordError, known: dict[str, Any]
+) -> DamagedRow:
+    """The row of file ``relpath`` under ``root``: ``known`` and stand-ins for the rest."""
     stand_ins = {"uuid": "", "created_at": _modified(root / relpath)}
-    return DamagedRow(error, {**stand_ins, **salvaged, **known})
+    return DamagedRow(error, {**stand_ins, **known})
 
 
 def _readable(fields: dict[str, Any], columns: tuple[str | None, ...]) -> dict[str, Any]:
