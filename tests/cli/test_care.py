@@ -7,6 +7,8 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 import ledgerflow as lf
 from ledgerflow import states
 from ledgerflow.models import utcnow
@@ -194,31 +196,45 @@ def test_books_flows_and_show_on_a_file_store_list_around_corrupt_files(
     assert book_file.read_bytes() and flow_file.read_text().endswith("7}}")  # left as found
 
 
-def test_flows_on_mariadb_lists_around_a_zero_date(cli: Runner, mysql_uri: str) -> None:
+#: Per server, a value its time column takes that is no time, and what lets it in.
+NOT_A_TIME = {
+    "postgres": ("infinity", ()),
+    "mysql": ("0000-00-00", ("SET SESSION sql_mode = ''",)),
+}
+
+
+@pytest.mark.parametrize("server", sorted(NOT_A_TIME))
+def test_flows_on_a_server_lists_around_a_time_that_is_no_time(
+    cli: Runner, server: str, request: pytest.FixtureRequest
+) -> None:
     import sqlalchemy as sa
 
-    with lf.open_backend(mysql_uri) as backend, backend.connect() as conn:
+    uri: str = request.getfixturevalue(f"{server}_uri")
+    garbage, setup = NOT_A_TIME[server]
+    with lf.open_backend(uri) as backend, backend.connect() as conn:
         conn.upgrade()
         conn.clear_all()
         good, bad = conn.save_logbook(sample_book("good")), conn.save_logbook(sample_book())
-    engine = sa.create_engine(mysql_uri.replace("mysql://", "mysql+pymysql://"))
+    url = uri.replace("mysql://", "mysql+pymysql://")
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as raw:
-        raw.execute(sa.text("SET SESSION sql_mode = ''"))  # lets the zero date in
+        for statement in setup:
+            raw.execute(sa.text(statement))
         raw.execute(
-            sa.text(f"UPDATE {FLOWS.name} SET created_at = '0000-00-00' WHERE uuid = :u"),
-            {"u": bad.flows[0].uuid},
+            sa.text(f"UPDATE {FLOWS.name} SET created_at = :g WHERE uuid = :u"),
+            {"g": garbage, "u": bad.flows[0].uuid},
         )
     engine.dispose()
     try:
-        outcome = cli("--backend", mysql_uri, "flows")
+        outcome = cli("--backend", uri, "flows")
         assert_one_line_error(outcome, 1, "1 corrupt record is listed")
         lines = outcome.stdout.strip().splitlines()
         assert len(lines) == 2 and any(line.startswith(good.flows[0].uuid) for line in lines)
         assert any(line.startswith("CORRUPT") and bad.flows[0].uuid in line for line in lines)
-        outcome = cli("--backend", mysql_uri, "show", bad.flows[0].uuid)
-        assert_one_line_error(outcome, 1, bad.flows[0].uuid, "created_at", "not a time")
+        outcome = cli("--backend", uri, "show", bad.flows[0].uuid)
+        assert_one_line_error(outcome, 1, bad.flows[0].uuid, "corrupt")
     finally:
-        with lf.open_backend(mysql_uri) as backend, backend.connect() as conn:
+        with lf.open_backend(uri) as backend, backend.connect() as conn:
             conn.clear_all()
 
 

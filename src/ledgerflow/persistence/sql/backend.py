@@ -46,7 +46,7 @@ from ledgerflow.persistence.listing import Cursor
 from ledgerflow.persistence.ownership import OwnChange, Ownership
 from ledgerflow.persistence.records import Kind, Row
 from ledgerflow.persistence.sql import care as sql_care
-from ledgerflow.persistence.sql import leases, migrate, queries
+from ledgerflow.persistence.sql import common, leases, migrate, queries
 from ledgerflow.persistence.sql.engines import (
     SQLITE_WAL,
     StoreAddress,
@@ -426,11 +426,17 @@ class SQLConnection(RecordConnection):
         with self._reading() as conn:
             if conn is None:
                 return []
-            if prepared is not None:
-                rows = prepared.fetch(conn, keys)
-            else:
-                result = conn.execute(_SELECTS[kind, bool(parents)], {"keys": keys})
-                rows = [dict(row._mapping) for row in result]
+            try:
+                if prepared is not None:
+                    rows = prepared.fetch(conn, keys)
+                else:
+                    result = conn.execute(_SELECTS[kind, bool(parents)], {"keys": keys})
+                    rows = [dict(row._mapping) for row in result]
+            except Exception as exc:  # looked into only when it happens: no cost on the way
+                if not isinstance(exc, (sa.exc.DataError, *common.load_errors(conn.dialect))):
+                    raise
+                named = [] if parents else keys
+                raise common.unloadable(_NAMES[kind], named, exc) from exc
         for row in rows:
             if row.pop("format") != FORMAT_DEFAULT:
                 raise CorruptRecordError(
@@ -516,13 +522,14 @@ class SQLConnection(RecordConnection):
         return {flow_uuid: (first, last) for flow_uuid, first, last in rows}
 
     def _fetch_rows(self, conn: SAConnection, statement: sa.Select[Any], kind: Kind) -> list[Row]:
-        result = conn.execute(statement)
-        names = list(result.keys())
         try:
+            result = conn.execute(statement)
+            names = list(result.keys())
             rows = [dict(zip(names, values, strict=True)) for values in result]
-        except ValueError as exc:  # SQLite holds times as text: one row's is not a time
+        except (ValueError, sa.exc.DataError) as exc:  # one row holds what is not a time
             uuids = conn.execute(statement.with_only_columns(TABLES[kind].c.uuid)).scalars()
-            self._fetch(kind, uuids=list(uuids))  # names the record (a CorruptRecordError)
+            for uuid in list(uuids):
+                self._fetch(kind, uuids=[uuid])  # names the record (a CorruptRecordError)
             raise CorruptRecordError(f"a {_NAMES[kind]} row is corrupt: {exc}") from exc
         for row in rows:
             if row.pop("format") != FORMAT_DEFAULT:

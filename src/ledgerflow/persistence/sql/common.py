@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Protocol
@@ -29,10 +30,12 @@ __all__ = [
     "first_line",
     "head",
     "is_corrupt",
+    "load_errors",
     "revisions",
     "sqlite_time",
     "sqlite_time_text",
     "sqlite_words",
+    "unloadable",
 ]
 
 #: The table of each kind of record.
@@ -131,6 +134,23 @@ def sqlite_time(value: str) -> datetime:
     """SQLite keeps ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC: parse it in C, offset included."""
     parsed = datetime.fromisoformat(value + "+00:00")
     return parsed if parsed.tzinfo is UTC else parsed.replace(tzinfo=UTC)
+
+
+def load_errors(dialect: object) -> tuple[type[BaseException], ...]:
+    """What ``dialect``'s driver raises, unwrapped, for a stored value it cannot load.
+
+    PostgreSQL's timestamptz admits 'infinity', which no datetime holds: psycopg
+    refuses to load it (DataError) while the rows are read off the cursor.
+    """
+    dbapi = getattr(dialect, "loaded_dbapi", None) or getattr(dialect, "dbapi", None)
+    found = getattr(dbapi, "DataError", None)
+    return (found,) if isinstance(found, type) and issubclass(found, BaseException) else ()
+
+
+def unloadable(what: str, uuids: Sequence[str], error: BaseException) -> CorruptRecordError:
+    """The error of rows holding a value the driver cannot load (one uuid: that record)."""
+    whose = f"{what} {uuids[0]} is" if len(uuids) == 1 else f"a {what} row is"
+    return CorruptRecordError(f"{whose} corrupt: its driver cannot load it ({first_line(error)})")
 
 
 def bad_time(what: str, uuid: object, column: str, value: object) -> CorruptRecordError:
