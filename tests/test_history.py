@@ -25,6 +25,7 @@ from ledgerflow.history import (
     task_tries,
     timeline,
 )
+from tests.corrupting import garble
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
@@ -204,18 +205,12 @@ def test_books_around_corruption_pages_past_a_record_file_that_is_not_json(
 
 
 def test_views_list_around_a_time_column_holding_no_time(tmp_path: Path) -> None:
-    import sqlite3
-
     uri = f"sqlite:///{tmp_path / 'runs.db'}"
     with lf.open_backend(uri) as backend, backend.connect() as conn:
         conn.upgrade()
         _, middle, _ = _three_books(conn)
     flow = middle.flows[0]
-    with sqlite3.connect(tmp_path / "runs.db") as raw:
-        raw.execute(
-            "UPDATE ledgerflow_task_details SET created_at = 'not a date' WHERE uuid = ?",
-            (flow.tasks[1].uuid,),
-        )
+    garble(uri, "ledgerflow_task_details", "created_at", flow.tasks[1].uuid, "not a date")
     with lf.open_backend(uri) as backend, backend.connect() as conn:
         view = History(conn).flow(flow.uuid, tolerant=True)
         assert [task.name for task in view.flow] == ["a"]

@@ -15,6 +15,7 @@ from ledgerflow.models import utcnow
 from ledgerflow.persistence.files import documents
 from ledgerflow.persistence.sql.tables import BOOKS, FLOWS
 from tests.cli.conftest import Runner, assert_one_line_error, sample_book
+from tests.corrupting import NOT_A_TIME, garble
 
 
 def _sqlite_file(uri: str) -> Path:
@@ -196,35 +197,16 @@ def test_books_flows_and_show_on_a_file_store_list_around_corrupt_files(
     assert book_file.read_bytes() and flow_file.read_text().endswith("7}}")  # left as found
 
 
-#: Per server, a value its time column takes that is no time, and what lets it in.
-NOT_A_TIME = {
-    "postgres": ("infinity", ()),
-    "mysql": ("0000-00-00", ("SET SESSION sql_mode = ''",)),
-}
-
-
-@pytest.mark.parametrize("server", sorted(NOT_A_TIME))
+@pytest.mark.parametrize("server", ["postgresql", "mysql"])
 def test_flows_on_a_server_lists_around_a_time_that_is_no_time(
     cli: Runner, server: str, request: pytest.FixtureRequest
 ) -> None:
-    import sqlalchemy as sa
-
-    uri: str = request.getfixturevalue(f"{server}_uri")
-    garbage, setup = NOT_A_TIME[server]
+    uri: str = request.getfixturevalue(f"{server.replace('postgresql', 'postgres')}_uri")
     with lf.open_backend(uri) as backend, backend.connect() as conn:
         conn.upgrade()
         conn.clear_all()
         good, bad = conn.save_logbook(sample_book("good")), conn.save_logbook(sample_book())
-    url = uri.replace("mysql://", "mysql+pymysql://")
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.begin() as raw:
-        for statement in setup:
-            raw.execute(sa.text(statement))
-        raw.execute(
-            sa.text(f"UPDATE {FLOWS.name} SET created_at = :g WHERE uuid = :u"),
-            {"g": garbage, "u": bad.flows[0].uuid},
-        )
-    engine.dispose()
+    garble(uri, FLOWS.name, "created_at", bad.flows[0].uuid, *NOT_A_TIME[server])
     try:
         outcome = cli("--backend", uri, "flows")
         assert_one_line_error(outcome, 1, "1 corrupt record is listed")

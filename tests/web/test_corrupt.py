@@ -7,8 +7,6 @@ files of a file store, bypassing ledgerflow.
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,46 +16,12 @@ from starlette.testclient import TestClient
 import ledgerflow as lf
 from ledgerflow.persistence.files import documents
 from ledgerflow.web import create_app
+from tests.corrupting import NOT_A_TIME, garble
 from tests.web.conftest import make_store
 
 TASKS = "ledgerflow_task_details"
 FLOWS = "ledgerflow_flow_details"
 BOOKS = "ledgerflow_logbooks"
-#: Per SQL kind, a value its time column takes that is no time, and what lets it in:
-#: SQLite takes any text; PostgreSQL's timestamptz 'infinity', which psycopg refuses to
-#: load; MariaDB's DATETIME the zero date, outside the strict SQL mode.
-NOT_A_TIME = {
-    "sqlite": ("not a date", ()),
-    "postgresql": ("infinity", ()),
-    "mysql": ("0000-00-00", ("SET SESSION sql_mode=''",)),
-}
-
-
-def _garble(
-    uri: str,
-    table: str,
-    column: str,
-    uuid: str,
-    garbage: str = "{not json",
-    setup: tuple[str, ...] = (),
-) -> None:
-    """Overwrite one column of one row with ``garbage``, outside ledgerflow."""
-    if uri.startswith("sqlite:///"):
-        with contextlib.closing(sqlite3.connect(uri.removeprefix("sqlite:///"))) as db:
-            db.execute(f"UPDATE {table} SET {column} = ? WHERE uuid = ?", (garbage, uuid))
-            db.commit()
-        return
-    import sqlalchemy as sa
-
-    url = uri.replace("postgresql://", "postgresql+psycopg://")
-    engine = sa.create_engine(url.replace("mysql://", "mysql+pymysql://"))
-    with engine.begin() as conn:
-        for statement in setup:
-            conn.execute(sa.text(statement))
-        conn.execute(
-            sa.text(f"UPDATE {table} SET {column} = :g WHERE uuid = :u"), {"g": garbage, "u": uuid}
-        )
-    engine.dispose()
 
 
 def _sql_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
@@ -92,7 +56,7 @@ def test_a_corrupt_book_is_marked_on_the_books_page_and_the_rest_listed(
     corrupt_uri: str,
 ) -> None:
     uuids = make_store(corrupt_uri)
-    _garble(corrupt_uri, BOOKS, "meta", uuids["bad_book"])
+    garble(corrupt_uri, BOOKS, "meta", uuids["bad_book"])
     with TestClient(create_app(corrupt_uri)) as client:
         page = client.get("/")
         assert page.status_code == 200, page.text[:500]
@@ -116,7 +80,7 @@ def test_paging_walks_past_a_corrupt_book_one_row_at_a_time(tmp_path: Path) -> N
     uri = f"sqlite:///{tmp_path / 'runs.db'}"
     uuids = make_store(uri)
     extra = make_store(uri)  # four books: newest extra's two, then the first two
-    _garble(uri, BOOKS, "meta", extra["good_book"])
+    garble(uri, BOOKS, "meta", extra["good_book"])
     with TestClient(create_app(uri)) as client:
         seen: list[str] = []
         cursor = None
@@ -138,7 +102,7 @@ def test_a_corrupt_task_is_left_out_of_its_flow_and_book_pages_and_named(
     corrupt_uri: str,
 ) -> None:
     uuids = make_store(corrupt_uri)
-    _garble(corrupt_uri, TASKS, "result", uuids["extract"])
+    garble(corrupt_uri, TASKS, "result", uuids["extract"])
     with TestClient(create_app(corrupt_uri)) as client:
         flow = client.get(f"/flows/{uuids['bad_flow']}")
         assert flow.status_code == 200, flow.text[:500]
@@ -165,7 +129,7 @@ def test_a_time_column_holding_no_time_is_listed_around(
 ) -> None:
     uri, garbage, setup = time_store
     uuids = make_store(uri)
-    _garble(uri, TASKS, "updated_at", uuids["extract"], garbage, setup)
+    garble(uri, TASKS, "updated_at", uuids["extract"], garbage, setup)
     with TestClient(create_app(uri)) as client:
         flow = client.get(f"/flows/{uuids['bad_flow']}")
         assert flow.status_code == 200, flow.text[:500]
@@ -175,7 +139,7 @@ def test_a_time_column_holding_no_time_is_listed_around(
         assert uuids["extract"] in tasks[0]["corrupt"] and tasks[1]["uuid"] == uuids["failed_task"]
         own = client.get(f"/tasks/{uuids['extract']}")
         assert own.status_code == 500 and uuids["extract"] in own.text
-        _garble(uri, FLOWS, "created_at", uuids["bad_flow"], garbage, setup)
+        garble(uri, FLOWS, "created_at", uuids["bad_flow"], garbage, setup)
         book = client.get(f"/books/{uuids['bad_book']}")
         assert book.status_code == 200, book.text[:500]
         assert 'id="corrupt"' in book.text and uuids["bad_flow"] in book.text
