@@ -186,8 +186,7 @@ class FileConnection(RecordConnection):
         return [row for row in found if row is not None]
 
     def _flow_rows(self) -> list[Row]:
-        """Every flow row, found through the books' flow lists: a book file that does not
-        read keeps its flows listed."""
+        """Every flow row, through the books' flow lists (so a broken book file hides none)."""
         rows: list[Row] = []
         with self._store.reading():
             for relpath in self._store.names(documents.CHILD_DIRS["flow"]):
