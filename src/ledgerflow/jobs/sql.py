@@ -151,7 +151,7 @@ class SQLBoard(JobBoard):
         try:
             if self._shared:
                 with self._write() as raw, self._statement("post a job"):
-                    self._conn.save_logbook(book)
+                    self._conn.insert_logbook(book)  # new uuids: nothing to merge with
                     raw.execute(JOBS.insert(), row)
                     self._notify_in(raw)
             else:
