@@ -164,3 +164,17 @@ def test_a_one_task_job_takes_a_pinned_number_of_round_trips(
         flow = conn.get_flow_details(flow_uuid)
     assert flow.state == states.SUCCESS and flow.owner is None  # ended and let go
     assert [(td.state, td.attempts, td.result) for td in flow] == [(states.SUCCESS, 1, 4)]
+
+
+def test_a_conductor_finding_no_work_takes_a_pinned_number_of_round_trips(
+    board: PostgresBoard, traffic: Traffic
+) -> None:
+    conductor = lf.Conductor(board, workers=1)
+    _one_job(board, conductor, None)
+    traffic.counting = True
+    conductor.run(until_idle=True)
+    traffic.counting = False
+    # The empty claim; one look for work (READY, claims, lapsed ones at max_attempts: none
+    # to end, so fail_lapsed is not asked); until_idle's own look.  Autocommitted each.
+    assert traffic.statements == [("board", "UPDATE"), ("board", "SELECT"), ("board", "SELECT")]
+    assert traffic.transactions == 3

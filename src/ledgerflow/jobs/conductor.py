@@ -37,7 +37,7 @@ from ledgerflow.errors import (
     NotFound,
     StorageError,
 )
-from ledgerflow.jobs.board import JobBoard, flow_outcome
+from ledgerflow.jobs.board import Idle, JobBoard, flow_outcome
 from ledgerflow.jobs.model import CLAIMED, FAILED, READY, Job
 
 __all__ = ["Conductor"]
@@ -128,6 +128,8 @@ class Conductor:
         self._built: set[str] = set()
         #: A claim failed: it may have landed without our hearing of it (see _recover_claims).
         self._claim_unsure = False
+        #: What the last empty claim's look for work found (``_pause`` waits by it).
+        self._idle: Idle | None = None
         #: ``workers`` long-lived threads: each keeps one pooled connection to the board.
         self._pool: futures.ThreadPoolExecutor | None = None
 
@@ -177,7 +179,10 @@ class Conductor:
                 self._recover_claims()
             job = self.board.claim(self.owner, self.lease)
             if job is None:
-                self.board.fail_lapsed()
+                # One look tells when to wake and whether a lapsed claim needs ending.
+                self._idle = idle = self.board.idle()
+                if idle.lapsed_at_max is None or idle.lapsed_at_max > 0:
+                    self.board.fail_lapsed()
             self._storage_failures = 0
             return job
         except StorageError as error:
@@ -206,15 +211,17 @@ class Conductor:
         return float(min(_MAX_BACKOFF, self.poll * 2 ** min(self._storage_failures, 10)))
 
     def _pause(self) -> None:
+        idle, self._idle = self._idle, None
         if len(self._active) >= self.workers:
             self._wake.wait(self.poll)
             self._wake.clear()
             return
         timeout = self.poll
-        try:
-            idle = self.board.idle()
-        except StorageError:
-            idle = None
+        if idle is None:
+            try:
+                idle = self.board.idle()
+            except StorageError:
+                idle = None
         if idle is not None and idle.next_at is not None:
             from ledgerflow.models import utcnow
 
