@@ -5,7 +5,8 @@ statement; renew, complete, hand back and expire are one fenced ``UPDATE`` (stat
 owner in its ``WHERE``); an idle conductor's look for work is one ``SELECT``.  Each
 runs alone in autocommit on a connection of its own thread, prepared by psycopg after a
 few uses: one round trip and one commit, where a transaction through SQLAlchemy took
-three round trips (BEGIN, statement, COMMIT) and rebuilt the statement each time.  Times are the server's ``now()``.
+three round trips (BEGIN, statement, COMMIT) and rebuilt the statement each time.  Times
+are the server's ``now()``.
 
 A connection that fails is dropped and the error raised as StorageError; the next
 call connects again, so a server restart costs the calls made while it is down.  A
