@@ -17,6 +17,7 @@ state change.
 
 from __future__ import annotations
 
+import functools
 import logging
 import operator
 import threading
@@ -38,6 +39,7 @@ from ledgerflow.models import (
 )
 from ledgerflow.persistence import retry
 from ledgerflow.persistence.base import Backend, Connection, Fence
+from ledgerflow.persistence.ownership import OwnChange
 
 if TYPE_CHECKING:
     from ledgerflow.engine.compile import Compiled
@@ -115,6 +117,15 @@ class Storage:
         self._unheard: list[StateChange] = []
         #: Task name -> its fields before the last ``start_task`` (see ``unstart_task``).
         self._before_start: dict[str, tuple[Any, ...]] = {}
+        #: Task details added once the flow was taken: the next commit inserts them.
+        self._unstored: dict[str, TaskDetail] = {}
+        #: The release the commit that ends the flow carries, and what must happen just
+        #: before it (the lease stops renewing): see ``release_at_end``.
+        self._release: tuple[OwnChange, Callable[[], None]] | None = None
+        #: The flow moved to an ended state that no commit has written yet.
+        self._ending = False
+        #: Whether the commit that ended the flow let go of it (the engine need not).
+        self.released = False
 
     # ---- symbols ---------------------------------------------------------------
     def bind(self, compiled: Compiled) -> None:
@@ -142,6 +153,8 @@ class Storage:
             self.flow_detail.owner, self.flow_detail.fence = ownership
             self._tasks = {td.name: td for td in self.flow_detail}
             self._dirty.clear()
+            self._unstored.clear()
+            self._ending = False
             self._values.clear()
             self.store = dict(self.flow_detail.meta.get("store") or {})
         if self._compiled is not None:
@@ -245,6 +258,7 @@ class Storage:
             flow.state = state
             flow.updated_at = utcnow()
             self._dirty[flow.uuid] = flow
+            self._ending = state in states.ENDED
         self._emit("flow", flow.name, state, None)
 
     def _set_task_state(self, name: str, state: str, **fields: Any) -> TaskDetail:
@@ -438,7 +452,7 @@ class Storage:
             detail.remember_encoding("checkpoint", value, text)
             detail.updated_at = utcnow()
             self._dirty.pop(detail.uuid, None)
-            self._write(self._conn.update_details, detail)
+            self._commit([detail])
 
     def last_checkpoint(self, name: str) -> Any:
         """The checkpoint task ``name`` saved last, or None."""
@@ -458,19 +472,69 @@ class Storage:
                     and time.monotonic() - self._last_commit < BATCH_SECONDS
                 ):
                     return
-            details = list(self._dirty.values())
-            self._write(self._conn.update_details, *details)
+            self._commit(list(self._dirty.values()))
             self._dirty.clear()
             self._last_commit = time.monotonic()
 
     def add_task_details(self, details: list[TaskDetail]) -> None:
-        """Store new task details (tasks added to the flow since it was saved)."""
+        """Add new task details (tasks added to the flow since it was saved).
+
+        Once the flow is taken they are stored by the next commit, with the flow (no
+        commit of their own); before that, at once.
+        """
         with self._lock:
             for detail in details:
                 self.flow_detail.add(detail)
                 self._tasks[detail.name] = detail
+            if self.fence is not None:
+                self._unstored.update((detail.uuid, detail) for detail in details)
+                self._dirty[self.flow_detail.uuid] = self.flow_detail
+                return
             self._dirty.pop(self.flow_detail.uuid, None)
             self._write(self._conn.update_flow_details, self.flow_detail)
+
+    def release_at_end(self, change: OwnChange, before: Callable[[], None]) -> None:
+        """Let the commit that writes the flow's end apply ``change`` (a release) as well.
+
+        ``before()`` runs just before that commit (the engine stops renewing its lease,
+        so no renewal can follow the release).  ``released`` tells whether it happened.
+        """
+        with self._lock:
+            self._release = (change, before)
+            self.released = False
+
+    @property
+    def committed(self) -> bool:
+        """Whether the store holds all this storage holds (nothing pending, no write failed)."""
+        return not self._dirty and not self._unstored and self.broken is None
+
+    def _commit(self, details: list[FlowDetail | TaskDetail]) -> None:
+        """Commit ``details`` in one transaction, under this run's fence.
+
+        Task details added since the take go in with the flow (its fenced write vouches
+        for them); the commit that writes the flow's end lets go of the flow as well.
+        """
+        flow = self.flow_detail
+        ends = self._ending and self._release is not None
+        if self.fence is None or not (self._unstored or ends):
+            self._write(self._conn.update_details, *details)
+            return
+        if self._unstored and not any(detail is flow for detail in details):
+            details = [*details, flow]
+            self._dirty.pop(flow.uuid, None)
+        stored = [detail for detail in details if detail.uuid not in self._unstored]
+        writes_flow = any(detail is flow for detail in stored)
+        release = None
+        if ends and writes_flow and self._release is not None:
+            release, before = self._release
+            before()
+        new = list(self._unstored.values())
+        self._write(functools.partial(self._conn.commit_details, new=new, release=release), *stored)
+        self._unstored.clear()
+        if writes_flow:
+            self._ending = False
+        if release is not None:
+            self.released = True
 
     @property
     def connection(self) -> Connection:

@@ -74,14 +74,15 @@ def test_resuming_a_one_task_flow_takes_a_pinned_number_of_round_trips(
 
     seen = _traffic(store, uuid)
 
-    # The schema check (2 SELECTs); the factory read (its own snapshot: decoding the
-    # records waits for the import); one snapshot of the ownership, flow, tasks and book
-    # (SET TRANSACTION + 6 SELECTs); the take as one UPDATE ... RETURNING; RUNNING (flow
-    # + task); SUCCESS (task + flow); the release.
-    assert seen.statements.count("SELECT") == 9, seen.statements
-    assert seen.statements.count("UPDATE") == 6, seen.statements
-    assert len(seen.statements) == 17, seen.statements  # + the 2 SET TRANSACTIONs
-    assert seen.commits == 4  # take, RUNNING, SUCCESS, release
+    # The schema check (2 SELECTs); the factory read (one row, no snapshot: decoding the
+    # records waits for the import); one snapshot of the flow, its tasks, where it lives
+    # (2) and its book (SET TRANSACTION + 5 SELECTs; an unowned flow's row tells its
+    # ownership); the take as one UPDATE ... RETURNING; RUNNING (flow + task); SUCCESS
+    # (task + flow, the flow's UPDATE letting go of it).
+    assert seen.statements.count("SELECT") == 8, seen.statements
+    assert seen.statements.count("UPDATE") == 5, seen.statements
+    assert len(seen.statements) == 14, seen.statements  # + 1 SET TRANSACTION
+    assert seen.commits == 3  # take, RUNNING, SUCCESS with the release
     assert seen.rollbacks == 3  # the end of each read transaction
     with store.connect() as conn:
         flow = conn.get_flow_details(uuid)

@@ -81,14 +81,18 @@ class Recording(lf.Backend):
 
     def connect(self) -> lf.Connection:
         conn = self.inner.connect()
-        original = conn.update_details
+        # The engine commits through update_details, and through commit_details when a
+        # commit also inserts tasks or lets go of the flow (its last one).
+        for name in ("update_details", "commit_details"):
+            setattr(conn, name, self._recorded(getattr(conn, name)))
+        return conn
 
+    def _recorded(self, original: Any) -> Any:
         def recorded(*details: Any, **options: Any) -> None:
             self.commits.append([d.copy() for d in details if isinstance(d, lf.TaskDetail)])
             original(*details, **options)
 
-        conn.update_details = recorded  # type: ignore[method-assign]
-        return conn
+        return recorded
 
 
 def test_a_try_ends_in_the_commit_of_the_state_change_that_ends_it() -> None:

@@ -7,6 +7,7 @@ import contextlib
 import functools
 from collections.abc import Callable, Mapping
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any
 
 from ledgerflow import serialization
@@ -17,9 +18,10 @@ from ledgerflow.engine.lease import DEFAULT_LEASE, check_lease, check_wait
 from ledgerflow.errors import VersionMismatchError
 from ledgerflow.flow import Flow
 from ledgerflow.imports import import_path
-from ledgerflow.models import FlowDetail, LogBook, TaskDetail
+from ledgerflow.models import FlowDetail, LogBook, TaskDetail, utcnow
 from ledgerflow.persistence.base import Backend, Connection
 from ledgerflow.persistence.memory import MemoryBackend
+from ledgerflow.persistence.ownership import Ownership
 from ledgerflow.persistence.registry import open_backend
 from ledgerflow.storage import SAVE_POLICIES, StateChange, Storage
 
@@ -313,6 +315,39 @@ def _resumed(
     return engine
 
 
+@dataclass(frozen=True)
+class StoredFlow:
+    """What a resume starts from, read as of one moment: the flow, its book, its ownership."""
+
+    flow_detail: FlowDetail
+    book: LogBook
+    seen: Ownership
+
+
+def read_stored(conn: Connection, flow_uuid: str, book_uuid: str | None = None) -> StoredFlow:
+    """The flow detail with its tasks, its book (lazy) and its ownership, in one snapshot.
+
+    One read transaction, so a take after it is noticed (fence).  ``book_uuid``, when the
+    caller knows it (a job does), saves looking the flow up.  Read after the factory's
+    import: stored Enums and dataclasses of its modules decode to their classes
+    (decoding itself never imports).
+    """
+    with conn.snapshot():
+        flow_detail = conn.get_flow_details(flow_uuid)
+        if flow_detail.owner is None:
+            # Nobody holds it: free whatever the store's clock says, and the row read
+            # tells the fence.  A pending request comes back with the take.
+            seen = Ownership(
+                flow_uuid, flow_detail.state, None, flow_detail.fence, None, None, utcnow()
+            )
+        else:
+            seen = conn.get_ownership(flow_uuid)  # the lease is judged on the store's clock
+        if book_uuid is None:
+            book_uuid = conn.locate(flow_uuid).book_uuid
+        book = conn.get_logbook(book_uuid, lazy=True) if book_uuid else LogBook(flow_detail.name)
+    return StoredFlow(flow_detail, book, seen)
+
+
 def _resume_engine(
     backend: Backend,
     conn: Connection,
@@ -320,25 +355,17 @@ def _resume_engine(
     flow: Flow | None,
     store: Mapping[str, Any] | None,
     owned: bool,
+    stored: StoredFlow | None = None,
 ) -> Engine:
+    """The engine resuming ``flow_uuid``; ``stored``: a ``read_stored`` made after the import."""
     if flow is None:
         stored_meta = conn.get_flow_details(flow_uuid, lazy=True).meta
         if not stored_meta.get("factory"):
             raise resumable.refusal(flow_uuid, stored_meta)
         flow, _, _ = _materialize(stored_meta["factory"])
-    # One read transaction: the ownership and the records as of one moment, so a take
-    # after it is noticed (fence), in one round of BEGIN ... ROLLBACK instead of three.
-    # Read after the factory's import: stored Enums and dataclasses of its modules decode
-    # to their classes (decoding itself never imports).
-    with conn.snapshot():
-        seen = conn.get_ownership(flow_uuid)
-        flow_detail = conn.get_flow_details(flow_uuid)
-        ref = conn.locate(flow_uuid)
-        book = (
-            conn.get_logbook(ref.book_uuid, lazy=True)
-            if ref.book_uuid
-            else LogBook(flow_detail.name)
-        )
+    if stored is None:
+        stored = read_stored(conn, flow_uuid)
+    flow_detail, book, seen = stored.flow_detail, stored.book, stored.seen
     book.add(flow_detail)
     meta = flow_detail.meta
     store_values = {**(meta.get("store") or {}), **_store(store)}

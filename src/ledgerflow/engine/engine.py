@@ -192,6 +192,8 @@ class Engine:
             taken.lease_expires_at,
         )
         storage.fence = (flow.uuid, taken.fence)
+        # The commit that writes the flow's end lets go of it too: no commit of its own.
+        storage.release_at_end(lease.release_change(), lease.stop_heartbeat)
         if taken.request is not None:
             self._request(taken.request)
         try:
@@ -213,7 +215,10 @@ class Engine:
                 return self._cancelled(runner)
             return results
         finally:
-            lease.release(clear_cancel=storage.flow_state in states.ENDED)
+            if storage.released:
+                lease.released()
+            else:
+                lease.release(clear_cancel=storage.flow_state in states.ENDED)
             flow.owner = flow.lease_expires_at = None
 
     def _cancelled(self, runner: Runner) -> dict[str, Any]:

@@ -132,11 +132,25 @@ class Lease:
                 if request is not None:
                     self._on_request(request)
 
-    def release(self, *, clear_cancel: bool) -> None:
-        """Stop the heartbeat and let go of the flow (nothing happens if it was taken over)."""
+    def stop_heartbeat(self) -> None:
+        """Stop renewing the lease (the heartbeat thread has ended on return); idempotent."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+            self._thread = None
+
+    def release_change(self) -> OwnChange:
+        """The release of an ended flow under this lease's fence (a cancel request goes too)."""
+        return OwnChange("release", self.fence, clear_cancel=True)
+
+    def released(self) -> None:
+        """The flow was let go of with its last write (``release_change``): forget it here."""
+        self.stop_heartbeat()
+        identity.forget(self.flow_uuid)
+
+    def release(self, *, clear_cancel: bool) -> None:
+        """Stop the heartbeat and let go of the flow (nothing happens if it was taken over)."""
+        self.stop_heartbeat()
         try:
             self.conn.change_ownership(
                 self.flow_uuid, OwnChange("release", self.fence, clear_cancel=clear_cancel)

@@ -52,6 +52,9 @@ class Idle:
     next_at: datetime | None
     #: (job uuid, owner) of every job CLAIMED right now.
     claimed: tuple[tuple[str, str], ...]
+    #: Of the lapsed claims, those at max_attempts (``fail_lapsed`` ends them); None: a
+    #: board that does not count them, so ``fail_lapsed`` has to look.
+    lapsed_at_max: int | None = None
 
 
 @dataclass(frozen=True)

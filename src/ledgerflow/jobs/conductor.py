@@ -5,9 +5,10 @@ conductor: the flow is rebuilt from the factory saved in its logbook and resumed
 the flow's own ownership (owner, fence, lease in the logbook store), which is the
 authoritative fence.  One heartbeat thread renews this conductor's claims every third
 of the lease; a claim found taken over suspends its flow (the engine's writes are
-fenced out anyway).  The job's end is read back from the store, never inferred from an
-exception: SUCCESS makes it DONE, REVERTED or FAILURE FAILED, CANCELLED CANCELLED;
-anything else (a stop, a storage failure, a flow held elsewhere) hands it back.
+fenced out anyway).  The job's end is the flow's persisted state, never inferred from
+an exception: the engine's copy once everything it holds is committed, else read back
+from the store.  SUCCESS makes it DONE, REVERTED or FAILURE FAILED, CANCELLED
+CANCELLED; anything else (a stop, a storage failure, a flow held elsewhere) hands it back.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ledgerflow.errors import (
     NotFound,
     StorageError,
 )
-from ledgerflow.jobs.board import JobBoard, flow_outcome
+from ledgerflow.jobs.board import Idle, JobBoard, flow_outcome
 from ledgerflow.jobs.model import CLAIMED, FAILED, READY, Job
 
 __all__ = ["Conductor"]
@@ -122,8 +123,13 @@ class Conductor:
         self._wake = threading.Event()
         self._storage_failures = 0
         self._schema_ready = False
+        #: Factories this conductor imported and built: a read made before the next
+        #: import of one decodes its records to their classes (see ``_engine``).
+        self._built: set[str] = set()
         #: A claim failed: it may have landed without our hearing of it (see _recover_claims).
         self._claim_unsure = False
+        #: What the last empty claim's look for work found (``_pause`` waits by it).
+        self._idle: Idle | None = None
         #: ``workers`` long-lived threads: each keeps one pooled connection to the board.
         self._pool: futures.ThreadPoolExecutor | None = None
 
@@ -173,7 +179,10 @@ class Conductor:
                 self._recover_claims()
             job = self.board.claim(self.owner, self.lease)
             if job is None:
-                self.board.fail_lapsed()
+                # One look tells when to wake and whether a lapsed claim needs ending.
+                self._idle = idle = self.board.idle()
+                if idle.lapsed_at_max is None or idle.lapsed_at_max > 0:
+                    self.board.fail_lapsed()
             self._storage_failures = 0
             return job
         except StorageError as error:
@@ -202,15 +211,17 @@ class Conductor:
         return float(min(_MAX_BACKOFF, self.poll * 2 ** min(self._storage_failures, 10)))
 
     def _pause(self) -> None:
+        idle, self._idle = self._idle, None
         if len(self._active) >= self.workers:
             self._wake.wait(self.poll)
             self._wake.clear()
             return
         timeout = self.poll
-        try:
-            idle = self.board.idle()
-        except StorageError:
-            idle = None
+        if idle is None:
+            try:
+                idle = self.board.idle()
+            except StorageError:
+                idle = None
         if idle is not None and idle.next_at is not None:
             from ledgerflow.models import utcnow
 
@@ -299,14 +310,10 @@ class Conductor:
             return FAILED, f"{type(error).__name__}: {error}"
         except (ImportError, AttributeError, ValueError, TypeError) as error:
             return FAILED, f"cannot rebuild the flow: {type(error).__name__}: {error}"
-        return self._persisted_end(job)
+        return self._persisted_end(job, work.engine)
 
-    def _refusal(self, conn: Any, job: Job) -> tuple[str | None, str]:
-        """(why this conductor will not run the job's factory or None, the factory)."""
-        try:
-            meta = conn.get_flow_details(job.flow_uuid, lazy=True).meta
-        except NotFound:
-            return f"the job's flow detail {job.flow_uuid} is not in the logbook store", ""
+    def _refusal(self, meta: dict[str, Any]) -> tuple[str | None, str]:
+        """(why this conductor will not run the factory ``meta`` names or None, the factory)."""
         factory = meta.get("factory")
         if not isinstance(factory, str) or ":" not in factory:
             return "the job's flow detail names no factory 'package.module:function'", ""
@@ -320,18 +327,29 @@ class Conductor:
 
     def _engine(self, job: Job) -> tuple[Any, str | None]:
         """(the engine resuming the job's flow, None) or (None, why not; None: stopping)."""
-        from ledgerflow.engine.api import _connect, _materialize, _resume_engine
+        from ledgerflow.engine.api import _connect, _materialize, _resume_engine, read_stored
 
         # The logbook schema is made ready once per conductor, not once per job.
         conn = self.board.backend.connect() if self._schema_ready else _connect(self.board.backend)
         self._schema_ready = True
         try:
-            refusal, factory = self._refusal(conn, job)
+            built = frozenset(self._built)  # built before this read (other workers add)
+            try:  # one snapshot tells the factory and, once it was imported, serves the resume
+                stored = read_stored(conn, job.flow_uuid, job.book_uuid)
+            except NotFound:
+                conn.close()
+                return None, f"the job's flow detail {job.flow_uuid} is not in the logbook store"
+            refusal, factory = self._refusal(stored.flow_detail.meta)
             if refusal is not None or self._stop.is_set():
                 conn.close()
                 return None, refusal
-            flow, _, _ = _materialize(factory)  # imported once: the meta read above serves both
-            engine = _resume_engine(self.board.backend, conn, job.flow_uuid, flow, None, False)
+            flow, _, _ = _materialize(factory)
+            if factory not in built:  # the read may have come before the import: read again
+                stored = read_stored(conn, job.flow_uuid, job.book_uuid)
+                self._built.add(factory)
+            engine = _resume_engine(
+                self.board.backend, conn, job.flow_uuid, flow, None, False, stored
+            )
         except BaseException:
             conn.close()
             raise
@@ -341,7 +359,12 @@ class Conductor:
             engine.use_executor(self.executor)
         return engine, None
 
-    def _persisted_end(self, job: Job) -> tuple[str | None, str | None]:
+    def _persisted_end(self, job: Job, engine: Any) -> tuple[str | None, str | None]:
+        """The job's end as its flow's persisted state tells (None, None: hand it back)."""
+        if engine is not None and engine.storage.committed:  # its copy is what is stored
+            ended = flow_outcome(engine.flow_detail)
+            if ended is not None:
+                return ended
         try:
             with self.board.backend.connect() as conn:
                 flow_detail = conn.get_flow_details(job.flow_uuid, lazy=True)

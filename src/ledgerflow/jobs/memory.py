@@ -140,14 +140,15 @@ class MemoryBoard(JobBoard):
         with self._lock:
             ready = [e.job for e in self._entries.values() if e.job.state == READY]
             claimed = [e for e in self._entries.values() if e.job.state == CLAIMED]
-            lapsed = sum(
-                1 for e in claimed if e.claim_expires_at is not None and e.claim_expires_at <= now
-            )
+            lapsed = [
+                e for e in claimed if e.claim_expires_at is not None and e.claim_expires_at <= now
+            ]
             return Idle(
                 ready=len(ready),
-                lapsed=lapsed,
+                lapsed=len(lapsed),
                 next_at=min((j.available_at for j in ready), default=None),
                 claimed=tuple((e.job.uuid, e.job.owner or "") for e in claimed),
+                lapsed_at_max=sum(1 for e in lapsed if e.job.attempts >= e.job.max_attempts),
             )
 
     def clear_all(self) -> None:

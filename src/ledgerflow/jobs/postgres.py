@@ -2,10 +2,11 @@
 
 A claim is one ``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``
 statement; renew, complete, hand back and expire are one fenced ``UPDATE`` (state and
-owner in its ``WHERE``).  Each runs alone in autocommit on a connection of its own
-thread, prepared by psycopg after a few uses: one round trip and one commit, where a
-transaction through SQLAlchemy took three round trips (BEGIN, statement, COMMIT) and
-rebuilt the statement each time.  Times are the server's ``now()``.
+owner in its ``WHERE``); an idle conductor's look for work is one ``SELECT``.  Each
+runs alone in autocommit on a connection of its own thread, prepared by psycopg after a
+few uses: one round trip and one commit, where a transaction through SQLAlchemy took
+three round trips (BEGIN, statement, COMMIT) and rebuilt the statement each time.  Times
+are the server's ``now()``.
 
 A connection that fails is dropped and the error raised as StorageError; the next
 call connects again, so a server restart costs the calls made while it is down.  A
@@ -23,8 +24,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from ledgerflow.errors import StorageError
+from ledgerflow.jobs.board import Idle
 from ledgerflow.jobs.model import ENDED, Job
-from ledgerflow.jobs.sql import _CHANNEL, _FIELDS, SQLBoard
+from ledgerflow.jobs.sql import _CHANNEL, _FIELDS, SQLBoard, idle_of
 
 __all__ = ["PostgresBoard"]
 
@@ -63,6 +65,13 @@ UPDATE ledgerflow_jobs SET state = 'READY', owner = NULL, held_key = key,
   available_at = now() + %(delay)s * interval '1 second', updated_at = now() {_FENCE}
 """
 _EXPIRE: Final = f"UPDATE ledgerflow_jobs SET claim_expires_at = now(), updated_at = now() {_FENCE}"
+#: What an idle conductor needs, in one statement: a row for READY, one per claim.
+_IDLE: Final = """
+SELECT NULL, NULL, count(*), min(available_at), 0 FROM ledgerflow_jobs WHERE state = 'READY'
+UNION ALL
+SELECT uuid, owner, (claim_expires_at <= now())::int, NULL, (attempts >= max_attempts)::int
+FROM ledgerflow_jobs WHERE state = 'CLAIMED'
+"""
 
 
 class PostgresBoard(SQLBoard):
@@ -111,6 +120,20 @@ class PostgresBoard(SQLBoard):
     def expire(self, job_uuid: str, owner: str) -> bool:
         """End ``owner``'s lease on the job now (its process is known gone)."""
         return self._fenced("expire a claim", _EXPIRE, job_uuid, owner)
+
+    def idle(self) -> Idle:
+        """What is left to claim, now or later: one autocommitted statement."""
+        if not self._tables_seen:
+            with self._read() as raw:
+                if raw is None:  # nothing created yet: nothing to claim
+                    return Idle(0, 0, None, (), 0)
+        with self._autocommit("look for work") as cursor:
+            cursor.execute(_IDLE)
+            rows = cursor.fetchall()
+        # The READY row is the one without a uuid (UNION ALL promises no order).
+        ready, next_at = next((count, at) for uuid, _, count, at, _ in rows if uuid is None)
+        claimed = [(uuid, owner, lapsed, at_max) for uuid, owner, lapsed, _, at_max in rows if uuid]
+        return idle_of(int(ready), next_at, claimed)
 
     def _wake_conductors(self) -> None:
         with self._autocommit("wake the conductors") as cursor:

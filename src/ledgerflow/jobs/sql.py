@@ -151,7 +151,7 @@ class SQLBoard(JobBoard):
         try:
             if self._shared:
                 with self._write() as raw, self._statement("post a job"):
-                    self._conn.save_logbook(book)
+                    self._conn.insert_logbook(book)  # new uuids: nothing to merge with
                     raw.execute(JOBS.insert(), row)
                     self._notify_in(raw)
             else:
@@ -265,23 +265,17 @@ class SQLBoard(JobBoard):
     def idle(self) -> Idle:
         """What is left to claim, now or later (lapsed on the server's clock)."""
         lapsed = sa.case((JOBS.c.claim_expires_at <= self._now(), 1), else_=0)
+        at_max = sa.case((JOBS.c.attempts >= JOBS.c.max_attempts, 1), else_=0)
         with self._read() as raw, self._statement("look for work"):
             if raw is None:
-                return Idle(0, 0, None, ())
+                return Idle(0, 0, None, (), 0)
             ready, next_at = raw.execute(
                 sa.select(func.count(), func.min(JOBS.c.available_at)).where(JOBS.c.state == READY)
             ).one()
             claimed = raw.execute(
-                sa.select(JOBS.c.uuid, JOBS.c.owner, lapsed).where(JOBS.c.state == CLAIMED)
+                sa.select(JOBS.c.uuid, JOBS.c.owner, lapsed, at_max).where(JOBS.c.state == CLAIMED)
             ).all()
-        if next_at is not None and next_at.tzinfo is None:
-            next_at = next_at.replace(tzinfo=UTC)
-        return Idle(
-            ready=int(ready),
-            lapsed=sum(int(ran_out) for _, _, ran_out in claimed),
-            next_at=next_at,
-            claimed=tuple((uuid, owner or "") for uuid, owner, _ in claimed),
-        )
+        return idle_of(int(ready), next_at, [tuple(row) for row in claimed])
 
     def clear_all(self) -> None:
         """Delete every job of this board (its logbooks stay)."""
@@ -331,6 +325,19 @@ class SQLBoard(JobBoard):
         self._conn.close()
         if self._owns_store:
             self.store.close()
+
+
+def idle_of(ready: int, next_at: Any, claimed: list[tuple[Any, ...]]) -> Idle:
+    """An ``Idle`` of READY's count and first time, and (uuid, owner, lapsed, at max) claims."""
+    if next_at is not None and next_at.tzinfo is None:
+        next_at = next_at.replace(tzinfo=UTC)
+    return Idle(
+        ready=ready,
+        lapsed=sum(int(ran_out) for _, _, ran_out, _ in claimed),
+        next_at=next_at,
+        claimed=tuple((uuid, owner or "") for uuid, owner, _, _ in claimed),
+        lapsed_at_max=sum(int(ran_out) * int(spent) for _, _, ran_out, spent in claimed),
+    )
 
 
 def store_where(store: SQLBackend) -> str:

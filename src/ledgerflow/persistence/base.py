@@ -159,6 +159,35 @@ class Connection(abc.ABC):
         (no extra round trip on a server): else ``FencedOut`` and nothing is written.
         """
 
+    def commit_details(
+        self,
+        *details: FlowDetail | TaskDetail,
+        fence: Fence,
+        new: Sequence[TaskDetail] = (),
+        release: OwnChange | None = None,
+    ) -> None:
+        """``update_details(*details, fence=fence)``, inserting ``new`` and applying ``release``.
+
+        ``new``: task details of the fenced flow, in its flow detail, not stored yet
+        (none of them among ``details``), inserted as they are; the flow detail must then
+        be among ``details``, whose fenced write vouches for them.  ``release``: a
+        "release" of the fenced flow under that same fence.  An engine's first commit
+        stores the tasks it added, and the one that ends its flow lets go of it, this way
+        rather than in commits of their own.  FencedOut (nothing written) as for
+        ``update_details``.  This default, for a backend written before this method,
+        makes the writes one after another; ``RecordConnection`` makes them one
+        transaction.
+        """
+        flow = _check_commit(details, fence, new, release)
+        if new:
+            assert flow is not None  # _check_commit: the flow detail comes with new tasks
+            self.update_flow_details(flow, fence=fence)  # its row and the tasks not stored
+            details = tuple(detail for detail in details if detail is not flow)
+        if details:
+            self.update_details(*details, fence=fence)
+        if release is not None and not self.change_ownership(fence[0], release):
+            raise fenced_out(fence[0], fence[1], self.get_ownership(fence[0]).fence)
+
     @abc.abstractmethod
     def get_ownership(self, flow_uuid: str) -> Ownership:
         """Return the flow's owner, fence, lease and pending request; NotFound if unknown."""
@@ -506,6 +535,25 @@ class RecordConnection(Listings, Connection):
             obj.revision = revision
         return book
 
+    def insert_logbook(self, book: LogBook) -> LogBook:
+        """Insert a new ``book`` with all its details atomically; ConflictError if one is stored.
+
+        ``save_logbook`` without the look-ups that merging needs: for a book just made
+        (fresh uuids), e.g. a job's, whose post it is.
+        """
+        batches: list[tuple[Kind, list[Row]]] = [
+            ("book", [records.book_to_row(book)]),
+            ("flow", [records.flow_to_row(flow, book.uuid) for flow in book]),
+            ("task", [records.task_to_row(task, flow.uuid) for flow in book for task in flow]),
+        ]
+        with self._transaction():
+            for kind, rows in batches:
+                if rows:
+                    self._insert(kind, [{**row, "revision": 1} for row in rows])
+        for obj in (book, *book, *(task for flow in book for task in flow)):
+            obj.revision = 1
+        return book
+
     def get_logbook(self, uuid: str, lazy: bool = False) -> LogBook:
         """Return the book (with flows and tasks unless ``lazy``); NotFound if unknown."""
         with self._snapshot():
@@ -628,6 +676,49 @@ class RecordConnection(Listings, Connection):
         for detail, revision in zip(details, revisions, strict=True):
             detail.revision = revision
 
+    def commit_details(
+        self,
+        *details: FlowDetail | TaskDetail,
+        fence: Fence,
+        new: Sequence[TaskDetail] = (),
+        release: OwnChange | None = None,
+    ) -> None:
+        """``update_details`` under ``fence``, ``new`` inserted, ``release`` applied, atomically."""
+        flow = _check_commit(details, fence, new, release)
+        rows = self._detail_rows(details)
+        inserts = [{**records.task_to_row(td, fence[0]), "revision": 1} for td in new]
+        with self._transaction():
+            self._fence(fence)
+            revisions = [
+                self._update_releasing(row, row["revision"] or None, release)
+                if release is not None and detail is flow
+                else self._update(kind, row, row["revision"] or None)
+                for detail, (kind, row) in zip(details, rows, strict=True)
+            ]
+            if inserts:
+                self._insert("task", inserts)
+            if release is not None and flow is None:
+                self._release(fence[0], release)
+        for detail, revision in zip(details, revisions, strict=True):
+            detail.revision = revision
+        for task_detail in new:
+            task_detail.revision = 1
+
+    def _update_releasing(self, row: Row, expected_revision: int | None, release: OwnChange) -> int:
+        """``_update`` of the fenced flow's row and ``release`` of it (inside ``_transaction``).
+
+        The default makes them two writes of one transaction; a SQL store folds the
+        release into the UPDATE.
+        """
+        revision = self._update("flow", row, expected_revision)
+        self._release(row["uuid"], release)
+        return revision
+
+    def _release(self, flow_uuid: str, release: OwnChange) -> None:
+        """Apply ``release`` inside ``_transaction``; FencedOut if its fence no longer holds."""
+        if not self.change_ownership(flow_uuid, release):
+            raise fenced_out(flow_uuid, release.fence, self.get_ownership(flow_uuid).fence)
+
     def _fence(self, fence: Fence) -> None:
         """Make the current transaction's writes land only under ``fence``; FencedOut if not.
 
@@ -678,6 +769,8 @@ class RecordConnection(Listings, Connection):
 
     def get_flow_details(self, uuid: str, lazy: bool = False) -> FlowDetail:
         """Return the flow detail (with its tasks unless ``lazy``); NotFound if unknown."""
+        if lazy:  # one row, one query: no snapshot to open
+            return records.row_to_flow(self._one("flow", uuid, "flow detail"))
         with self._snapshot():
             flow = records.row_to_flow(self._one("flow", uuid, "flow detail"))
             if not lazy:
@@ -735,6 +828,21 @@ def fenced_out(flow_uuid: str, expected: int, stored: object) -> FencedOut:
         f"flow detail {flow_uuid} was taken over (fence {stored}, this engine holds "
         f"{expected}): nothing written"
     )
+
+
+def _check_commit(
+    details: Sequence[FlowDetail | TaskDetail],
+    fence: Fence,
+    new: Sequence[TaskDetail],
+    release: OwnChange | None,
+) -> FlowDetail | None:
+    """The fenced flow's detail among ``details`` (or None); ValueError if the call is unfit."""
+    flow = next((d for d in details if isinstance(d, FlowDetail) and d.uuid == fence[0]), None)
+    if new and flow is None:
+        raise ValueError("new task details are committed with their flow detail, which is missing")
+    if release is not None and (release.kind != "release" or release.fence != fence[1]):
+        raise ValueError(f"expected a release under fence {fence[1]}, not {release!r}")
+    return flow
 
 
 def _ownership_of(row: Row, now: Any) -> Ownership:

@@ -151,7 +151,10 @@ class BoardConformance:
         assert board.claim("a", 0.0) is not None
         assert board.claim("b", 0.0) is not None
         assert board.claim("c", 30.0) is None  # claimed twice: not a third time
+        idle = board.idle()
+        assert (idle.lapsed, idle.lapsed_at_max in (None, 1)) == (1, True)  # None: not counted
         assert board.fail_lapsed() == 1
+        assert board.idle().lapsed_at_max in (None, 0)
         dead = board.get(job.uuid)
         assert dead.state == FAILED and dead.attempts == 2
         assert dead.last_error is not None and "max_attempts" in dead.last_error
@@ -316,4 +319,10 @@ class BoardConformance:
         board.post(FACTORY)
         job = board.claim("a", 30.0)
         assert job is not None
-        assert (job.uuid, "a") in board.idle().claimed
+        idle = board.idle()
+        assert (job.uuid, "a") in idle.claimed
+        assert (idle.ready, idle.lapsed, idle.lapsed_at_max in (None, 0)) == (1, 0, True)
+        lapsing = board.post(FACTORY, max_attempts=1)
+        assert board.claim("b", 0.0) == board.get(lapsing.uuid)
+        idle = board.idle()
+        assert (idle.lapsed, idle.lapsed_at_max in (None, 1)) == (1, True)

@@ -27,6 +27,7 @@ from ledgerflow.errors import (
 )
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence.base import Backend, Connection
+from ledgerflow.testing.commits import CommitChecks
 from ledgerflow.testing.copies import CopyChecks, EncodingChecks
 from ledgerflow.testing.fencing import FencingChecks
 from ledgerflow.testing.fields import FieldChecks
@@ -88,7 +89,9 @@ def _strip_revisions(data: Any) -> Any:
     return data
 
 
-class BackendConformance(CopyChecks, EncodingChecks, FieldChecks, ListingChecks, FencingChecks):
+class BackendConformance(
+    CopyChecks, EncodingChecks, FieldChecks, ListingChecks, FencingChecks, CommitChecks
+):
     """The contract every ledgerflow backend passes; subclasses provide ``backend``."""
 
     @pytest.fixture

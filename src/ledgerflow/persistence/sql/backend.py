@@ -54,6 +54,7 @@ from ledgerflow.persistence.sql.engines import (
     parse_uri,
 )
 from ledgerflow.persistence.sql.engines import translate_errors as _translate
+from ledgerflow.persistence.sql.fastpath import PreparedUpdate
 from ledgerflow.persistence.sql.packets import PacketLimit
 from ledgerflow.persistence.sql.statements import DELETE_BOOK as _DELETE_BOOK
 from ledgerflow.persistence.sql.statements import DELETE_TASKS as _DELETE_TASKS
@@ -63,7 +64,7 @@ from ledgerflow.persistence.sql.statements import NAMES as _NAMES
 from ledgerflow.persistence.sql.statements import REVISION as _REVISION
 from ledgerflow.persistence.sql.statements import SELECTS as _SELECTS
 from ledgerflow.persistence.sql.statements import SETTABLE as _SETTABLE
-from ledgerflow.persistence.sql.statements import Selects, Updates, prepared
+from ledgerflow.persistence.sql.statements import Releases, Selects, Updates, prepared
 from ledgerflow.persistence.sql.tables import BOOKS, FLOWS, FORMAT_DEFAULT, TABLES, TASKS
 
 __all__ = ["SQLBackend", "SQLConnection"]
@@ -123,7 +124,8 @@ class SQLBackend(Backend):
             self.packets = PacketLimit(self.engine, self.address.where)
         self.updates: Updates
         self.selects: Selects
-        self.updates, self.selects = prepared(self.engine.dialect)
+        self.releases: Releases
+        self.updates, self.selects, self.releases = prepared(self.engine.dialect)
 
     def connect(self) -> SQLConnection:
         """Open a connection (a checkout from the pool happens per operation)."""
@@ -556,13 +558,38 @@ class SQLConnection(RecordConnection):
         if conn is None:
             with self._transaction():
                 return self._update(kind, row, expected_revision)
-        # Inside the caller's transaction from here (the engine's hot path).
+        fence: Fence | None = getattr(self._local, "fence", None)
+        fenced = fence is not None and kind != "book"
+        prepared = self._backend.updates[kind, expected_revision is not None, fenced]
+        return self._run_update(conn, kind, row, expected_revision, prepared)
+
+    def _update_releasing(self, row: Row, expected_revision: int | None, release: OwnChange) -> int:
+        """The flow's fenced UPDATE with the release in its SET: one statement for both."""
+        conn = self._writer()
+        assert getattr(self._local, "fence", None) is not None, "a release is fenced"
+        prepared = self._backend.releases[expected_revision is not None, release.clear_cancel]
+        return self._run_update(conn, "flow", row, expected_revision, prepared)
+
+    def _release(self, flow_uuid: str, release: OwnChange) -> None:
+        """The release as one UPDATE of the current transaction (its fence in the WHERE)."""
+        if not leases.change(self._writer(), flow_uuid, release):
+            self._check_flow(self._writer(), flow_uuid)
+            raise fenced_out(flow_uuid, release.fence, self.get_ownership(flow_uuid).fence)
+
+    def _run_update(
+        self,
+        conn: SAConnection,
+        kind: Kind,
+        row: Row,
+        expected_revision: int | None,
+        prepared: PreparedUpdate,
+    ) -> int:
+        """Run one compiled UPDATE of ``row`` in the current transaction (the hot path)."""
         if self._backend.packets is not None:
             self._check_packets(kind, [row])
         local = self._local
         fence: Fence | None = getattr(local, "fence", None)
         fenced = fence is not None and kind != "book"
-        prepared = self._backend.updates[kind, expected_revision is not None, fenced]
         driver: sqlite3.Connection | None = getattr(local, "driver", None)
         uuid = row["uuid"]
         if driver is not None:  # SQLite: the row itself carries the bind values

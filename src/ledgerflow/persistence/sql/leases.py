@@ -4,15 +4,19 @@ Each change is one UPDATE whose WHERE is the whole condition, so two takers raci
 for one flow cannot both win.  On PostgreSQL and MariaDB/MySQL "now" is the server's
 clock (``now()``, ``UTC_TIMESTAMP(6)``): a client whose clock runs ahead cannot cut
 another host's lease short.  SQLite has no server: this host's clock, bound as a value.
+
+The statements are built once per dialect and shape of change, with bound parameters
+(building the take's UPDATE on each call cost more than running it).
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Connection, func
+from sqlalchemy import Connection, bindparam, func
 
 from ledgerflow.models import utcnow
 from ledgerflow.persistence.ownership import OwnChange, Ownership
@@ -20,31 +24,56 @@ from ledgerflow.persistence.sql.tables import FLOWS, UTCDateTime
 
 __all__ = ["change", "read", "take"]
 
+_SERVERS = ("postgresql", "mysql", "mariadb")
+
 
 def _now(dialect: str) -> sa.ColumnElement[Any]:
     if dialect == "postgresql":
         return func.now()
     if dialect in ("mysql", "mariadb"):
         return func.utc_timestamp(6)
-    return sa.literal(utcnow(), UTCDateTime())
+    return bindparam("b_now", type_=UTCDateTime())
 
 
-def _later(dialect: str, seconds: float) -> sa.ColumnElement[Any]:
+def _later(dialect: str) -> sa.ColumnElement[Any]:
+    """``lease`` seconds after now (bound as each server takes it; SQLite: the moment)."""
     if dialect == "postgresql":
-        return func.now() + sa.literal(timedelta(seconds=seconds), sa.Interval())
+        return func.now() + bindparam("b_lease", type_=sa.Interval())
     if dialect in ("mysql", "mariadb"):
-        micros = round(seconds * 1_000_000)
+        micros = bindparam("b_lease", type_=sa.Integer())
         return func.timestampadd(sa.text("MICROSECOND"), micros, func.utc_timestamp(6))
-    return sa.literal(utcnow() + timedelta(seconds=seconds), UTCDateTime())
+    return bindparam("b_lease", type_=UTCDateTime())
+
+
+def _params(dialect: str, flow_uuid: str, change: OwnChange) -> dict[str, Any]:
+    """The bound values of the statement applying ``change`` (see ``_statement``)."""
+    params: dict[str, Any] = {"w_uuid": flow_uuid}
+    if change.kind == "request":
+        params["b_request"] = change.request
+        return params
+    params["w_fence"] = change.fence
+    if change.kind in ("take", "renew"):
+        params["b_owner"] = change.owner
+        lease = timedelta(seconds=change.lease)
+        if dialect == "postgresql":
+            params["b_lease"] = lease
+        elif dialect in ("mysql", "mariadb"):
+            params["b_lease"] = round(change.lease * 1_000_000)
+        else:
+            now = utcnow()
+            params["b_lease"] = now + lease
+            if change.kind == "take" and not change.force:
+                params["b_now"] = now
+    return params
 
 
 def read(conn: Connection, flow_uuid: str) -> Ownership | None:
     """The flow's ownership columns and the store's clock, or None if there is no such flow."""
-    now = sa.type_coerce(_now(conn.dialect.name), UTCDateTime()).label("now")
-    statement = sa.select(
-        FLOWS.c.state, FLOWS.c.owner, FLOWS.c.fence, FLOWS.c.lease_expires_at, FLOWS.c.request, now
-    ).where(FLOWS.c.uuid == flow_uuid)
-    row = conn.execute(statement).one_or_none()
+    dialect = conn.dialect.name
+    params: dict[str, Any] = {"w_uuid": flow_uuid}
+    if dialect not in _SERVERS:
+        params["b_now"] = utcnow()
+    row = conn.execute(_read(dialect), params).one_or_none()
     if row is None:
         return None
     state, owner, fence, lease, request, moment = row
@@ -53,7 +82,11 @@ def read(conn: Connection, flow_uuid: str) -> Ownership | None:
 
 def change(conn: Connection, flow_uuid: str, change: OwnChange) -> bool:
     """Apply ``change`` in one UPDATE; whether it held."""
-    return bool(conn.execute(_statement(conn.dialect.name, flow_uuid, change)).rowcount == 1)
+    dialect = conn.dialect.name
+    statement = _statement(dialect, change.kind, change.force, change.clear_cancel,
+                           change.request == "cancel")  # fmt: skip
+    result = conn.execute(statement, _params(dialect, flow_uuid, change))
+    return bool(result.rowcount == 1)
 
 
 def take(conn: Connection, flow_uuid: str, change: OwnChange) -> Ownership | None:
@@ -64,48 +97,57 @@ def take(conn: Connection, flow_uuid: str, change: OwnChange) -> Ownership | Non
     so nothing needs reading again.  ``now`` is the server's clock of that statement.
     """
     dialect = conn.dialect.name
-    now = sa.type_coerce(_now(dialect), UTCDateTime()).label("now")
-    c = FLOWS.c
-    statement = _statement(dialect, flow_uuid, change).returning(
-        c.state, c.owner, c.fence, c.lease_expires_at, c.request, now
-    )
-    row = conn.execute(statement).one_or_none()
-    if row is None:
+    row = conn.execute(_take(dialect, change.force), _params(dialect, flow_uuid, change))
+    found = row.one_or_none()
+    if found is None:
         return None
-    state, owner, fence, lease, request, moment = row
+    state, owner, fence, lease, request, moment = found
     return Ownership(flow_uuid, state, owner, int(fence), lease, request, moment)
 
 
-def _statement(dialect: str, flow_uuid: str, change: OwnChange) -> sa.Update:
-    """The UPDATE applying ``change``: its WHERE is the whole condition."""
+def _ownership_columns(dialect: str) -> tuple[sa.ColumnElement[Any], ...]:
     c = FLOWS.c
-    statement = FLOWS.update().where(c.uuid == flow_uuid)
-    if change.kind == "request":
-        if change.request != "cancel":
+    now = sa.type_coerce(_now(dialect), UTCDateTime()).label("now")
+    return (c.state, c.owner, c.fence, c.lease_expires_at, c.request, now)
+
+
+@functools.cache
+def _read(dialect: str) -> sa.Select[Any]:
+    return sa.select(*_ownership_columns(dialect)).where(FLOWS.c.uuid == bindparam("w_uuid"))
+
+
+@functools.cache
+def _take(dialect: str, force: bool) -> sa.Update:
+    statement = _statement(dialect, "take", force, False, False)
+    return statement.returning(*_ownership_columns(dialect))
+
+
+@functools.cache
+def _statement(dialect: str, kind: str, force: bool, clear_cancel: bool, cancel: bool) -> sa.Update:
+    """The UPDATE applying a change of ``kind``: its WHERE is the whole condition."""
+    c = FLOWS.c
+    statement = FLOWS.update().where(c.uuid == bindparam("w_uuid"))
+    if kind == "request":
+        if not cancel:
             statement = statement.where(c.owner.is_not(None), c.request.is_(None))
-        statement = statement.values(request=change.request)
-    else:
-        statement = statement.where(c.fence == change.fence)
-    if change.kind == "take":
-        if not change.force:
+        return statement.values(request=bindparam("b_request"))
+    statement = statement.where(c.fence == bindparam("w_fence"))
+    if kind == "take":
+        if not force:
             statement = statement.where(
                 sa.or_(c.owner.is_(None), c.lease_expires_at <= _now(dialect))
             )
-        statement = statement.values(
-            owner=change.owner,
+        return statement.values(
+            owner=bindparam("b_owner"),
             fence=c.fence + 1,
-            lease_expires_at=_later(dialect, change.lease),
+            lease_expires_at=_later(dialect),
             request=sa.case((c.request == "cancel", c.request), else_=sa.null()),
         )
-    elif change.kind == "renew":
-        statement = statement.where(c.owner == change.owner).values(
-            lease_expires_at=_later(dialect, change.lease)
+    if kind == "renew":
+        return statement.where(c.owner == bindparam("b_owner")).values(
+            lease_expires_at=_later(dialect)
         )
-    elif change.kind == "release":
-        keep = (
-            sa.null()
-            if change.clear_cancel
-            else sa.case((c.request == "cancel", c.request), else_=sa.null())
-        )
-        statement = statement.values(owner=None, lease_expires_at=None, request=keep)
-    return statement
+    keep = (
+        sa.null() if clear_cancel else sa.case((c.request == "cancel", c.request), else_=sa.null())
+    )
+    return statement.values(owner=None, lease_expires_at=None, request=keep)

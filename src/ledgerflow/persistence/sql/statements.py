@@ -28,9 +28,11 @@ __all__ = [
     "REVISION",
     "SELECTS",
     "SETTABLE",
+    "Releases",
     "Selects",
     "Updates",
     "prepared",
+    "release_statement",
     "update_statement",
 ]
 
@@ -74,6 +76,25 @@ def update_statement(kind: Kind, checked: bool, fenced: bool = False) -> sa.Upda
     return statement.values(**values, revision=table.c.revision + sa.literal_column("1"))
 
 
+def release_statement(checked: bool, clear_cancel: bool) -> sa.Update:
+    """The flow's fenced UPDATE that also lets go of it: ownership's "release", folded in.
+
+    The fence in its WHERE is the release's condition too, so the flow's last write and
+    its release land together or not at all, in one statement.  The request is dropped
+    (a cancel only with ``clear_cancel``); the literal keeps the statement's binds those
+    of the plain UPDATE.
+    """
+    request = FLOWS.c.request
+    keep = (
+        sa.null()
+        if clear_cancel
+        else sa.case((request == sa.literal_column("'cancel'"), request), else_=sa.null())
+    )
+    return update_statement("flow", checked, fenced=True).values(
+        owner=sa.null(), lease_expires_at=sa.null(), request=keep
+    )
+
+
 SELECTS: Final[dict[tuple[Kind, bool], sa.Select[Any]]] = {
     **{(kind, False): _select_by(kind, "uuid") for kind in TABLES},
     **{(kind, True): _select_by(kind, PARENT_COLUMN[kind]) for kind in ("flow", "task")},
@@ -90,13 +111,15 @@ DELETE_TASKS: Final = TASKS.delete().where(
 )
 
 Updates = dict[tuple[Kind, bool, bool], PreparedUpdate]
+#: (revision checked, cancel cleared) -> the flow's UPDATE that lets go of it.
+Releases = dict[tuple[bool, bool], PreparedUpdate]
 #: (kind, by parent) -> the bulk read; None where the driver's paramstyle is exotic.
 Selects = dict[tuple[Kind, bool], PreparedSelect | None]
-_PREPARED: dict[tuple[Any, ...], tuple[Updates, Selects]] = {}
+_PREPARED: dict[tuple[Any, ...], tuple[Updates, Selects, Releases]] = {}
 __PREPAREDLOCK = threading.Lock()
 
 
-def prepared(dialect: sa.Dialect) -> tuple[Updates, Selects]:
+def prepared(dialect: sa.Dialect) -> tuple[Updates, Selects, Releases]:
     """The hot statements compiled for ``dialect``, once per process and kind of dialect.
 
     Compiling them took most of opening a backend (``lf.resume(uri)`` opens one), and
@@ -115,11 +138,18 @@ def prepared(dialect: sa.Dialect) -> tuple[Updates, Selects]:
             for checked in (True, False)
             for fenced in (True, False)
         }
+        releases: Releases = {
+            (checked, clear_cancel): PreparedUpdate(
+                release_statement(checked, clear_cancel), dialect
+            )
+            for checked in (True, False)
+            for clear_cancel in (True, False)
+        }
         selects: Selects = {}
         for (kind, by_parent), statement in SELECTS.items():
             try:
                 selects[kind, by_parent] = PreparedSelect(statement, dialect)
             except ValueError:
                 selects[kind, by_parent] = None
-        _PREPARED[key] = (updates, selects)
-        return updates, selects
+        _PREPARED[key] = (updates, selects, releases)
+        return updates, selects, releases
