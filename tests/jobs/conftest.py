@@ -83,3 +83,17 @@ def _clear(board: JobBoard) -> None:
     board.clear_all()
     with board.backend.connect() as conn:
         conn.clear_all()
+
+
+@pytest.fixture
+def pg_board(postgres_uri: str) -> Iterator[JobBoard]:
+    """The session's PostgreSQL database as a board, emptied before and after."""
+    board = open_board(postgres_uri)
+    board.clear_all()
+    with board.backend.connect() as conn:
+        conn.clear_all()
+    yield board
+    board.clear_all()
+    with board.backend.connect() as conn:
+        conn.clear_all()
+    board.close()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,20 +21,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOWS = "tests.jobs.job_flows"
-
-
-@pytest.fixture
-def pg_board(postgres_uri: str) -> Iterator[JobBoard]:
-    """The session's PostgreSQL database as a board, emptied before and after."""
-    board = lf.open_board(postgres_uri)
-    board.clear_all()
-    with board.backend.connect() as conn:
-        conn.clear_all()
-    yield board
-    board.clear_all()
-    with board.backend.connect() as conn:
-        conn.clear_all()
-    board.close()
 
 
 def _env() -> dict[str, str]:

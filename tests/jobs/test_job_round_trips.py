@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 import ledgerflow as lf
 from ledgerflow import states
-from ledgerflow.jobs import DONE
+from ledgerflow.jobs import DONE, JobBoard
 from ledgerflow.jobs.postgres import PostgresBoard
 
 FACTORY = "tests.jobs.job_flows:one_task"
@@ -63,18 +63,10 @@ class Traffic:
 
 
 @pytest.fixture
-def board(postgres_uri: str) -> Iterator[PostgresBoard]:
+def board(pg_board: JobBoard) -> PostgresBoard:
     """An empty PostgreSQL board (jobs and logbooks in one database)."""
-    the_board = lf.open_board(postgres_uri)
-    assert isinstance(the_board, PostgresBoard)
-    the_board.clear_all()
-    with the_board.backend.connect() as conn:
-        conn.clear_all()
-    yield the_board
-    the_board.clear_all()
-    with the_board.backend.connect() as conn:
-        conn.clear_all()
-    the_board.close()
+    assert isinstance(pg_board, PostgresBoard)
+    return pg_board
 
 
 @pytest.fixture
