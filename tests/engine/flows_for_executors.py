@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import ledgerflow as lf
@@ -22,19 +23,34 @@ def touch(path: Path, text: str = "") -> None:
     os.replace(tmp, path)
 
 
-def wait_for(path: Path, timeout: float = 120.0, context: lf.TaskContext | None = None) -> None:
+def wait_for(
+    path: Path,
+    timeout: float = 120.0,
+    context: lf.TaskContext | None = None,
+    running: Callable[[], object] | None = None,
+) -> None:
     """Block until ``path`` exists (what the test creates to let a task go on).
 
     With ``context``, ask it whether to stop on the way: once its engine is gone that
-    raises, and the try ends instead of holding its worker.
+    raises, and the try ends instead of holding its worker.  With ``running`` (a test's
+    view of its engine: falsy once the run ended), stop waiting as soon as the run is
+    over, so that the test reports how the run ended rather than a timeout.
     """
     deadline = time.monotonic() + timeout
     while not path.exists():
         if context is not None and context.stop_requested:
             raise lf.Interrupted()
+        if running is not None and not running():
+            raise AssertionError(f"the run ended before {path.name} appeared")
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path} never appeared")
         time.sleep(0.01)
+
+
+def started_then_wait(started: Path, go: Path) -> None:
+    """Touch ``started``, then wait for ``go`` (a job that holds its pool worker)."""
+    touch(started)
+    wait_for(go, timeout=600.0)
 
 
 def log(workdir: str, line: str) -> None:

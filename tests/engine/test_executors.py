@@ -9,6 +9,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from concurrent import futures
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -179,11 +180,15 @@ def test_a_killed_worker_fails_only_its_task_and_the_pool_is_replaced(
         backend=store,
     )
     thread, outcome = _run_in_thread(engine)
-    flows.wait_for(tmp_path / "checkpointed")  # committed: checkpoint() returned
-    flows.wait_for(tmp_path / "bystander-1")
-    pid = int((tmp_path / "checkpointed").read_text())
-    os.kill(pid, signal.SIGKILL)
-    flows.wait_for(tmp_path / "bystander-2")  # the bystander runs again, on the new pool
+    try:
+        flows.wait_for(tmp_path / "checkpointed", running=thread.is_alive)  # checkpointed
+        flows.wait_for(tmp_path / "bystander-1", running=thread.is_alive)
+        pid = int((tmp_path / "checkpointed").read_text())
+        os.kill(pid, signal.SIGKILL)
+        # The bystander runs again, on the new pool.
+        flows.wait_for(tmp_path / "bystander-2", running=thread.is_alive)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {outcome}") from None
     flows.touch(tmp_path / "go")
     thread.join(120)
     pool.shutdown()
@@ -235,3 +240,23 @@ def test_suspend_with_tries_sent_ahead_leaves_them_pending(
     states = [detail.state for detail in engine.flow_detail]
     assert "RUNNING" not in states and "PENDING" in states
     assert len(lf.resume(store, engine.flow_detail.uuid, executor=processes)) == 6
+
+
+def test_a_worker_the_pool_manager_missed_is_noticed_when_nudged(tmp_path: Path) -> None:
+    # CPython's pool wakes its manager thread before starting the worker a submit adds,
+    # so the manager may wait without watching that worker: its death then goes unseen.
+    # The private _adjust_process_count starts a worker with no wake-up, as that race does.
+    pool = futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        waiting = pool.submit(flows.started_then_wait, tmp_path / "started", tmp_path / "go")
+        flows.wait_for(tmp_path / "started")  # the manager handed it out and now waits
+        pool._adjust_process_count()  # type: ignore[attr-defined]
+        processes = list(pool._processes.values())  # type: ignore[attr-defined]
+        assert len(processes) == 2
+        missed = processes[-1]
+        os.kill(missed.pid, signal.SIGKILL)
+        missed.join()
+        Pool(pool, 2).nudge()
+        assert isinstance(waiting.exception(timeout=120), BrokenProcessPool)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -21,6 +21,7 @@ the run a new one with as many workers (the engine shuts it down when the run en
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import socket
@@ -192,6 +193,21 @@ class Pool:
     def broken(self, exc: BaseException | None) -> bool:
         """Whether ``exc`` says this pool broke (a worker died) and must be replaced."""
         return self.kind == PROCESSES and isinstance(exc, BrokenProcessPool)
+
+    def nudge(self) -> None:
+        """Make a process pool look at its workers again (one of them may have died).
+
+        A pool's manager thread watches only the workers it knew of when it last woke,
+        and ``submit`` wakes it before starting the worker it adds (CPython 3.11-3.13):
+        the death of that worker goes unseen until something else wakes the manager,
+        and a run whose other tries wait on the dead one would wait for ever.  A no-op
+        submit is the public way to wake it; on a pool already broken or shut down it
+        raises, which is fine: the pool then reports the break itself.
+        """
+        if self.kind != PROCESSES:
+            return
+        with contextlib.suppress(BrokenProcessPool, RuntimeError):
+            self.executor.submit(int)
 
     def replace(self) -> dict[int, int | None]:
         """Swap a broken process pool for a new one of the same size (owned by the run).

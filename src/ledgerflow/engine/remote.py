@@ -155,9 +155,12 @@ class Channel:
         self,
         on_begin: Callable[[str], tuple[bool, int]],
         host: str = "127.0.0.1",
+        on_drop: Callable[[str], None] | None = None,
     ) -> None:
         #: Called (in a channel thread) when a worker starts a try: (go on?, its attempt).
         self._on_begin = on_begin
+        #: Called (in a channel thread) when a running try's worker connection dropped.
+        self._on_drop = on_drop
         self._key = secrets.token_bytes(32)
         self._listener = Listener((host, 0), authkey=self._key)
         self.address: tuple[str, int] = self._listener.address
@@ -249,9 +252,12 @@ class Channel:
         except (EOFError, OSError):
             if running is not None:
                 with self._lock:
-                    if running in self._contexts:
+                    known = running in self._contexts
+                    if known:
                         self._dropped[running] = time.monotonic()
                         self._lock.notify_all()
+                if known and self._on_drop is not None:
+                    self._on_drop(running)
         finally:
             conn.close()
 

@@ -189,7 +189,7 @@ class Runner:
             self.inflight[self.pool.submit(execute_in_context, context, node.task, inputs)] = index
             return
         if self.channel is None:
-            self.channel = Channel(self._begin, self.pool.channel_host)
+            self.channel = Channel(self._begin, self.pool.channel_host, self._worker_dropped)
         token, remote = self.channel.open(context)
         self.sent[token] = index
         if not self.deferred:
@@ -203,6 +203,11 @@ class Runner:
             future = self.pool.submit(run_remote, remote, node.task, inputs)
         self.inflight[future] = index
         self.tokens[future] = token
+
+    def _worker_dropped(self, token: str) -> None:
+        """A running try's worker went away (channel thread): make sure its pool notices."""
+        if self.pool is not None:
+            self.pool.nudge()
 
     def _begin(self, token: str) -> tuple[bool, int]:
         """A worker starts a try (channel thread): the run's thread marks it RUNNING."""
