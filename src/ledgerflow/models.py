@@ -213,6 +213,22 @@ class _Record:
 
     _CHILDREN: ClassVar[str | None] = None  # name of the nested details in to_dict
 
+    def remember_encoding(self, field_name: str, value: Any, text: str) -> None:
+        """Note that ``value`` (in ``field_name``) encodes as ``text``: the next write reuses it.
+
+        Not a field: it is neither compared nor stored, and it only applies while the
+        field still holds that very object.
+        """
+        self.__dict__.setdefault("_encoded", {})[field_name] = (value, text)
+
+    def encoding_of(self, field_name: str, value: Any, *, once: bool = False) -> str | None:
+        """The text remembered for ``value`` in ``field_name``, else None (``once``: forget it)."""
+        remembered = self.__dict__.get("_encoded")
+        if not remembered:
+            return None
+        hit = remembered.pop(field_name, None) if once else remembered.get(field_name)
+        return hit[1] if hit is not None and hit[0] is value else None
+
     def _field_names(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self) if not f.name.startswith("_")]  # type: ignore[arg-type]
 
@@ -318,20 +334,6 @@ class TaskDetail(_Record):
             self.uuid = new_uuid()
         if not self.meta:
             self.meta = {}
-
-    def remember_encoding(self, field_name: str, value: Any, text: str) -> None:
-        """Note that ``value`` (in ``field_name``) encodes as ``text``: the next write reuses it.
-
-        Not a field: it is neither compared nor stored, and it only applies while the
-        field still holds that very object.
-        """
-        self.__dict__.setdefault("_encoded", {})[field_name] = (value, text)
-
-    def encoding_of(self, field_name: str, value: Any) -> str | None:
-        """The text remembered for ``value`` in ``field_name``, else None."""
-        remembered = self.__dict__.get("_encoded")
-        hit = remembered.get(field_name) if remembered else None
-        return hit[1] if hit is not None and hit[0] is value else None
 
 
 @dataclass

@@ -96,6 +96,57 @@ def test_every_write_of_a_task_reuses_the_one_encoding_of_its_result_and_checkpo
     assert (results.texts, checkpoints.texts) == (1, 1)
 
 
+@pytest.mark.parametrize("scheme", ["memory", "sqlite", "files"])
+def test_the_store_given_to_load_is_encoded_once_for_the_new_flows_write(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, scheme: str
+) -> None:
+    # lf.load checks the store can be stored before writing anything; the write of the
+    # new flow detail reuses that text instead of encoding the store a second time.
+    uri = {
+        "memory": "memory://",
+        "sqlite": f"sqlite:///{tmp_path / 's.db'}",
+        "files": f"file://{tmp_path / 'store'}",
+    }[scheme]
+    texts = _CountingEncoder(serialization._encoder, "store-mark")
+    monkeypatch.setattr(serialization, "_encoder", texts)
+    backend = lf.open_backend(uri)
+    try:
+        engine = lf.load(
+            lf.LinearFlow("f", _noop), store={"store-mark": (1, 2)}, backend=backend
+        )
+        assert texts.texts == 1
+        # Only the first write reuses it: meta edited in place afterwards is stored.
+        engine.flow_detail.meta["note"] = "edited"
+        engine.run()
+        conn = backend.connect()
+        try:
+            stored = conn.get_flow_details(engine.flow_detail.uuid).meta
+        finally:
+            conn.close()
+    finally:
+        backend.close()
+    assert stored["note"] == "edited" and stored["store"] == {"store-mark": (1, 2)}
+
+
+def test_a_store_that_cannot_be_stored_is_named_and_nothing_is_written() -> None:
+    backend = lf.open_backend("memory://")
+    try:
+        with pytest.raises(lf.SerializationError, match=r"store cannot be stored.*object"):
+            lf.load(lf.LinearFlow("f", _noop), store={"bad": object()}, backend=backend)
+        conn = backend.connect()
+        try:
+            assert conn.get_logbooks() == []
+        finally:
+            conn.close()
+    finally:
+        backend.close()
+
+
+@lf.task
+def _noop() -> None:
+    """Does nothing."""
+
+
 JOBS = """
 import dataclasses, enum, os
 from datetime import date

@@ -15,7 +15,7 @@ from ledgerflow.engine import resumable
 from ledgerflow.engine.compile import Compiled, compile_flow
 from ledgerflow.engine.engine import ENGINES, Engine
 from ledgerflow.engine.lease import DEFAULT_LEASE, check_lease, check_wait
-from ledgerflow.errors import VersionMismatchError
+from ledgerflow.errors import SerializationError, VersionMismatchError
 from ledgerflow.flow import Flow
 from ledgerflow.imports import import_path
 from ledgerflow.models import FlowDetail, LogBook, TaskDetail, utcnow
@@ -118,8 +118,6 @@ def load(
         raise ValueError(f"save must be one of {', '.join(SAVE_POLICIES)}, not {save!r}")
     store_values = _store(store)
     flow, factory, reason = _materialize(flow_or_factory)
-    serialization.check(store_values, "store")
-    compiled = compile_flow(flow, store_values)
     meta: dict[str, Any] = {
         "factory": factory,
         "store": store_values,
@@ -128,14 +126,17 @@ def load(
         "max_workers": max_workers,
         "lease": lease,
     }
-    if book is not None and not isinstance(book, LogBook | str):
-        raise TypeError(f"book must be a LogBook, a name or None, not {type(book).__name__}")
     if reason is not None:
         meta[resumable.REASON_KEY] = reason
-        if _outlives_process(backend):
-            resumable.warn(flow.name, reason)
+    meta_text = _encoded_meta(meta, store_values)
+    compiled = compile_flow(flow, store_values)
+    if book is not None and not isinstance(book, LogBook | str):
+        raise TypeError(f"book must be a LogBook, a name or None, not {type(book).__name__}")
+    if reason is not None and _outlives_process(backend):
+        resumable.warn(flow.name, reason)
     the_book = book if isinstance(book, LogBook) else LogBook(book or flow.name)
     flow_detail = FlowDetail(flow.name, type=type(flow).__name__, meta=meta)
+    flow_detail.remember_encoding("meta", meta, meta_text)  # the first write encodes nothing
     for node in compiled.nodes:
         flow_detail.add(TaskDetail(node.name, type=node.task.type_name, version=node.task.version))
     the_book.add(flow_detail)
@@ -162,6 +163,15 @@ def load(
         owned_backend=the_backend if owned else None,
         lease=lease,
     )
+
+
+def _encoded_meta(meta: dict[str, Any], store_values: dict[str, Any]) -> str:
+    """A new flow's meta as JSON text; a store that cannot be stored is named as such."""
+    try:
+        return serialization.dumps(meta, "meta of the new flow detail")
+    except SerializationError:
+        serialization.check(store_values, "store")  # the store is what failed: name it
+        raise
 
 
 def run(

@@ -276,7 +276,7 @@ def flow_to_row(flow: FlowDetail, book_uuid: str | None) -> Row:
         "name": flow.name,
         "type": flow.type,
         "state": flow.state,
-        "meta": serialization.dumps(flow.meta, f"meta of flow detail {flow.uuid}"),
+        "meta": _flow_meta(flow),
         "created_at": flow.created_at,
         "updated_at": flow.updated_at,
         "revision": flow.revision,
@@ -285,6 +285,15 @@ def flow_to_row(flow: FlowDetail, book_uuid: str | None) -> Row:
         "lease_expires_at": None,
         "request": None,
     }
+
+
+def _flow_meta(flow: FlowDetail) -> str:
+    # lf.load encodes a new flow's meta once, to check its store before anything is
+    # written; its first write reuses that text (only the first: meta is edited in place).
+    text = flow.encoding_of("meta", flow.meta, once=True)
+    if text is not None:
+        return text
+    return serialization.dumps(flow.meta, f"meta of flow detail {flow.uuid}")
 
 
 def _bad_fence(flow: FlowDetail) -> int:
