@@ -198,6 +198,7 @@ class History:
                 _counts(flow_counts.get(book.uuid)),
                 _counts(task_counts.get(book.uuid)),
                 orphaned.get(book.uuid, 0),
+                _unread(flow_counts.get(book.uuid), task_counts.get(book.uuid)),
             )
             for book in shown
         ]
@@ -327,23 +328,27 @@ class History:
                 good.append((parent, decode(row)))
             except CorruptRecordError as exc:
                 name = None if isinstance(row, CorruptRecordError) else row.get("name")
-                corrupt.append((parent, Corrupt(exc, uuid, name, place)))
+                corrupt.append((parent, Corrupt(exc, uuid, name, place, parent)))
         return good, corrupt
 
-    def task(self, uuid: str) -> TaskView:
-        """A task with its flow and book above it; NotFound."""
+    def task(self, uuid: str, *, tolerant: bool = False) -> TaskView:
+        """A task with its flow and book above it; NotFound.
+
+        ``tolerant``: a flow or book above it whose record does not load stands as its
+        ``Corrupt`` instead of failing the view (the task's own record must load).
+        """
         check_uuid(uuid, "task detail uuid")
         with self.conn.snapshot():
-            return self._task(self.conn.locate(uuid))
+            return self._task(self.conn.locate(uuid), tolerant)
 
-    def record(self, uuid: str) -> View:
-        """The book, flow or task view that ``uuid`` names; NotFound."""
+    def record(self, uuid: str, *, tolerant: bool = False) -> View:
+        """The book, flow or task view that ``uuid`` names; NotFound (``tolerant``: as theirs)."""
         check_uuid(uuid)
         with self.conn.snapshot():
             ref = self.conn.locate(uuid)
             if ref.kind == "book":
-                return self.book(uuid)
-            return self._flow(ref) if ref.kind == "flow" else self._task(ref)
+                return self.book(uuid, tolerant=tolerant)
+            return self._flow(ref, tolerant) if ref.kind == "flow" else self._task(ref, tolerant)
 
     def _flow(self, ref: RecordRef, tolerant: bool = False) -> FlowView:
         if ref.kind != "flow":
@@ -357,21 +362,37 @@ class History:
             corrupt = tuple(entry for _, entry in broken)
         else:
             flow = self.conn.get_flow_details(ref.uuid)
-        book = self.conn.get_logbook(ref.book_uuid or "", lazy=True)
+        book = _above(self.conn.get_logbook, ref.book_uuid, tolerant)
         now = datetime.now(UTC)
         return FlowView(book, flow, lease_of(flow, now), now, corrupt)
 
-    def _task(self, ref: RecordRef) -> TaskView:
+    def _task(self, ref: RecordRef, tolerant: bool = False) -> TaskView:
         if ref.kind != "task":
             raise _wrong_kind(ref.uuid, "task detail", ref.kind)
         task = self.conn.get_task_details(ref.uuid)
-        flow = self.conn.get_flow_details(ref.flow_uuid or "", lazy=True)
-        book = self.conn.get_logbook(ref.book_uuid or "", lazy=True)
+        flow = _above(self.conn.get_flow_details, ref.flow_uuid, tolerant)
+        book = _above(self.conn.get_logbook, ref.book_uuid, tolerant)
         return TaskView(book, flow, task)
+
+
+def _above(read: Callable[..., T], uuid: str | None, tolerant: bool) -> T | Corrupt:
+    """The record above a view, without details (``tolerant``: a corrupt one as ``Corrupt``)."""
+    try:
+        return read(uuid or "", lazy=True)
+    except CorruptRecordError as exc:
+        if not tolerant:
+            raise
+        return Corrupt(exc, uuid)
 
 
 def _counts(found: dict[str, int] | CorruptRecordError | None) -> dict[str, int]:
     return found if isinstance(found, dict) else {}
+
+
+def _unread(*counts: dict[str, int] | CorruptRecordError | None) -> Corrupt | None:
+    """The record that kept a book's counts from reading, if one did."""
+    errors = [found for found in counts if isinstance(found, CorruptRecordError)]
+    return Corrupt(errors[0]) if errors else None
 
 
 def _wrong_kind(uuid: str, wanted: str, kind: str) -> NotFound:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ledgerflow import states
-from ledgerflow.corrupt import Corrupt
+from ledgerflow.corrupt import Corrupt, in_place
 from ledgerflow.leases import Lease
 from ledgerflow.models import Failure, FlowDetail, LogBook, TaskDetail
 from ledgerflow.timelines import Timeline, count_states, task_tries, timeline
@@ -30,11 +30,20 @@ class BookSummary:
     task_states: dict[str, int]
     #: RUNNING flows whose owner is gone (died on this host, or its lease ran out).
     orphaned: int = 0
+    #: A flow or task record of the book that is corrupt, so its counts could not be read.
+    corrupt: Corrupt | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The book's ``to_dict()`` (no nested flows) plus the counts."""
+        """The book's ``to_dict()`` (no nested flows) plus the counts.
+
+        When a record under the book is corrupt the counts are not known: they are
+        null, and ``corrupt`` names the record that does not read.
+        """
         data = self.book.to_dict()
         data.pop("flows", None)
+        if self.corrupt is not None:
+            unknown = {"flow_states": None, "task_states": None, "orphaned_flows": None}
+            return {**data, **unknown, "corrupt": self.corrupt.message}
         return {
             **data,
             "flow_states": self.flow_states,
@@ -97,12 +106,23 @@ class BookView:
             data["corrupt"] = [entry.to_dict() for entry in self.corrupt]
         return data
 
+    def corrupt_records(self) -> tuple[Corrupt, ...]:
+        """Every record of the view that does not load: its corrupt flows and tasks."""
+        return self.corrupt
+
+    def corrupt_under(self, uuid: str) -> list[Corrupt]:
+        """The corrupt records whose parent is ``uuid`` (the book, or one of its flows)."""
+        return [entry for entry in self.corrupt if entry.parent == uuid]
+
 
 @dataclass(frozen=True)
 class FlowView:
-    """A flow with its tasks, its book (without details), lease and timeline."""
+    """A flow with its tasks, its book (without details), lease and timeline.
 
-    book: LogBook
+    ``book`` is a ``Corrupt`` when the book's record does not load (read ``tolerant``).
+    """
+
+    book: LogBook | Corrupt
     flow: FlowDetail
     lease: Lease
     now: datetime
@@ -130,20 +150,31 @@ class FlowView:
     def to_dict(self) -> dict[str, Any]:
         """The flow's ``to_dict()`` (API.md: the JSON twin of ``/flows/{uuid}``).
 
-        A corrupt task is in ``tasks`` in its place, as its ``Corrupt.to_dict()``.
+        A corrupt task is in ``tasks`` in its place, as its ``Corrupt.to_dict()``; a
+        corrupt book above it is ``corrupt_book``.
         """
         data = self.flow.to_dict()
-        for entry in sorted(self.corrupt, key=lambda c: c.position or 0):
-            data["tasks"].insert(entry.position or 0, entry.to_dict())
-        return data
+        data["tasks"] = [
+            entry.to_dict() if isinstance(entry, Corrupt) else entry
+            for entry in in_place(data["tasks"], self.corrupt)
+        ]
+        return {**data, **_corrupt_headers(book=self.book)}
+
+    def corrupt_records(self) -> tuple[Corrupt, ...]:
+        """Every record of the view that does not load: the book above, then tasks."""
+        return _corrupt(self.book) + self.corrupt
 
 
 @dataclass(frozen=True)
 class TaskView:
-    """A task with its flow and book above it (both without details)."""
+    """A task with its flow and book above it (both without details).
 
-    book: LogBook
-    flow: FlowDetail
+    ``book`` and ``flow`` are a ``Corrupt`` when their record does not load (read
+    ``tolerant``).
+    """
+
+    book: LogBook | Corrupt
+    flow: FlowDetail | Corrupt
     task: TaskDetail
 
     @property
@@ -152,8 +183,28 @@ class TaskView:
         return task_tries(self.task)
 
     def to_dict(self) -> dict[str, Any]:
-        """The task's ``to_dict()`` (API.md: the JSON twin of ``/tasks/{uuid}``)."""
-        return self.task.to_dict()
+        """The task's ``to_dict()`` (API.md: the JSON twin of ``/tasks/{uuid}``).
+
+        A corrupt flow or book above it is ``corrupt_flow`` or ``corrupt_book``.
+        """
+        return {**self.task.to_dict(), **_corrupt_headers(book=self.book, flow=self.flow)}
+
+    def corrupt_records(self) -> tuple[Corrupt, ...]:
+        """Every record of the view that does not load: the book and flow above it."""
+        return _corrupt(self.book) + _corrupt(self.flow)
 
 
 View = BookView | FlowView | TaskView
+
+
+def _corrupt(record: object) -> tuple[Corrupt, ...]:
+    return (record,) if isinstance(record, Corrupt) else ()
+
+
+def _corrupt_headers(**headers: object) -> dict[str, Any]:
+    """``{"corrupt_<kind>": Corrupt.to_dict()}`` for each header record that is corrupt."""
+    return {
+        f"corrupt_{kind}": header.to_dict()
+        for kind, header in headers.items()
+        if isinstance(header, Corrupt)
+    }
