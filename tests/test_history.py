@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import ledgerflow as lf
 from ledgerflow import states
 from ledgerflow.engine import identity
 from ledgerflow.history import (
+    BookSummary,
+    Corrupt,
     History,
     TaskView,
     decode_cursor,
@@ -25,6 +28,7 @@ from ledgerflow.history import (
     task_tries,
     timeline,
 )
+from ledgerflow.persistence.files import documents
 from tests.corrupting import garble
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -170,38 +174,41 @@ def _three_books(conn: lf.Connection) -> list[lf.LogBook]:
     return books
 
 
-def test_books_around_corruption_pages_past_a_record_file_that_is_not_json(
-    tmp_path: Path,
-) -> None:
-    from ledgerflow.history import BookSummary, Corrupt
-    from ledgerflow.persistence.files import documents
-
+@pytest.fixture
+def file_conn(tmp_path: Path) -> Iterator[lf.Connection]:
+    """A connection to an empty file store at ``tmp_path``."""
     with lf.open_backend(f"file://{tmp_path}") as backend, backend.connect() as conn:
         conn.upgrade()
-        old, middle, new = _three_books(conn)
-        path = tmp_path / documents.record_path("book", middle.uuid)
-        document = json.loads(path.read_text())
-        document["row"]["meta"] = 7  # a wrong type
-        path.write_text(json.dumps(document))
-        history = History(conn)
-        seen: list[BookSummary | Corrupt] = []
-        after = None
-        for _ in range(4):
-            page = history.books_around_corruption(limit=1, after=after)
-            assert page.total == 3
-            seen.extend(page.items)
-            after = page.next
-            if after is None:
-                break
-        assert [item.book.uuid for item in seen if isinstance(item, BookSummary)] == [
-            new.uuid,
-            old.uuid,
-        ]
-        assert isinstance(seen[1], Corrupt) and str(path) in seen[1].message
-        assert middle.uuid in seen[1].message  # its uuid read, so it kept its place
-        page = history.books_around_corruption(state=states.SUCCESS)
-        assert [isinstance(item, Corrupt) for item in page.items] == [False, True, False]
-        assert json.loads(path.read_text()) == document  # left as it was found
+        yield conn
+
+
+def test_books_around_corruption_pages_past_a_record_file_that_is_not_json(
+    tmp_path: Path, file_conn: lf.Connection
+) -> None:
+    old, middle, new = _three_books(file_conn)
+    path = tmp_path / documents.record_path("book", middle.uuid)
+    document = json.loads(path.read_text())
+    document["row"]["meta"] = 7  # a wrong type
+    path.write_text(json.dumps(document))
+    history = History(file_conn)
+    seen: list[BookSummary | Corrupt] = []
+    after = None
+    for _ in range(4):
+        page = history.books_around_corruption(limit=1, after=after)
+        assert page.total == 3
+        seen.extend(page.items)
+        after = page.next
+        if after is None:
+            break
+    assert [item.book.uuid for item in seen if isinstance(item, BookSummary)] == [
+        new.uuid,
+        old.uuid,
+    ]
+    assert isinstance(seen[1], Corrupt) and str(path) in seen[1].message
+    assert middle.uuid in seen[1].message  # its uuid read, so it kept its place
+    page = history.books_around_corruption(state=states.SUCCESS)
+    assert [isinstance(item, Corrupt) for item in page.items] == [False, True, False]
+    assert json.loads(path.read_text()) == document  # left as it was found
 
 
 def test_views_list_around_a_time_column_holding_no_time(tmp_path: Path) -> None:
@@ -221,3 +228,41 @@ def test_views_list_around_a_time_column_holding_no_time(tmp_path: Path) -> None
         assert [entry.uuid for entry in book.corrupt] == [flow.tasks[1].uuid]
         with pytest.raises(lf.CorruptRecordError, match=flow.tasks[1].uuid):
             History(conn).task(flow.tasks[1].uuid)
+
+
+def test_views_read_tolerantly_stand_a_corrupt_record_above_them_as_corrupt(
+    tmp_path: Path,
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'runs.db'}"
+    with lf.open_backend(uri) as backend, backend.connect() as conn:
+        conn.upgrade()
+        _, middle, _ = _three_books(conn)
+    flow = middle.flows[0]
+    garble(uri, "ledgerflow_logbooks", "meta", middle.uuid)
+    with lf.open_backend(uri) as backend, backend.connect() as conn:
+        history = History(conn)
+        view = history.flow(flow.uuid, tolerant=True)
+        assert isinstance(view.book, Corrupt) and view.book.uuid == middle.uuid
+        assert [task.name for task in view.flow] == ["a", "b"]
+        assert view.corrupt_records() == (view.book,)
+        task = history.task(flow.tasks[0].uuid, tolerant=True)
+        assert isinstance(task.book, Corrupt) and task.flow.uuid == flow.uuid
+        with pytest.raises(lf.CorruptRecordError, match=middle.uuid):
+            history.flow(flow.uuid)  # not tolerant: the view fails, as before
+        with pytest.raises(lf.CorruptRecordError, match=middle.uuid):
+            history.task(flow.tasks[0].uuid)
+
+
+def test_a_book_whose_flow_file_is_corrupt_is_summarised_with_the_record_that_is(
+    tmp_path: Path, file_conn: lf.Connection
+) -> None:
+    old, middle, new = _three_books(file_conn)
+    path = tmp_path / documents.record_path("flow", middle.flows[0].uuid)
+    path.write_text('{"kind": "flow", "row": {"uuid": 7}}')  # wrong types
+    items = History(file_conn).books_around_corruption().items
+    assert all(isinstance(item, BookSummary) for item in items)
+    assert [item.book.uuid for item in items] == [new.uuid, middle.uuid, old.uuid]
+    unread = [item.corrupt for item in items if isinstance(item, BookSummary)]
+    assert unread[0] is None and unread[2] is None
+    assert unread[1] is not None and str(path) in unread[1].message
+    assert items[1].to_dict()["flow_states"] is None

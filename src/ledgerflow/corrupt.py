@@ -10,7 +10,7 @@ one by their keys.  Each corrupt record is kept, in its place, as the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -18,7 +18,7 @@ from ledgerflow.errors import CorruptRecordError
 from ledgerflow.persistence.base import RecordConnection
 from ledgerflow.persistence.records import PARENT_KEY, Kind, Row
 
-__all__ = ["Corrupt", "child_rows", "per_item", "robust_page"]
+__all__ = ["Corrupt", "child_rows", "in_place", "per_item", "robust_page"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -33,6 +33,8 @@ class Corrupt:
     name: str | None = None
     #: Its place among the records of its view (a flow's tasks), when known.
     position: int | None = None
+    #: The uuid of the record it belongs to (a task's flow, a flow's book), when known.
+    parent: str | None = None
 
     @property
     def message(self) -> str:
@@ -43,6 +45,14 @@ class Corrupt:
         """``{"corrupt": message}`` with the uuid and name when they are known."""
         known = {"uuid": self.uuid, "name": self.name}
         return {**{k: v for k, v in known.items() if v is not None}, "corrupt": self.message}
+
+
+def in_place(records: Sequence[T], entries: Iterable[Corrupt]) -> list[T | Corrupt]:
+    """``records`` with each corrupt entry put back at its ``position`` among them."""
+    merged: list[T | Corrupt] = list(records)
+    for entry in sorted(entries, key=lambda c: c.position or 0):
+        merged.insert(entry.position or 0, entry)
+    return merged
 
 
 def robust_page(

@@ -13,7 +13,7 @@ import ledgerflow as lf
 from ledgerflow import states
 from ledgerflow.models import utcnow
 from ledgerflow.persistence.files import documents
-from ledgerflow.persistence.sql.tables import BOOKS, FLOWS
+from ledgerflow.persistence.sql.tables import BOOKS, FLOWS, TASKS
 from tests.cli.conftest import Runner, assert_one_line_error, sample_book
 from tests.corrupting import NOT_A_TIME, garble
 
@@ -230,3 +230,63 @@ def test_flows_marks_only_the_corrupt_flow_when_it_is_the_oldest(
     assert_one_line_error(outcome, 1, "1 corrupt record is listed")  # not its newer neighbour
     first, last = outcome.stdout.strip().splitlines()
     assert first.startswith(store.flows[0].uuid) and last.startswith("CORRUPT")
+
+
+def _branches(stdout: str) -> list[str]:
+    """The tree's lines below its header: flows, tasks and what stands for a corrupt one."""
+    return [line for line in stdout.splitlines() if line[:1] in ("├", "└", "│", " ")]
+
+
+def test_show_book_lists_the_flows_beside_a_corrupt_one_and_exits_1(
+    cli: Runner, tmp_path: Path
+) -> None:
+    root = tmp_path / "store"
+    uri = f"file://{root}"
+    with lf.open_backend(uri) as backend, backend.connect() as conn:
+        conn.upgrade()
+        book = sample_book("three flows")
+        for name in ("second", "third"):
+            book.add(lf.FlowDetail(name, state=states.SUCCESS))
+        book = conn.save_logbook(book)
+    corrupt = book.flows[1]
+    flow_file = root / documents.record_path("flow", corrupt.uuid)
+    flow_file.write_bytes(b"{oops")
+    outcome = cli("--backend", uri, "show", book.uuid)
+    assert_one_line_error(outcome, 1, "1 corrupt record is listed", "ledgerflow check")
+    flows = [line for line in _branches(outcome.stdout) if line.startswith(("├── ", "└── "))]
+    assert [line.split()[1] for line in flows] == ["flow", "CORRUPT", "flow"]
+    assert "backup" in flows[0] and "third" in flows[2]  # the others, in their places
+    assert corrupt.uuid in flows[1] and str(flow_file) in flows[1]
+    assert "step_3" in outcome.stdout  # the first flow's tasks read as usual
+    outcome = cli("--backend", uri, "show", "--json", book.uuid)
+    assert outcome.exit_code == 1
+    data = json.loads(outcome.stdout)
+    assert [flow["name"] for flow in data["flows"]] == ["backup", "third"]
+    assert [entry["uuid"] for entry in data["corrupt"]] == [corrupt.uuid]
+    assert flow_file.read_bytes() == b"{oops"  # left as found
+
+
+def test_show_marks_a_corrupt_task_in_its_place_and_a_corrupt_book_above(
+    cli: Runner, sqlite_uri: str, store: lf.LogBook
+) -> None:
+    flow = store.flows[0]
+    broken = flow.tasks[1]
+    _spoil(sqlite_uri, TASKS.name, "result", "{oops", broken.uuid)
+    for uuid in (store.uuid, flow.uuid):
+        outcome = cli("--backend", sqlite_uri, "show", uuid)
+        assert_one_line_error(outcome, 1, "1 corrupt record is listed")
+        tasks = [line for line in _branches(outcome.stdout) if "── " in line][1:]
+        assert "step_0" in tasks[0] and "step_2" in tasks[2] and "notify" in tasks[-1]
+        assert "CORRUPT" in tasks[1] and broken.uuid in tasks[1]
+    _spoil(sqlite_uri, BOOKS.name, "meta", "{oops", store.uuid)
+    outcome = cli("--backend", sqlite_uri, "show", flow.uuid)
+    assert_one_line_error(outcome, 1, "2 corrupt records are listed")
+    header, *_ = outcome.stdout.splitlines()
+    assert header.startswith("book CORRUPT") and store.uuid in header
+    assert "upload refused" in outcome.stdout  # the flow below it, as usual
+    outcome = cli("--backend", sqlite_uri, "show", flow.tasks[0].uuid)
+    assert_one_line_error(outcome, 1, "1 corrupt record is listed")
+    assert outcome.stdout.startswith("book CORRUPT") and "step_0" in outcome.stdout
+    data = json.loads(cli("--backend", sqlite_uri, "show", "--json", flow.uuid).stdout)
+    assert data["corrupt_book"]["uuid"] == store.uuid
+    assert broken.uuid in data["tasks"][1]["corrupt"]

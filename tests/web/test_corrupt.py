@@ -198,3 +198,91 @@ def test_a_file_store_book_page_lists_around_a_corrupt_flow_file(tmp_path: Path)
         assert client.get("/api/books", params={"state": "REVERTED"}).json()["total"] == 1
         own = client.get(f"/flows/{uuids['bad_flow']}")
         assert own.status_code == 500 and str(flow_file) in own.text
+
+
+#: A flow record file spoiled three ways: not JSON, cut short, and with the wrong types.
+SPOILT_FLOW_FILES = {
+    "not json": b"\x00garbage",
+    "truncated": b'{"kind": "flow", "row": {"na',
+    "wrong types": b'{"kind": "flow", "row": {"uuid": 7, "state": []}}',
+}
+
+
+@pytest.mark.parametrize("damage", sorted(SPOILT_FLOW_FILES))
+def test_a_file_store_books_page_says_which_flow_file_of_a_book_is_corrupt(
+    tmp_path: Path, damage: str
+) -> None:
+    root = tmp_path / "store"
+    uri = f"file://{root}"
+    uuids = make_store(uri)
+    flow_file = _spoil_file(root, "flow", uuids["bad_flow"], SPOILT_FLOW_FILES[damage])
+    with TestClient(create_app(uri)) as client:
+        page = client.get("/")
+        assert page.status_code == 200, page.text[:500]
+        [row] = [line for line in page.text.splitlines() if str(flow_file) in line]
+        assert "CORRUPT" in row and uuids["bad_flow"] in row  # in the book's counts cells
+        assert 'id="corrupt"' in page.text and "good-book" in page.text
+        items = client.get("/api/books").json()["items"]
+        bad = next(item for item in items if item.get("uuid") == uuids["bad_book"])
+        assert bad["name"] == "nightly-run" and bad["flow_states"] is None
+        assert str(flow_file) in bad["corrupt"] and uuids["bad_flow"] in bad["corrupt"]
+        good = next(item for item in items if item.get("uuid") == uuids["good_book"])
+        assert good["flow_states"] == {"SUCCESS": 1} and "corrupt" not in good
+
+
+def _garble_book(kind: str, tmp_path: Path) -> tuple[str, dict[str, str], str]:
+    """A store whose 'nightly-run' book record is corrupt: (uri, uuids, what names it)."""
+    if kind == "files":
+        root = tmp_path / "store"
+        uuids = make_store(f"file://{root}")
+        path = _spoil_file(root, "book", uuids["bad_book"], b'{"kind": "book", "row": {"na')
+        return f"file://{root}", uuids, str(path)
+    uri = f"sqlite:///{tmp_path / 'runs.db'}"
+    uuids = make_store(uri)
+    garble(uri, BOOKS, "meta", uuids["bad_book"])
+    return uri, uuids, "meta"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "files"])
+def test_a_flow_and_task_whose_book_record_is_corrupt_show_with_a_note_naming_it(
+    kind: str, tmp_path: Path
+) -> None:
+    uri, uuids, where = _garble_book(kind, tmp_path)
+    with TestClient(create_app(uri)) as client:
+        flow = client.get(f"/flows/{uuids['bad_flow']}")
+        assert flow.status_code == 200, flow.text[:500]
+        assert 'id="corrupt-above"' in flow.text and "The book this flow belongs to" in flow.text
+        assert uuids["bad_book"] in flow.text and where in flow.text
+        assert "load_rows" in flow.text and "disk full" in flow.text  # the flow, as usual
+        api = client.get(f"/api/flows/{uuids['bad_flow']}")
+        assert api.status_code == 200, api.text[:500]
+        data = api.json()
+        assert [task["name"] for task in data["tasks"]] == ["extract", "load_rows"]
+        assert data["corrupt_book"]["uuid"] == uuids["bad_book"]
+        assert where in data["corrupt_book"]["corrupt"]
+        task = client.get(f"/tasks/{uuids['failed_task']}")
+        assert task.status_code == 200, task.text[:500]
+        assert 'id="corrupt-above"' in task.text and uuids["bad_book"] in task.text
+        assert "disk full" in task.text
+        assert client.get(f"/api/tasks/{uuids['failed_task']}").json()["corrupt_book"]
+        text = client.get(f"/tasks/{uuids['failed_task']}/text/failure")
+        assert text.status_code == 200 and "disk full" in text.text
+        healthy = client.get(f"/api/flows/{uuids['good_flow']}").json()
+        assert "corrupt_book" not in healthy  # only where there is something to say
+        own = client.get(f"/books/{uuids['bad_book']}")  # its own page still names it
+        assert own.status_code == 500 and uuids["bad_book"] in own.text
+
+
+def test_a_task_whose_flow_record_is_corrupt_shows_with_a_note_naming_it(
+    corrupt_uri: str,
+) -> None:
+    uuids = make_store(corrupt_uri)
+    garble(corrupt_uri, FLOWS, "meta", uuids["bad_flow"])
+    with TestClient(create_app(corrupt_uri)) as client:
+        task = client.get(f"/tasks/{uuids['failed_task']}")
+        assert task.status_code == 200, task.text[:500]
+        assert "The flow this task belongs to is corrupt" in task.text
+        assert uuids["bad_flow"] in task.text and "nightly-run" in task.text  # the book reads
+        data = client.get(f"/api/tasks/{uuids['failed_task']}").json()
+        assert data["name"] == "load_rows" and uuids["bad_flow"] in data["corrupt_flow"]["corrupt"]
+        assert "corrupt_book" not in data

@@ -23,16 +23,18 @@ from ledgerflow.history import (
     MAX_PAGE,
     BookSummary,
     BookView,
+    Corrupt,
     FlowView,
     History,
     Page,
     TaskView,
+    View,
     check_uuid,
     mask_password,
 )
 from ledgerflow.persistence.care import record_problems
 
-__all__ = ["books", "copy", "load", "show", "upgrade", "view"]
+__all__ = ["books", "copy", "show", "upgrade", "view"]
 
 COPY_PAGE = 200
 #: Books per --page when no --limit is given.
@@ -238,45 +240,48 @@ def show(app: App, uuid: str, verbose: bool, as_json: bool) -> None:
     with app.read() as conn:
         if not has_records(conn):
             fail(f"no logbook, flow or task with uuid {uuid!r}: {app.safe_uri} is empty")
+        found = History(conn).record(uuid, tolerant=True)
         if as_json:
-            record = load(conn, uuid)
-            _echo_json(record.to_dict())
+            _echo_json(found.to_dict())
         else:
-            record, lines = view(conn, uuid, verbose, app.out.width)
-            render.emit(app.out, lines)
-    problems = record_problems(record)
+            render.emit(app.out, _lines(found, verbose, app.out.width))
+    listing.fail_if_corrupt(len(found.corrupt_records()))
+    problems = record_problems(_record(found))
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         fail(f"{problems[0]}{more}; run `ledgerflow check`")
 
 
-def load(conn: lf.Connection, uuid: str) -> lf.LogBook | lf.FlowDetail | lf.TaskDetail:
-    """The book, flow (with tasks) or task that ``uuid`` names."""
-    found = History(conn).record(uuid)
+def view(
+    conn: lf.Connection, uuid: str, verbose: bool, width: int
+) -> tuple[lf.LogBook | lf.FlowDetail | lf.TaskDetail, list[Text]]:
+    """Read the record ``uuid`` names (one snapshot) and render its tree and timelines.
+
+    A corrupt record in the tree or above it is marked in its place; the rest reads on.
+    """
+    found = History(conn).record(uuid, tolerant=True)
+    return _record(found), _lines(found, verbose, width)
+
+
+def _record(found: View) -> lf.LogBook | lf.FlowDetail | lf.TaskDetail:
+    """The record a view is of."""
     if isinstance(found, BookView):
         return found.book
     return found.flow if isinstance(found, FlowView) else found.task
 
 
-def view(
-    conn: lf.Connection, uuid: str, verbose: bool, width: int
-) -> tuple[lf.LogBook | lf.FlowDetail | lf.TaskDetail, list[Text]]:
-    """Read the record ``uuid`` names (one snapshot) and render its tree and timelines."""
-    found = History(conn).record(uuid)
-    record: lf.LogBook | lf.FlowDetail | lf.TaskDetail
+def _lines(found: View, verbose: bool, width: int) -> list[Text]:
+    """A view's tree (each corrupt record marked in its place), then its timelines."""
     if isinstance(found, BookView):
-        record = found.book
-        lines = render.book_tree(found.book, verbose)
+        lines = render.book_tree(found, verbose)
         timed = found.book.flows
     elif isinstance(found, FlowView):
-        record = found.flow
         lines = [
             render.book_header(found.book),
-            *render.flow_tree(found.flow, "└── ", "    ", verbose),
+            *render.flow_tree(found.flow, "└── ", "    ", verbose, found.corrupt),
         ]
         timed = [found.flow]
     else:
-        record = found.task
         lines = _task_view(found)
         timed = []
     now = datetime.now(UTC)
@@ -284,13 +289,19 @@ def view(
         bars = render.timeline(flow.tasks, width, now)
         if bars:
             lines.extend([Text(""), *bars])
-    return record, lines
+    return lines
 
 
 def _task_view(found: TaskView) -> list[Text]:
     """A task with its book and flow above it, and everything it recorded."""
     task = found.task
-    lines = [render.book_header(found.book), render.flow_line(found.flow, "└── ", with_tasks=False)]
+    flow = found.flow
+    above = (
+        render.corrupt_text(flow.message, "└── flow ")
+        if isinstance(flow, Corrupt)
+        else render.flow_line(flow, "└── ", with_tasks=False)
+    )
+    lines = [render.book_header(found.book), above]
     lines.extend(render.task_lines(task, "    └── ", "        ", verbose=True))
     details = {
         "version": task.version,

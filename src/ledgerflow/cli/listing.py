@@ -18,7 +18,15 @@ import click
 import ledgerflow as lf
 from ledgerflow.cli import render
 from ledgerflow.cli.render import Text
-from ledgerflow.history import MAX_PAGE, BookSummary, FlowSummary, History, per_item, robust_page
+from ledgerflow.history import (
+    MAX_PAGE,
+    BookSummary,
+    Corrupt,
+    FlowSummary,
+    History,
+    per_item,
+    robust_page,
+)
 
 if TYPE_CHECKING:
     from ledgerflow.cli.app import App
@@ -88,10 +96,7 @@ def _line(
     flow_states, task_states = flows.get(entry.uuid, {}), tasks.get(entry.uuid, {})
     for counts in (flow_states, task_states):
         if isinstance(counts, lf.CorruptRecordError):
-            line = Text(f"{entry.uuid:36}  ")
-            line.append(entry.name, style="cyan")
-            line.append(f"  CORRUPT  {counts}", style="bold red")
-            return line
+            return render.book_line(BookSummary(entry, {}, {}, corrupt=Corrupt(counts)))
     assert not isinstance(flow_states, Exception) and not isinstance(task_states, Exception)
     return render.book_line(BookSummary(entry, flow_states, task_states))
 
@@ -136,7 +141,7 @@ def entry_line(item: T | lf.CorruptRecordError, line: Callable[[T], Text]) -> Te
 
 def corrupt_line(error: lf.CorruptRecordError) -> Text:
     """A listing's line for a record that does not load."""
-    return Text(f"CORRUPT  {error}", style="bold red")
+    return render.corrupt_text(str(error))
 
 
 def fail_if_corrupt(count: int) -> None:

@@ -19,7 +19,8 @@ from rich.style import Style
 
 import ledgerflow as lf
 from ledgerflow import history, states
-from ledgerflow.history import BookSummary
+from ledgerflow.corrupt import in_place
+from ledgerflow.history import BookSummary, BookView, Corrupt
 
 STATE_STYLES: dict[str, str] = {
     states.PENDING: "dim",
@@ -202,6 +203,8 @@ def book_line(item: BookSummary) -> Text:
     line.append("  ")
     line.append(book.name, style="cyan")
     line.append("  ")
+    if item.corrupt is not None:  # its counts are not known: say why instead
+        return line.append_text(corrupt_text(item.corrupt.message))
     flows = item.flow_states
     if len(flows) == 1 and sum(flows.values()) == 1:
         line.append_text(state_text(next(iter(flows))))
@@ -217,9 +220,16 @@ def book_line(item: BookSummary) -> Text:
     return line
 
 
-def book_header(book: lf.LogBook) -> Text:
-    """The first line of a book: name, uuid, creation time."""
+def corrupt_text(message: str, prefix: str = "") -> Text:
+    """A line (after ``prefix``) for a record that does not load, naming it."""
+    return Text(prefix).append(f"CORRUPT  {message}", style="bold red")
+
+
+def book_header(book: lf.LogBook | Corrupt) -> Text:
+    """The first line of a book: name, uuid, creation time (or why it does not load)."""
     text = Text("book ", style="bold")
+    if isinstance(book, Corrupt):
+        return text.append_text(corrupt_text(book.message))
     text.append(book.name, style="bold cyan")
     text.append(f"  {book.uuid}", style="dim")
     text.append(f"  created {format_time(book.created_at)}", style="dim")
@@ -324,27 +334,36 @@ def failure_lines(label: str, failure: lf.Failure, indent: str, verbose: bool) -
     return lines
 
 
-def flow_tree(flow: lf.FlowDetail, prefix: str, cont: str, verbose: bool) -> list[Text]:
-    """A flow's line and one branch per task."""
+def flow_tree(
+    flow: lf.FlowDetail, prefix: str, cont: str, verbose: bool, corrupt: Iterable[Corrupt] = ()
+) -> list[Text]:
+    """A flow's line and one branch per task (a ``corrupt`` one marked, in its place)."""
     lines = [flow_line(flow, prefix)]
-    tasks = flow.tasks
+    tasks = in_place(flow.tasks, corrupt)
     for index, task in enumerate(tasks):
         last = index == len(tasks) - 1
         branch, below = ("└── ", "    ") if last else ("├── ", "│   ")
-        lines.extend(task_lines(task, cont + branch, cont + below, verbose))
+        if isinstance(task, Corrupt):
+            lines.append(corrupt_text(task.message, cont + branch))
+        else:
+            lines.extend(task_lines(task, cont + branch, cont + below, verbose))
     return lines
 
 
-def book_tree(book: lf.LogBook, verbose: bool) -> list[Text]:
-    """A book's header and the tree of its flows and tasks."""
+def book_tree(found: BookView, verbose: bool) -> list[Text]:
+    """A book's header and the tree of its flows and tasks, each corrupt one marked."""
+    book = found.book
     lines = [book_header(book)]
-    flows = book.flows
+    flows = in_place(book.flows, found.corrupt_under(book.uuid))
     if not flows:
         lines.append(Text("└── (no flows)", style="dim"))
     for index, flow in enumerate(flows):
         last = index == len(flows) - 1
         branch, below = ("└── ", "    ") if last else ("├── ", "│   ")
-        lines.extend(flow_tree(flow, branch, below, verbose))
+        if isinstance(flow, Corrupt):
+            lines.append(corrupt_text(flow.message, branch))
+        else:
+            lines.extend(flow_tree(flow, branch, below, verbose, found.corrupt_under(flow.uuid)))
     return lines
 
 

@@ -5,8 +5,10 @@ connection of its own, in Starlette's thread pool.  Errors never show a tracebac
 an unknown or malformed uuid is a 404, bad paging parameters a 400 naming the
 parameter, a store that cannot be read a 503 page (the server goes on serving).
 A corrupt record is listed as such among the others (books page, a book's flows, a
-flow's tasks, and their JSON twins); a page of the corrupt record itself is a 500
-page naming it.
+flow's tasks, and their JSON twins); a book whose flows or tasks do not read says so
+in place of its counts; a flow or task page whose book or flow record is corrupt
+shows the record with a note naming that one; a page of the corrupt record itself
+is a 500 page naming it.
 """
 
 from __future__ import annotations
@@ -166,7 +168,7 @@ class _Site:
 
     def task_page(self, request: Request) -> Response:
         with self.history() as history:
-            found = history.task(request.path_params["uuid"])
+            found = history.task(request.path_params["uuid"], tolerant=True)
         return self.page(request, "task.html", view=found)
 
     def task_text(self, request: Request) -> Response:
@@ -175,7 +177,7 @@ class _Site:
         if field not in TEXT_FIELDS:
             raise HTTPException(404, f"a task has no text field {field[:40]!r}")
         with self.history() as history:
-            task = history.task(request.path_params["uuid"]).task
+            task = history.task(request.path_params["uuid"], tolerant=True).task
         value = getattr(task, field)
         if field in ("failure", "revert_failure"):
             text = "" if value is None else _failure_text(value)
@@ -187,8 +189,7 @@ class _Site:
         def handler(request: Request) -> Response:
             with self.history() as history:
                 read = getattr(history, kind)
-                uuid = request.path_params["uuid"]
-                found = read(uuid) if kind == "task" else read(uuid, tolerant=True)
+                found = read(request.path_params["uuid"], tolerant=True)
             return _json(found.to_dict())
 
         return handler
