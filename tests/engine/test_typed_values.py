@@ -111,9 +111,7 @@ def test_the_store_given_to_load_is_encoded_once_for_the_new_flows_write(
     monkeypatch.setattr(serialization, "_encoder", texts)
     backend = lf.open_backend(uri)
     try:
-        engine = lf.load(
-            lf.LinearFlow("f", _noop), store={"store-mark": (1, 2)}, backend=backend
-        )
+        engine = lf.load(lf.LinearFlow("f", _noop), store={"store-mark": (1, 2)}, backend=backend)
         assert texts.texts == 1
         # Only the first write reuses it: meta edited in place afterwards is stored.
         engine.flow_detail.meta["note"] = "edited"
