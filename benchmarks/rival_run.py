@@ -1,10 +1,11 @@
 """One timed run of N no-op tasks on a SQLite file, in a fresh process (see rivals_bench.py).
 
-Usage: python rival_run.py SYSTEM PATH N   (SYSTEM: ledgerflow, taskflow or dbos)
+Usage: python rival_run.py SYSTEM PATH N   (SYSTEM: ledgerflow, taskflow, dbos or sqlite3)
 Prints the seconds the run took (not the interpreter's start, imports or set-up).
 Each system runs in its own venv; only its own package is imported.
 """
 
+import os
 import sys
 import time
 
@@ -22,6 +23,14 @@ def ledgerflow(path, size):
     start = time.perf_counter()
     engine.run()
     return time.perf_counter() - start
+
+
+def raw_sqlite3(path, size):
+    """The floor: bare sqlite3, one committed UPDATE of a task-sized row per task."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from engine_bench import raw_sqlite_update
+
+    return raw_sqlite_update(path, size, wide=True, passes=1)[0]
 
 
 def taskflow(path, size):
@@ -73,6 +82,11 @@ if __name__ == "__main__":
     system, file_path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     print(
         repr(
-            {"ledgerflow": ledgerflow, "taskflow": taskflow, "dbos": dbos}[system](file_path, count)
+            {
+                "ledgerflow": ledgerflow,
+                "taskflow": taskflow,
+                "dbos": dbos,
+                "sqlite3": raw_sqlite3,
+            }[system](file_path, count)
         )
     )
