@@ -28,9 +28,10 @@ from ledgerflow.jobs.board import Idle, JobBoard, Later
 from ledgerflow.jobs.model import CLAIMED, ENDED, READY, Job
 from ledgerflow.models import LogBook, utcnow
 from ledgerflow.persistence.base import Backend
-from ledgerflow.persistence.sql.backend import SQLBackend, SQLConnection, _begin_immediate
+from ledgerflow.persistence.sql.backend import SQLBackend, SQLConnection
 from ledgerflow.persistence.sql.engines import translate_errors
 from ledgerflow.persistence.sql.tables import UTCDateTime
+from ledgerflow.persistence.sql.transactions import _begin_immediate
 
 __all__ = ["SQLBoard"]
 

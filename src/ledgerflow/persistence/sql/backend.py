@@ -1,14 +1,11 @@
 """``SQLBackend``: SQLite, PostgreSQL and MariaDB/MySQL through SQLAlchemy Core.
 
 The statements live in ``statements`` (built once, at import; the two hottest also
-compiled once per process and kind of dialect, see ``fastpath``).  Every write runs inside
-``_transaction`` (the one write path: fencing, retries and tracing hook in there); on
-SQLite, once the schema was seen, it opens and commits on the driver connection, the
-engine's hot path.  Each thread keeps one pooled
-connection per ``SQLConnection`` (``close()`` returns them), and no call leaves a
-transaction open.  Reads of a book or flow with its details run in one read
-transaction (REPEATABLE READ; on SQLite one WAL snapshot), so a concurrent write is
-seen whole or not at all.
+compiled once per process and kind of dialect, see ``fastpath``).  Connections,
+transactions and snapshots are ``transactions.SQLTransactions``, which this module's
+``SQLConnection`` builds on: every write runs inside its ``_transaction`` (the one write
+path: fencing, retries and tracing hook in there), and reads of a book or flow with its
+details run in one read transaction, so a concurrent write is seen whole or not at all.
 
 Only ``upgrade()`` creates schema.  Reading a store without one finds nothing and
 writes nothing (a missing SQLite file is not even created); writing to it raises
@@ -20,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
@@ -36,11 +32,10 @@ from ledgerflow.errors import (
     CorruptRecordError,
     CorruptStoreError,
     NotFound,
-    SchemaVersionError,
     StorageError,
 )
 from ledgerflow.persistence import care, records
-from ledgerflow.persistence.base import Backend, Fence, RecordConnection, fenced_out
+from ledgerflow.persistence.base import Backend, Fence, fenced_out
 from ledgerflow.persistence.care import Damage, PurgePolicy
 from ledgerflow.persistence.listing import Cursor
 from ledgerflow.persistence.ownership import OwnChange, Ownership
@@ -53,7 +48,6 @@ from ledgerflow.persistence.sql.engines import (
     create_engine,
     parse_uri,
 )
-from ledgerflow.persistence.sql.engines import translate_errors as _translate
 from ledgerflow.persistence.sql.fastpath import PreparedUpdate
 from ledgerflow.persistence.sql.packets import PacketLimit
 from ledgerflow.persistence.sql.statements import DELETE_BOOK as _DELETE_BOOK
@@ -66,6 +60,7 @@ from ledgerflow.persistence.sql.statements import SELECTS as _SELECTS
 from ledgerflow.persistence.sql.statements import SETTABLE as _SETTABLE
 from ledgerflow.persistence.sql.statements import Releases, Selects, Updates, prepared
 from ledgerflow.persistence.sql.tables import BOOKS, FLOWS, FORMAT_DEFAULT, TABLES, TASKS
+from ledgerflow.persistence.sql.transactions import SQLTransactions, _begin_immediate
 
 __all__ = ["SQLBackend", "SQLConnection"]
 
@@ -75,11 +70,6 @@ _T = TypeVar("_T")
 _DEADLOCK_TRIES: Final = 8
 #: Any fixed number identifies our upgrade lock among PostgreSQL advisory locks.
 _PG_UPGRADE_LOCK: Final = 0x1ED6E5F10
-
-
-def _begin_immediate(conn: SAConnection) -> None:
-    """Open SQLite's write transaction at once (straight to the driver: it is hot)."""
-    conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
 
 
 def _with_query(uri: str, options: dict[str, Any]) -> str:
@@ -136,229 +126,8 @@ class SQLBackend(Backend):
         self.engine.dispose()
 
 
-_NESTED: Final = contextlib.nullcontext()
-
-
-class _DirectWrite:
-    """SQLite's hot path, one commit per engine step, straight on the sqlite3 connection.
-
-    BEGIN IMMEDIATE and COMMIT skip SQLAlchemy's transaction objects (most of the cost
-    of a commit that does not fsync), and this is a class rather than a generator
-    context for the same reason.  A statement sent through SQLAlchemy inside (an
-    INSERT) makes it open its own transaction object, which then commits or rolls back
-    this same one.  Driver errors, the commit's included, are translated once.
-    """
-
-    __slots__ = ("_owner",)
-
-    def __init__(self, owner: SQLConnection) -> None:
-        self._owner = owner
-
-    def __enter__(self) -> None:
-        owner = self._owner
-        try:
-            conn = owner._checkout()
-            driver: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
-            driver.execute("BEGIN IMMEDIATE")
-        except Exception as error:
-            raise owner._translated(error, "write")  # noqa: B904 - its cause is the driver error
-        local = owner._local
-        local.conn, local.driver = conn, driver
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
-    ) -> None:
-        owner = self._owner
-        local = owner._local
-        conn: SAConnection = local.conn
-        driver: sqlite3.Connection = local.driver
-        local.conn = local.driver = local.fence = None
-        try:
-            if exc is None:
-                (conn.commit if conn.in_transaction() else driver.commit)()
-            else:
-                (conn.rollback if conn.in_transaction() else driver.rollback)()
-        except Exception as error:
-            raise owner._translated(error, "write")  # noqa: B904 - its cause is the driver error
-        if isinstance(exc, Exception):
-            translated = owner._translated(exc, "write")
-            if translated is not exc:
-                raise translated
-
-
-class SQLConnection(RecordConnection):
+class SQLConnection(SQLTransactions):
     """The row primitives in SQL; each public call is one transaction or one read."""
-
-    def __init__(self, backend: SQLBackend) -> None:
-        self._backend = backend
-        self._address = backend.address
-        self._sqlite = self._address.backend_name == "sqlite"
-        self._local = threading.local()
-        # Each thread keeps one pooled connection for this Connection's lifetime: a pool
-        # checkout and checkin (plus PostgreSQL's pre-ping) per call cost more than the
-        # UPDATE itself on the engine's hot path.  close() returns them all.
-        self._pinned: list[SAConnection] = []
-        self._pinned_lock = threading.Lock()
-
-    def close(self) -> None:
-        """Return every connection this Connection holds to the backend's pool."""
-        with self._pinned_lock:
-            pinned, self._pinned = self._pinned, []
-        for conn in pinned:
-            with contextlib.suppress(Exception):  # a dead connection is closed all the same
-                conn.close()
-        self._local = threading.local()
-
-    def _checkout(self) -> SAConnection:
-        conn: SAConnection | None = getattr(self._local, "pinned", None)
-        if conn is not None and not conn.closed and not conn.invalidated:
-            return conn
-        conn = self._backend.engine.connect()
-        self._local.pinned = conn
-        with self._pinned_lock:
-            self._pinned = [c for c in self._pinned if not c.closed]
-            self._pinned.append(conn)
-        return conn
-
-    # ---- connections and transactions ------------------------------------------------
-    @property
-    def _current(self) -> SAConnection | None:
-        conn: SAConnection | None = getattr(self._local, "conn", None)
-        return conn
-
-    def _guard(self) -> contextlib.AbstractContextManager[Any]:
-        """An in-memory SQLite database is one shared connection: serialize its users."""
-        lock = self._address.lock
-        return lock if lock is not None else contextlib.nullcontext()
-
-    def _file_missing(self) -> bool:
-        path = self._address.path
-        if path is None or not self._sqlite or self._backend.schema_seen:
-            return False  # a file once seen with its schema is not checked on every call
-        return not os.path.exists(path)
-
-    def _no_schema(self, conn: SAConnection) -> bool:
-        if self._backend.schema_seen:
-            return False
-        status = migrate.schema_status(conn)
-        if conn.in_transaction():  # the check autobegan one: the caller begins its own
-            conn.rollback()
-        if not status.has_tables:
-            return True
-        outdated = status.outdated()
-        if outdated is not None:
-            # An older schema lacks columns every statement names: say so, not "no such column".
-            raise self._needs_upgrade(outdated)
-        self._backend.schema_seen = True
-        return False
-
-    def _transaction(self) -> contextlib.AbstractContextManager[None]:
-        if self._current is not None:  # nested: the outermost transaction commits
-            return _NESTED
-        if self._open_snapshot is not None:
-            raise RuntimeError("a write cannot start inside a snapshot read")
-        self._refuse_if_corrupt()
-        if self._sqlite and self._backend.schema_seen and self._address.lock is None:
-            return _DirectWrite(self)
-        return self._server_transaction()
-
-    def _translated(self, error: BaseException, action: str) -> BaseException:
-        """What ``_translating`` turns ``error`` into (itself when it is not a driver error)."""
-        try:
-            with self._translating(action):
-                raise error
-        except BaseException as translated:
-            return translated
-
-    @contextlib.contextmanager
-    def _server_transaction(self) -> Iterator[None]:
-        if self._file_missing():
-            raise self._needs_upgrade("has no ledgerflow schema (the file does not exist)")
-        with self._connect("write") as conn:
-            if self._no_schema(conn):
-                raise self._needs_upgrade("has no ledgerflow schema")
-            self._local.conn = conn
-            try:
-                with conn.begin():
-                    if self._sqlite:  # take the write lock now, not at the first write
-                        _begin_immediate(conn)
-                    yield
-            finally:
-                self._local.conn = self._local.fence = None
-
-    def _refuse_if_corrupt(self) -> None:
-        corrupt = self._backend.corrupt
-        if corrupt is not None:
-            raise CorruptStoreError(str(corrupt)) from corrupt
-
-    @contextlib.contextmanager
-    def _translating(self, action: str) -> Iterator[None]:
-        """Driver errors become ours; a malformed SQLite file stops all further writes."""
-        try:
-            with _translate(self._address, action):
-                yield
-        except CorruptStoreError as error:
-            self._backend.corrupt = self._backend.corrupt or error
-            raise
-
-    @contextlib.contextmanager
-    def _connect(self, action: str) -> Iterator[SAConnection]:
-        """A pooled connection; driver errors (connecting included) become ours."""
-        with self._guard(), self._translating(action):
-            conn = self._checkout()
-            try:
-                yield conn
-            finally:
-                if conn.in_transaction():  # end a read's autobegun transaction (and snapshot)
-                    conn.rollback()
-
-    @property
-    def _open_snapshot(self) -> SAConnection | None:
-        conn: SAConnection | None = getattr(self._local, "snapshot", None)
-        return conn
-
-    @contextlib.contextmanager
-    def _snapshot(self) -> Iterator[None]:
-        """One read transaction for several queries (REPEATABLE READ; SQLite: one WAL snapshot)."""
-        if self._current is not None or self._open_snapshot is not None:
-            yield  # inside a write transaction, or nested: already one moment
-            return
-        with self._reading() as conn:
-            if conn is None:  # no schema (or no file): the reads will find nothing
-                yield
-                return
-            conn.exec_driver_sql(
-                "BEGIN" if self._sqlite else "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
-            )
-            self._local.snapshot = conn
-            try:
-                yield
-            finally:
-                self._local.snapshot = None
-        # _reading() rolled the read transaction back on the way out.
-
-    @contextlib.contextmanager
-    def _reading(self) -> Iterator[SAConnection | None]:
-        """The current transaction's connection, or a fresh one; None if no schema."""
-        current = self._current or self._open_snapshot
-        if current is not None:
-            yield current
-            return
-        if self._file_missing():  # connecting would create the file
-            yield None
-            return
-        with self._connect("read") as conn:
-            yield None if self._no_schema(conn) else conn
-
-    def _writer(self) -> SAConnection:
-        conn = self._current
-        assert conn is not None, "write primitives run inside _transaction()"
-        return conn
-
-    def _needs_upgrade(self, why: str) -> SchemaVersionError:
-        return SchemaVersionError(
-            f"the store at {self._address.where} {why}; call upgrade() or run `ledgerflow upgrade`"
-        )
 
     # ---- schema ---------------------------------------------------------------------
     def upgrade(self) -> None:
