@@ -138,6 +138,16 @@ class Pool:
         return self.kind == THREADS
 
     @property
+    def delivers_results(self) -> bool:
+        """Whether a try's result comes back over the engine's channel, not the executor.
+
+        Dask hands a result to its client only after a fetch from the worker (a round
+        trip through the scheduler, most of a short task's overhead); the worker that
+        ran the try is connected to the engine already and sends it straight there.
+        """
+        return self.kind == DASK
+
+    @property
     def channel_host(self) -> str:
         """Where the engine listens for this executor's workers (see ``engine/remote.py``)."""
         if self.kind == DASK:

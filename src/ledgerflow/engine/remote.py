@@ -17,6 +17,12 @@ It becomes RUNNING only when a worker starts it: ``begin`` asks the engine, whic
 it RUNNING, commits, and answers with its attempt (or tells it not to start, when the
 run is stopping: the try raises ``NotStarted`` and nothing was recorded).
 
+On Dask a try's result comes back the same way, with its ``end``: Dask would hand it
+to the engine only after fetching it from the worker, a round trip through the
+scheduler that was most of a short task's overhead.  The worker then returns None to
+Dask instead (the result is not carried twice); a result the engine did not take (a
+try it gave up on, one that does not pickle) goes back through Dask as before.
+
 Each worker thread keeps its connection open: when the process dies, the engine sees the
 connection drop before the pool reports it broken, and so knows which task's worker died
 (``Channel.dropped``).
@@ -27,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import pickle
 import secrets
 import threading
 import time
@@ -81,10 +88,19 @@ _ERRORS: dict[str, type[LedgerflowError]] = {
 class RemoteContext(TaskContext):
     """``current_task()`` in a worker process: every question goes to the engine."""
 
-    def __init__(self, address: tuple[str, int], key: bytes, token: str, local: TaskContext):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        key: bytes,
+        token: str,
+        local: TaskContext,
+        delivers: bool = False,
+    ):
         self._address = address
         self._key = key
         self._token = token
+        #: Whether the try's result goes to the engine with ``end`` (see ``run_remote``).
+        self.delivers = delivers
         self.abandoned = False
         self.name = local.name
         self.task_uuid = local.task_uuid
@@ -119,6 +135,21 @@ class RemoteContext(TaskContext):
         with contextlib.suppress(OSError, EOFError):
             self._ask("end", self._token)
 
+    def end_with(self, result: Any) -> bool:
+        """End the try sending its result along; whether the engine took it.
+
+        False when it did not (a try it gave up on, a result that does not pickle, a
+        lost engine): the result then goes back through the executor as usual.
+        """
+        if not self.delivers:
+            self.end()
+            return False
+        try:
+            return bool(self._ask("end", self._token, result))
+        except (OSError, EOFError, pickle.PicklingError, TypeError, AttributeError):
+            self.end()
+            return False
+
     @property
     def last_checkpoint(self) -> Any:
         """The value saved by the last ``checkpoint()`` (an earlier try or process), or None."""
@@ -140,12 +171,18 @@ class RemoteContext(TaskContext):
 
 
 def run_remote(context: RemoteContext, task: Task, inputs: Mapping[str, Any]) -> Any:
-    """What a worker runs: ``task.execute`` with ``context`` current, under its timeout."""
+    """What a worker runs: ``task.execute`` with ``context`` current, under its timeout.
+
+    A result the engine took over the channel is not returned again (None instead):
+    the executor would only carry it back a second time.
+    """
     context.begin()
     try:
-        return execute_in_context(context, task, inputs)
-    finally:
+        result = execute_in_context(context, task, inputs)
+    except BaseException:
         context.end()
+        raise
+    return None if context.end_with(result) else result
 
 
 class Channel:
@@ -156,11 +193,14 @@ class Channel:
         on_begin: Callable[[str], tuple[bool, int]],
         host: str = "127.0.0.1",
         on_drop: Callable[[str], None] | None = None,
+        on_result: Callable[[str, Any], bool] | None = None,
     ) -> None:
         #: Called (in a channel thread) when a worker starts a try: (go on?, its attempt).
         self._on_begin = on_begin
         #: Called (in a channel thread) when a running try's worker connection dropped.
         self._on_drop = on_drop
+        #: Called (in a channel thread) with a try's result sent with its end: taken?
+        self._on_result = on_result
         self._key = secrets.token_bytes(32)
         self._listener = Listener((host, 0), authkey=self._key)
         self.address: tuple[str, int] = self._listener.address
@@ -180,7 +220,8 @@ class Channel:
         token = f"{context.name}#{next(self._ids)}"
         with self._lock:
             self._contexts[token] = context
-        return token, RemoteContext(self.address, self._key, token, context)
+        delivers = self._on_result is not None
+        return token, RemoteContext(self.address, self._key, token, context, delivers)
 
     def rebind(self, token: str, context: TaskContext) -> None:
         """The try started: answer for it from ``context`` (made once it was RUNNING)."""
@@ -274,6 +315,10 @@ class Channel:
             return "ok", context.last_checkpoint
         if kind == "stop":
             return "ok", context.stop_requested
+        if kind == "end":
+            if rest and self._on_result is not None:
+                return "ok", self._on_result(token, rest[0])
+            return "ok", None
         if kind == "checkpoint":
             try:
                 context.checkpoint(rest[0])

@@ -69,6 +69,9 @@ class Runner:
         #: Workers' begin requests, handled in this thread (token, answer, done).
         self.begins: list[tuple[str, list[Any], threading.Event]] = []
         self.begins_lock = threading.Lock()
+        #: Results workers sent with their try's end, by token (``Pool.delivers_results``).
+        self.delivered: dict[str, Any] = {}
+        self.by_token: dict[str, futures.Future[Any]] = {}
         self.wake: futures.Future[None] = futures.Future()
         self.suspend_event = suspend_event
         self.remaining = [0] * len(self.nodes)
@@ -189,7 +192,12 @@ class Runner:
             self.inflight[self.pool.submit(execute_in_context, context, node.task, inputs)] = index
             return
         if self.channel is None:
-            self.channel = Channel(self._begin, self.pool.channel_host, self._worker_dropped)
+            self.channel = Channel(
+                self._begin,
+                self.pool.channel_host,
+                self._worker_dropped,
+                self._result_sent if self.pool.delivers_results else None,
+            )
         token, remote = self.channel.open(context)
         self.sent[token] = index
         if not self.deferred:
@@ -203,6 +211,29 @@ class Runner:
             future = self.pool.submit(run_remote, remote, node.task, inputs)
         self.inflight[future] = index
         self.tokens[future] = token
+        self.by_token[token] = future
+
+    def _result_sent(self, token: str, result: Any) -> bool:
+        """A worker sent its try's result (channel thread): this thread records it."""
+        with self.begins_lock:
+            self.delivered[token] = result
+            if not self.wake.done():
+                self.wake.set_result(None)
+        return True
+
+    def _take_delivered(self) -> list[_Outcome]:
+        """The outcomes of tries whose results came over the channel (their futures dropped)."""
+        with self.begins_lock:
+            delivered, self.delivered = self.delivered, {}
+        outcomes: list[_Outcome] = []
+        for token, result in delivered.items():
+            future = self.by_token.get(token)
+            if future is None or future not in self.inflight:
+                continue  # a try this run gave up on: nothing it sends counts
+            index = self.inflight.pop(future)
+            self._forget(future)
+            outcomes.append((index, True, result))
+        return outcomes
 
     def _worker_dropped(self, token: str) -> None:
         """A running try's worker went away (channel thread): make sure its pool notices."""
@@ -238,6 +269,8 @@ class Runner:
             # Those left wait for a try to finish (run_forward comes back then).
             begins, self.begins = again + fresh[:room], fresh[room:]
             self.wake = futures.Future()
+            if self.delivered:  # a result that came in since _collect took them
+                self.wake.set_result(None)
         for token, answer, _ in begins:
             index = self.sent.get(token)
             if index is None or (stopping and token not in self.begun):
@@ -289,9 +322,11 @@ class Runner:
         # capacity even for a moment.
         finished, _ = futures.wait([*self.inflight, self.wake], timeout, futures.FIRST_COMPLETED)
         finished.discard(self.wake)
+        # Taken first: a future whose result came over the channel returned None.
+        outcomes = self._take_delivered() if self.delivered else []
+        finished.intersection_update(self.inflight)
         if self.pool is not None and any(self.pool.broken(f.exception()) for f in finished):
-            return self._pool_broke()
-        outcomes = []
+            return outcomes + self._pool_broke()
         for future in finished:
             index = self.inflight.pop(future)
             exc = future.exception()
@@ -310,6 +345,7 @@ class Runner:
         token = self.tokens.pop(future, None)
         if token is None:
             return True
+        self.by_token.pop(token, None)
         if self.channel is not None:
             self.channel.forget(token)
         self.sent.pop(token, None)
