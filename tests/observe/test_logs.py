@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import pytest
 
 import ledgerflow as lf
+from ledgerflow.engine import observe as lf_observe
 from tests.cli.conftest import Runner, cli_process
 
 __all__ = ["cli_process"]
@@ -74,3 +76,52 @@ def test_cli_log_level_info_prints_lifecycle_records(cli_process: Runner, tmp_pa
     assert "started (attempt 1)" in outcome.stderr
     quiet = cli_process("--backend", uri, "books")
     assert "INFO" not in quiet.stderr
+
+
+def _made(message: str, args: tuple[object, ...]) -> dict[str, object]:
+    where = lf_observe.__file__
+    made = lf_observe.LOG.makeRecord("ledgerflow", logging.INFO, where, 0, message, args, None)
+    return dict(made.__dict__)
+
+
+def test_a_record_from_the_template_has_every_field_makerecord_gives() -> None:
+    args = ("t1", 1)
+    ours = lf_observe._record("task %s started (attempt %d)", args).__dict__
+    theirs = _made("task %s started (attempt %d)", args)
+    clock = {"created", "msecs", "relativeCreated"}
+    assert set(ours) == set(theirs)
+    assert {k: v for k, v in ours.items() if k not in clock} == {
+        k: v for k, v in theirs.items() if k not in clock
+    }
+    assert abs(ours["created"] - theirs["created"]) < 60  # type: ignore[operator]
+    assert 0 <= ours["msecs"] < 1000  # type: ignore[operator]
+
+
+def test_a_custom_record_factory_still_makes_the_records(caplog: pytest.LogCaptureFixture) -> None:
+    calls.clear()
+    standard = logging.getLogRecordFactory()
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = standard(*args, **kwargs)
+        record.tenant = "acme"
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        with caplog.at_level(logging.INFO, logger="ledgerflow"):
+            lf.run(lf.LinearFlow("custom", flaky))
+    finally:
+        logging.setLogRecordFactory(standard)
+    records = _records(caplog)
+    assert records and all(r.tenant == "acme" for r in records)  # type: ignore[attr-defined]
+
+
+def test_records_name_the_thread_that_wrote_them(caplog: pytest.LogCaptureFixture) -> None:
+    calls.clear()
+    with caplog.at_level(logging.INFO, logger="ledgerflow"):
+        thread = threading.Thread(target=lf.run, args=(lf.LinearFlow("t", flaky),), name="runner-7")
+        thread.start()
+        thread.join()
+    records = _records(caplog)
+    assert records and {r.threadName for r in records} == {"runner-7"}
+    assert {r.thread for r in records} == {thread.ident}
