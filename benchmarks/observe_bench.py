@@ -5,7 +5,12 @@ observation off (no INFO logging, no tracer provider), logs on (a null handler a
 spans on (the SDK with an in-memory exporter), and both.  Prints microseconds per task
 and the difference to "off"; targets: off adds nothing, on <= 30 us/task.
 
-    python benchmarks/observe_bench.py [--tasks 1000] [--rounds 7]
+    python benchmarks/observe_bench.py [--tasks 1000] [--rounds 7] [--instructions]
+
+``--instructions`` also counts instructions per task under callgrind (valgrind), for
+"off", "logs+spans" and the floor (the SDK span and the two records alone, no
+ledgerflow): figures that host noise cannot move (the difference of a 1,300- and a
+300-task run, so start-up cancels out).
 """
 
 from __future__ import annotations
@@ -92,6 +97,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--processor", choices=("simple", "batch"), default="simple")
+    parser.add_argument("--instructions", action="store_true")
     options = parser.parse_args()
     switch = Switch(options.processor)
     run_once(options.tasks)  # warm up imports and caches
@@ -112,6 +118,65 @@ def main() -> None:
     print(
         f"floor, outside ledgerflow: one SDK span with the 4 task attributes {span_us:.1f} us, "
         f"two INFO records to a null handler {records_us:.1f} us"
+    )
+    if options.instructions:
+        print_instructions()
+
+
+INSTRUCTIONS_SNIPPET = """
+import logging, sys
+sys.path[:0] = sys.argv[1:3]
+from observe_bench import LOG, Switch, linear, lf
+mode, size = sys.argv[3], int(sys.argv[4])
+switch = Switch()
+switch.set(mode != "off", mode != "off")
+if mode == "floor":
+    tracer = switch.provider.get_tracer("ledgerflow")
+    parent = switch.trace.set_span_in_context(tracer.start_span("flow"))
+    for i in range(size):
+        span = tracer.start_span(f"task t{i}", parent, attributes={
+            "ledgerflow.flow_uuid": "f" * 36, "ledgerflow.task_uuid": "t" * 36,
+            "ledgerflow.task": f"t{i}", "ledgerflow.attempt": 1})
+        for message in ("task %s started (attempt %d)", "task %s succeeded (attempt %d)"):
+            LOG.handle(LOG.makeRecord(LOG.name, logging.INFO, "", 0, message, (f"t{i}", 1), None))
+        span.end()
+else:
+    lf.load(linear(size), backend="memory://").run()
+"""
+
+
+def instructions(mode: str, size: int) -> int:
+    """Instructions callgrind counts for one run of the snippet."""
+    import subprocess
+    import tempfile
+
+    here = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        args = [sys.executable, "-W", "ignore", "-c", INSTRUCTIONS_SNIPPET]
+        args += [str(here.parent / "src"), str(here), mode, str(size)]
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *args],
+            capture_output=True,
+            check=True,
+        )
+        for line in out.read_text().splitlines():
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+    raise RuntimeError("callgrind wrote no summary")
+
+
+def print_instructions() -> None:
+    """Instructions per task: off, logs+spans, and the floor without ledgerflow."""
+    per_task = {
+        mode: (instructions(mode, 1300) - instructions(mode, 300)) / 1000
+        for mode in ("off", "logs+spans", "floor")
+    }
+    extra = per_task["logs+spans"] - per_task["off"]
+    print(
+        f"instructions per task (callgrind): off {per_task['off']:,.0f} (build, load, run), "
+        f"logs+spans {extra:+,.0f} over off, floor (span + two records, no ledgerflow) "
+        f"{per_task['floor']:,.0f}: logs+spans = {extra / per_task['floor']:.2f}x the floor"
     )
 
 
