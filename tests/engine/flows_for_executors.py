@@ -7,6 +7,7 @@ test creates, so that tests synchronise on events, never on sleeps.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import time
@@ -214,3 +215,31 @@ def whereami() -> int:
 def located() -> lf.Flow:
     """One task that tells where it ran."""
     return lf.LinearFlow("located", whereami)
+
+
+# ---- a task whose unpickling kills the worker (its try never starts) ------------------
+def _exit_in_a_worker() -> None:
+    """Kill this process if it is a pool worker (the test's own process is left alone)."""
+    if multiprocessing.parent_process() is not None:
+        os._exit(3)
+
+
+class _ExitWhenUnpickled:
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return (_exit_in_a_worker, ())
+
+
+class WorkerKiller(lf.Task):
+    """Kills the pool worker that unpickles it, before its try can begin."""
+
+    def __init__(self) -> None:
+        super().__init__(name="killer")
+        self.bomb = _ExitWhenUnpickled()
+
+    def execute(self) -> None:
+        """Never reached in a worker."""
+
+
+def unstartable() -> lf.Flow:
+    """One task no worker survives receiving."""
+    return lf.LinearFlow("unstartable", WorkerKiller())

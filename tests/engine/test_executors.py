@@ -260,3 +260,21 @@ def test_a_worker_the_pool_manager_missed_is_noticed_when_nudged(tmp_path: Path)
         assert isinstance(waiting.exception(timeout=120), BrokenProcessPool)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def test_a_task_that_kills_its_worker_before_starting_fails_instead_of_looping(
+    tmp_path: Path, store: str
+) -> None:
+    pool = futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    engine = lf.load(f"{FLOWS}:unstartable", engine="parallel", executor=pool, backend=store)
+    thread, outcome = _run_in_thread(engine)
+    thread.join(300)  # without a bound the run replaced its pool for ever
+    pool.shutdown()
+    assert not thread.is_alive(), "the run kept resending a try no worker could start"
+    error = outcome.get("error")
+    assert isinstance(error, lf.FlowFailed), outcome
+    failure = error.failures["killer"]
+    assert failure.matches(lf.ProcessDied) and "'killer'" in failure.message
+    assert "3 times in a row" in failure.message
+    killer = _detail(store, engine.flow_detail.uuid, "killer")
+    assert [t["state"] for t in killer.tries] == ["FAILURE"]

@@ -26,7 +26,13 @@ from ledgerflow.engine.compile import Compiled
 from ledgerflow.engine.context import TaskContext, call_in_context, execute_in_context
 from ledgerflow.engine.executors import Pool, worker_died
 from ledgerflow.engine.remote import Channel, NotStarted, run_remote
-from ledgerflow.errors import FlowCancelled, FlowFailed, Interrupted, SerializationError
+from ledgerflow.errors import (
+    FlowCancelled,
+    FlowFailed,
+    Interrupted,
+    ProcessDied,
+    SerializationError,
+)
 from ledgerflow.models import Failure
 from ledgerflow.storage import Storage
 
@@ -35,6 +41,9 @@ __all__ = ["Runner"]
 #: Task states that mean "execute() started in some run and was not undone".
 RAN = frozenset({states.RUNNING, states.SUCCESS, states.FAILURE, states.RETRYING, states.REVERTING})
 _Outcome = tuple[int, bool, Any]  # node index, succeeded, result or exception
+#: Pool breaks in a row with no try started in between before the tries sent fail: a
+#: task that kills its worker as it is unpickled would otherwise be sent for ever.
+UNSTARTED_BREAKS = 3
 
 
 class Runner:
@@ -72,6 +81,8 @@ class Runner:
         #: Results workers sent with their try's end, by token (``Pool.delivers_results``).
         self.delivered: dict[str, Any] = {}
         self.by_token: dict[str, futures.Future[Any]] = {}
+        #: Pool breaks since a try last started (see ``UNSTARTED_BREAKS``).
+        self.unstarted_breaks = 0
         self.wake: futures.Future[None] = futures.Future()
         self.suspend_event = suspend_event
         self.remaining = [0] * len(self.nodes)
@@ -277,6 +288,7 @@ class Runner:
                 continue  # it stays unstarted (NotStarted in the worker)
             if token not in self.begun:  # not a second start of one (Dask re-ran it)
                 self.begun.add(token)
+                self.unstarted_breaks = 0
                 self._mark_running(index)
                 assert self.channel is not None
                 name = self.nodes[index].name
@@ -365,11 +377,20 @@ class Runner:
         assert self.pool is not None and self.channel is not None
         exits = self.pool.replace()
         broken = [f for f in self.inflight if self.pool.broken(f.exception())]
-        for future in [f for f in broken if self.tokens[f] not in self.begun]:
-            index = self.inflight.pop(future)  # sent, never started: send it again
+        unstarted = [f for f in broken if self.tokens[f] not in self.begun]
+        broken = [f for f in broken if f not in unstarted]
+        self.unstarted_breaks = 0 if broken else self.unstarted_breaks + 1
+        outcomes: list[_Outcome] = []
+        for future in unstarted:
+            index = self.inflight.pop(future)
             self._forget(future)
-            self.ready.appendleft(index)
-            broken.remove(future)
+            if self.unstarted_breaks < UNSTARTED_BREAKS:
+                self.ready.appendleft(index)  # sent, never started: send it again
+                continue
+            self._mark_running(index)  # a try after all: its Retry decides what follows
+            outcomes.append((index, False, self._died_unstarted(index)))
+        if outcomes:
+            self.unstarted_breaks = 0
         # Every worker of the old pool is gone now; their connections' ends may still
         # be on their way to the channel's threads.
         self.channel.await_drops([self.tokens[f] for f in broken])
@@ -383,7 +404,6 @@ class Runner:
             dead = {f for f in broken if first is not None and dropped[f] == first}
         if not dead:  # no worker was heard to go: blame every try in flight
             dead = set(broken)
-        outcomes: list[_Outcome] = []
         for future in broken:
             index = self.inflight.pop(future)
             self._forget(future)
@@ -396,6 +416,14 @@ class Runner:
             self.storage.task_interrupted(self.nodes[index].name)
             self.ready.appendleft(index)
         return outcomes
+
+    def _died_unstarted(self, index: int) -> ProcessDied:
+        name = self.nodes[index].name
+        return ProcessDied(
+            f"the process pool broke {UNSTARTED_BREAKS} times in a row before task {name!r} "
+            "or any other could start (a worker dies as it receives a task: one that kills "
+            "its process when unpickled, or a worker that cannot start)"
+        )
 
     def close(self) -> None:
         """Stop answering workers and shut down what the run made."""
