@@ -145,31 +145,18 @@ else:
 """
 
 
-def instructions(mode: str, size: int) -> int:
-    """Instructions callgrind counts for one run of the snippet."""
-    import subprocess
-    import tempfile
-
-    here = Path(__file__).resolve().parent
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        args = [sys.executable, "-W", "ignore", "-c", INSTRUCTIONS_SNIPPET]
-        args += [str(here.parent / "src"), str(here), mode, str(size)]
-        subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *args],
-            capture_output=True,
-            check=True,
-        )
-        for line in out.read_text().splitlines():
-            if line.startswith("summary:"):
-                return int(line.split()[1])
-    raise RuntimeError("callgrind wrote no summary")
-
-
 def print_instructions() -> None:
     """Instructions per task: off, logs+spans, and the floor without ledgerflow."""
+    import callgrind
+
+    if not callgrind.available():
+        print("instructions: skipped (no valgrind on PATH)")
+        return
+    here = Path(__file__).resolve().parent
+    command = [sys.executable, "-W", "ignore", "-c", INSTRUCTIONS_SNIPPET]
+    command += [str(here.parent / "src"), str(here)]
     per_task = {
-        mode: (instructions(mode, 1300) - instructions(mode, 300)) / 1000
+        mode: callgrind.per_item([*command, mode], 300, 1300)
         for mode in ("off", "logs+spans", "floor")
     }
     extra = per_task["logs+spans"] - per_task["off"]

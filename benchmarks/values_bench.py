@@ -27,10 +27,8 @@ from __future__ import annotations
 import gc
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -268,29 +266,16 @@ def bench_typed_cost() -> None:
     )
 
 
-def instructions(mode: str, size: int) -> int:
-    """Instructions callgrind counts for one run of the snippet (``size`` tasks)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        args = [sys.executable, "-c", PLAIN_RESULT_SNIPPET, str(ROOT / "src"), mode, "1"]
-        subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *args, str(size)],
-            capture_output=True,
-            check=True,
-        )
-        for line in out.read_text().splitlines():
-            if line.startswith("summary:"):
-                return int(line.split()[1])
-    raise RuntimeError("callgrind wrote no summary")
-
-
 def bench_typed_instructions() -> None:
-    if shutil.which("valgrind") is None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import callgrind
+
+    if not callgrind.available():
         print("    instructions: skipped (no valgrind on PATH)")
         return
+    command = [sys.executable, "-c", PLAIN_RESULT_SNIPPET, str(ROOT / "src")]
     per_task = {
-        mode: (instructions(mode, 1500) - instructions(mode, 500)) / 1000
-        for mode in ("typed", "untyped")
+        mode: callgrind.per_item([*command, mode, "1"], 500, 1500) for mode in ("typed", "untyped")
     }
     ratio = per_task["typed"] / per_task["untyped"]
     print(
