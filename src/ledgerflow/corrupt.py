@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ledgerflow.errors import CorruptRecordError
-from ledgerflow.persistence.base import RecordConnection
+from ledgerflow.persistence.primitives import RecordConnection
 from ledgerflow.persistence.records import PARENT_KEY, Kind, Row
 
 __all__ = ["Corrupt", "child_rows", "in_place", "per_item", "robust_page"]

@@ -37,7 +37,8 @@ from ledgerflow.paging import (
     read_position,
 )
 from ledgerflow.persistence import records
-from ledgerflow.persistence.base import Connection, RecordConnection, RecordRef
+from ledgerflow.persistence.base import Connection, RecordRef
+from ledgerflow.persistence.primitives import RecordConnection
 from ledgerflow.persistence.records import Kind, check_uuid
 from ledgerflow.persistence.uri import mask_password
 from ledgerflow.snapshots import BookSummary, BookView, FlowSummary, FlowView, TaskView, View

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from ledgerflow import states
 from ledgerflow.engine import identity
 from ledgerflow.models import FlowDetail
-from ledgerflow.persistence.base import Connection, RecordConnection
+from ledgerflow.persistence.base import Connection
+from ledgerflow.persistence.primitives import RecordConnection
 
 __all__ = ["ORPHAN_SCAN", "Lease", "lease_of", "orphaned_counts"]
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import ledgerflow as lf
-from ledgerflow.persistence.base import RecordConnection
+from ledgerflow.persistence.primitives import RecordConnection
 from ledgerflow.testing.conformance import make_book
 
 

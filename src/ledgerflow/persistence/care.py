@@ -25,7 +25,8 @@ from ledgerflow.persistence import records
 from ledgerflow.persistence.records import Kind, Row
 
 if TYPE_CHECKING:
-    from ledgerflow.persistence.base import Backend, Connection, RecordConnection
+    from ledgerflow.persistence.base import Backend, Connection
+    from ledgerflow.persistence.primitives import RecordConnection
 
 __all__ = [
     "BOOK_GUARDS",

@@ -14,8 +14,9 @@ from datetime import UTC
 from typing import Any
 
 from ledgerflow.errors import ConflictError, NotFound
-from ledgerflow.persistence.base import Backend, Fence, RecordConnection, fenced_out
+from ledgerflow.persistence.base import Backend, Fence, fenced_out
 from ledgerflow.persistence.listing import Cursor, page_rows
+from ledgerflow.persistence.primitives import RecordConnection
 from ledgerflow.persistence.records import OWNERSHIP_COLUMNS, PARENT_KEY, Kind, Row
 
 KINDS: tuple[Kind, ...] = ("book", "flow", "task")

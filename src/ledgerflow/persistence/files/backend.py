@@ -10,11 +10,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ledgerflow.errors import ConflictError, CorruptRecordError, NotFound, StorageError
 from ledgerflow.persistence import care
-from ledgerflow.persistence.base import Backend, RecordConnection
+from ledgerflow.persistence.base import Backend
 from ledgerflow.persistence.files import documents, salvage
 from ledgerflow.persistence.files.documents import NAMES, ShapeError
 from ledgerflow.persistence.files.store import FileStore
 from ledgerflow.persistence.listing import Cursor, DamagedRow, page_rows
+from ledgerflow.persistence.primitives import RecordConnection
 from ledgerflow.persistence.records import OWNERSHIP_COLUMNS, Kind, Row
 
 _PARENT_KIND: dict[Kind, Kind] = {"flow": "book", "task": "flow"}

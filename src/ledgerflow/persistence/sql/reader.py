@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 from ledgerflow.errors import CorruptRecordError, SchemaVersionError, StorageError
-from ledgerflow.persistence.base import Backend, RecordConnection
+from ledgerflow.persistence.base import Backend
 from ledgerflow.persistence.listing import Cursor
+from ledgerflow.persistence.primitives import RecordConnection
 from ledgerflow.persistence.records import COLUMNS, Kind, Row
 from ledgerflow.persistence.sql import common
 from ledgerflow.persistence.sql.common import TABLE_NAMES, SchemaStatus, sqlite_time

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy import Connection as SAConnection
 
 from ledgerflow.errors import CorruptStoreError, SchemaVersionError
-from ledgerflow.persistence.base import RecordConnection
+from ledgerflow.persistence.primitives import RecordConnection
 from ledgerflow.persistence.sql import migrate
 from ledgerflow.persistence.sql.engines import translate_errors as _translate
 
