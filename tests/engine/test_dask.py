@@ -17,7 +17,9 @@ import pytest
 from distributed import Client, LocalCluster
 
 import ledgerflow as lf
+from ledgerflow.engine import runner
 from ledgerflow.engine.executors import Pool
+from ledgerflow.storage import Storage
 from tests.engine import flows_for_executors as flows
 from tests.engine.test_executors import _detail, _most_running, _run_in_thread
 
@@ -178,3 +180,27 @@ def test_many_flows_share_the_cluster(client: Client) -> None:
     for thread in threads:
         thread.join(120)
     assert [len(r) for r in results] == [6, 6, 6]
+
+
+def test_a_result_and_the_next_tries_start_commit_together(
+    client: Client, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The wait ends as soon as the next try starts; a long bound keeps this test from
+    # depending on how fast this machine is (it asserts a count, never a time).
+    monkeypatch.setattr(runner, "BEGIN_LINGER", 120.0)
+    commits: list[int] = []
+    write = Storage._write
+
+    def counted(self: Storage, *args: Any) -> None:
+        commits.append(len(args) - 1)  # the details written in this one commit
+        write(self, *args)
+
+    monkeypatch.setattr(Storage, "_write", counted)
+    engine = lf.load(
+        flows.wide(20, 0.01), engine="parallel", executor=client.get_executor(), backend=store
+    )
+    commits.clear()
+    assert len(engine.run()) == 20
+    # The flow's start, the first two tries' starts, then one commit for each result
+    # and the next try's start, the last two results alone and the flow's end.
+    assert len(commits) <= 1 + 2 + 18 + 2 + 1, commits

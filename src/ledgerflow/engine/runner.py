@@ -44,6 +44,9 @@ _Outcome = tuple[int, bool, Any]  # node index, succeeded, result or exception
 #: Pool breaks in a row with no try started in between before the tries sent fail: a
 #: task that kills its worker as it is unpickled would otherwise be sent for ever.
 UNSTARTED_BREAKS = 3
+#: Seconds a result that came over the channel may wait for the next try's start, so
+#: that one commit records both (see ``_collect``).
+BEGIN_LINGER = 0.01
 
 
 class Runner:
@@ -78,6 +81,7 @@ class Runner:
         #: Workers' begin requests, handled in this thread (token, answer, done).
         self.begins: list[tuple[str, list[Any], threading.Event]] = []
         self.begins_lock = threading.Lock()
+        self.begin_arrived = threading.Event()
         #: Results workers sent with their try's end, by token (``Pool.delivers_results``).
         self.delivered: dict[str, Any] = {}
         self.by_token: dict[str, futures.Future[Any]] = {}
@@ -246,6 +250,19 @@ class Runner:
             outcomes.append((index, True, result))
         return outcomes
 
+    def _await_next_begin(self) -> None:
+        """Give a try sent ahead a moment to start, so its RUNNING commits with these results.
+
+        The worker that sent a result starts the next try queued for it within a few
+        milliseconds, and that try waits for its RUNNING commit: one commit for both
+        takes a commit off every try's way (two per task on a store that syncs each).
+        """
+        with self.begins_lock:
+            if self.begins or len(self.sent) <= len(self.begun):
+                return  # a start is here already, or none is on its way
+            self.begin_arrived.clear()
+        self.begin_arrived.wait(BEGIN_LINGER)
+
     def _worker_dropped(self, token: str) -> None:
         """A running try's worker went away (channel thread): make sure its pool notices."""
         if self.pool is not None:
@@ -262,6 +279,7 @@ class Runner:
         done = threading.Event()
         with self.begins_lock:
             self.begins.append((token, answer, done))
+            self.begin_arrived.set()
             if not self.wake.done():
                 self.wake.set_result(None)
         while not done.wait(1.0):
@@ -336,6 +354,8 @@ class Runner:
         finished.discard(self.wake)
         # Taken first: a future whose result came over the channel returned None.
         outcomes = self._take_delivered() if self.delivered else []
+        if outcomes:
+            self._await_next_begin()
         finished.intersection_update(self.inflight)
         if self.pool is not None and any(self.pool.broken(f.exception()) for f in finished):
             return outcomes + self._pool_broke()
