@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from ledgerflow.errors import StorageError
-from ledgerflow.jobs.board import Idle, JobBoard, Later
+from ledgerflow.jobs.board import Idle, JobBoard, Later, key_held
 from ledgerflow.jobs.model import CLAIMED, ENDED, READY, Job
 from ledgerflow.models import LogBook
 from ledgerflow.persistence.base import Backend
@@ -197,18 +197,21 @@ if not state or not string.find(',' .. allowed .. ',', ',' .. state .. ',', 1, t
   return 0
 end
 if owner ~= '' and redis.call('HGET', job, 'owner') ~= owner then return 0 end
+local key = redis.call('HGET', job, 'key')
+if key and state ~= 'READY' and state ~= 'CLAIMED' then  -- refused before any write
+  for i = 6, #ARGV, 2 do
+    if ARGV[i] == 'state' and (ARGV[i + 1] == 'READY' or ARGV[i + 1] == 'CLAIMED') then
+      local held = redis.call('GET', p .. 'key:' .. key)
+      if held and held ~= uuid then return -1 end
+    end
+  end
+end
 for i = 6, #ARGV, 2 do
   local field, value = ARGV[i], ARGV[i + 1]
   if string.sub(value, 1, 1) == '@' then value = epoch(now + tonumber(string.sub(value, 2))) end
   if value == '\\0' then redis.call('HDEL', job, field)
   elseif field == 'attempts' and value == '-1' then redis.call('HINCRBY', job, 'attempts', -1)
   else redis.call('HSET', job, field, value) end
-end
-local key = redis.call('HGET', job, 'key')
-local new = redis.call('HGET', job, 'state')
-if key and (new == 'READY' or new == 'CLAIMED') and state ~= 'READY' and state ~= 'CLAIMED' then
-  local held = redis.call('GET', p .. 'key:' .. key)
-  if held and held ~= uuid then return -1 end
 end
 place(p, uuid, now)
 if notify == '1' then
@@ -387,9 +390,7 @@ class RedisBoard(JobBoard):
         args = [self._prefix, job_uuid, owner or "", ",".join(from_states), notify]
         result = self._run("change a job", self._change_script, [*args, *fields])
         if result == -1:
-            raise ValueError(
-                f"job {job_uuid} cannot be READY again: another unfinished job holds its key"
-            )
+            raise ValueError(key_held(job_uuid))
         return bool(result == 1)
 
     # ---- conductor side ---------------------------------------------------------------
