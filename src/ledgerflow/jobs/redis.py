@@ -260,6 +260,7 @@ class RedisBoard(JobBoard):
                 "a Redis board needs redis-py: pip install 'ledgerflow[redis]'"
             ) from error
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError,)
+        self._stale_errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._no_script: type[BaseException] = redis.exceptions.NoScriptError
         self._client = redis.Redis.from_url(uri, decode_responses=True, socket_timeout=10)
         self._prefix = _PREFIX
@@ -301,13 +302,25 @@ class RedisBoard(JobBoard):
             raise StorageError(f"{action} failed on Redis at {self._where}: {error}") from error
 
     def _connection(self) -> Any:
-        """This thread's connection, taken from the client's pool once and kept."""
+        """This thread's connection, taken from the client's pool once and kept.
+
+        Checked as the pool checks a connection it hands out (a poll, no round trip):
+        one with something to read before anything was sent was closed by the server
+        while idle (a restart, a killed client) or is out of step, and starts afresh.
+        """
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._client.connection_pool.get_connection()
             self._local.conn = conn
             with self._pinned_lock:
                 self._pinned.append(conn)
+            return conn
+        try:
+            stale = conn.can_read()
+        except self._stale_errors:
+            stale = True
+        if stale:
+            conn.disconnect()  # the next command connects again
         return conn
 
     def _job_of(self, values: list[str | None]) -> Job:
