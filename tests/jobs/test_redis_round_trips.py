@@ -7,6 +7,7 @@ write, or a second script call, fails here and is made on purpose.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,3 +99,19 @@ def test_a_pinned_connection_killed_by_the_server_reconnects(
     claimed = board.claim("a", 30.0)
     assert claimed is not None and claimed.uuid == job.uuid
     assert board.complete(job.uuid, "a", DONE, None)
+
+
+def _post_from_threads(board: JobBoard, count: int) -> None:
+    """Post one job from each of ``count`` threads, one thread after the other."""
+    for _ in range(count):
+        thread = threading.Thread(target=board.post, args=(FACTORY,))
+        thread.start()
+        thread.join()
+
+
+def test_threads_that_ended_give_their_connection_back(board: RedisBoard) -> None:
+    _post_from_threads(board, 8)
+    assert len(board._pinned) == 1  # the last thread's; the others went back to the pool
+    pool = board._client.connection_pool
+    assert len(pool._in_use_connections) == 1 and pool._created_connections <= 2
+    assert len(board.jobs()) == 8

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -187,3 +188,19 @@ def test_a_post_wakes_a_conductor_waiting_for_work_on_postgresql(postgres_uri: s
         waiter.join()
         assert time.monotonic() - started < 30.0
         posting.cancel(job.uuid)
+
+
+def test_threads_that_ended_close_their_connection_on_postgresql(postgres_uri: str) -> None:
+    with _sql_board(postgres_uri) as board:
+        board.clear_all()
+        board.cancel(board.post(FACTORY).uuid)  # a board's first post checks the schema
+        opened: list[Any] = []
+        for _ in range(8):  # a thread per post, one after the other
+            thread = threading.Thread(
+                target=lambda: opened.append(board._connection()) or board.post(FACTORY)
+            )
+            thread.start()
+            thread.join()
+        assert [conn.closed for conn in opened] == [True] * 7 + [False]
+        assert len(board.jobs(state="READY")) == 8
+        board.clear_all()

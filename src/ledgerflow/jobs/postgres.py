@@ -110,7 +110,7 @@ class PostgresBoard(SQLBoard):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._local = threading.local()
-        self._opened: list[Any] = []
+        self._opened: list[tuple[threading.Thread, Any]] = []
         self._opened_lock = threading.Lock()
         #: Post statements by their (book, flow, job) columns: built once each.
         self._posts: dict[tuple[tuple[str, ...], ...], str] = {}
@@ -242,6 +242,11 @@ class PostgresBoard(SQLBoard):
             raise StorageError(f"{action} failed on {self._where()}: {error}") from error
 
     def _connection(self) -> Any:
+        """This thread's connection; opening one closes those of threads that ended.
+
+        Posts may come from short-lived threads (one per request): their connections
+        go when the next thread opens one, so they never pile up until ``close()``.
+        """
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
             import psycopg
@@ -249,8 +254,14 @@ class PostgresBoard(SQLBoard):
             conn = psycopg.connect(self._conninfo(), autocommit=True, connect_timeout=5)
             self._local.conn = conn
             with self._opened_lock:
-                self._opened = [c for c in self._opened if not c.closed]
-                self._opened.append(conn)
+                ended = [c for thread, c in self._opened if not thread.is_alive()]
+                self._opened = [
+                    (thread, c) for thread, c in self._opened if thread.is_alive() and not c.closed
+                ]
+                self._opened.append((threading.current_thread(), conn))
+            for old in ended:
+                with contextlib.suppress(Exception):
+                    old.close()
         return conn
 
     def _drop_connection(self) -> None:
@@ -269,7 +280,7 @@ class PostgresBoard(SQLBoard):
     def _close(self) -> None:
         with self._opened_lock:
             opened, self._opened = self._opened, []
-        for conn in opened:
+        for _, conn in opened:
             with contextlib.suppress(Exception):
                 conn.close()
         super()._close()

@@ -269,7 +269,7 @@ class RedisBoard(JobBoard):
         self._complete_script = _Script(_COMPLETE)
         self._change_script = _Script(_CHANGE)
         self._local = threading.local()
-        self._pinned: list[Any] = []
+        self._pinned: list[tuple[threading.Thread, Any]] = []
         self._pinned_lock = threading.Lock()
         self._where = uri.split("@")[-1]
         try:
@@ -304,16 +304,23 @@ class RedisBoard(JobBoard):
     def _connection(self) -> Any:
         """This thread's connection, taken from the client's pool once and kept.
 
+        Those of threads that ended go back to the pool when another thread takes one,
+        so posts from short-lived threads (one per request) do not pile connections up.
+
         Checked as the pool checks a connection it hands out (a poll, no round trip):
         one with something to read before anything was sent was closed by the server
         while idle (a restart, a killed client) or is out of step, and starts afresh.
         """
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._client.connection_pool.get_connection()
-            self._local.conn = conn
+            pool = self._client.connection_pool
             with self._pinned_lock:
-                self._pinned.append(conn)
+                for thread, ended in self._pinned:
+                    if not thread.is_alive():
+                        pool.release(ended)
+                self._pinned = [(t, c) for t, c in self._pinned if t.is_alive()]
+                conn = self._local.conn = pool.get_connection()
+                self._pinned.append((threading.current_thread(), conn))
             return conn
         try:
             stale = conn.can_read()
@@ -484,6 +491,6 @@ class RedisBoard(JobBoard):
     def _close(self) -> None:
         with self._pinned_lock:
             pinned, self._pinned = self._pinned, []
-        for conn in pinned:
+        for _, conn in pinned:
             conn.disconnect()
         self._client.close()
