@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import select
 import threading
 import time
 from collections.abc import Iterator
@@ -203,4 +204,23 @@ def test_threads_that_ended_close_their_connection_on_postgresql(postgres_uri: s
             thread.join()
         assert [conn.closed for conn in opened] == [True] * 7 + [False]
         assert len(board.jobs(state="READY")) == 8
+        board.clear_all()
+
+
+def test_a_connection_the_server_ended_while_idle_is_replaced_on_postgresql(
+    postgres_uri: str,
+) -> None:
+    import psycopg
+
+    with _sql_board(postgres_uri) as board:
+        board.clear_all()
+        board.cancel(board.post(FACTORY).uuid)  # a board's first post checks the schema
+        pinned = board._connection()
+        with psycopg.connect(board._conninfo(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pinned.info.backend_pid,))
+        # The server's goodbye has arrived once the socket is readable (an event, no sleep).
+        assert select.select([pinned.fileno()], [], [], 30.0)[0]
+        job = board.post(FACTORY)  # on a new connection, not an error
+        assert board._connection() is not pinned
+        assert board.get(job.uuid).state == "READY"
         board.clear_all()

@@ -17,15 +17,18 @@ returned.  Seven round trips through SQLAlchemy (ping, BEGIN, three INSERTs, NOT
 COMMIT) became one.
 
 A connection that fails is dropped and the error raised as StorageError; the next
-call connects again, so a server restart costs the calls made while it is down.  A
-statement whose reply was lost may have committed: a claim then lapses after its
-lease and is claimed again (its flow's fence keeps the old run out), and the
-conductor asks again before it takes a completion for lost.
+call connects again, so a server restart costs the calls made while it is down; one
+the server ended while it sat idle is seen before use (a poll, no round trip) and
+replaced, as the pool's pre-ping would.  A statement whose reply was lost may have
+committed: a claim then lapses after its lease and is claimed again (its flow's fence
+keeps the old run out), and the conductor asks again before it takes a completion for
+lost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import select
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -248,6 +251,9 @@ class PostgresBoard(SQLBoard):
         go when the next thread opens one, so they never pile up until ``close()``.
         """
         conn = getattr(self._local, "conn", None)
+        if conn is not None and not conn.closed and _has_news(conn):
+            self._drop_connection()  # the server ended it while idle (a restart): start afresh
+            conn = None
         if conn is None or conn.closed:
             import psycopg
 
@@ -284,6 +290,18 @@ class PostgresBoard(SQLBoard):
             with contextlib.suppress(Exception):
                 conn.close()
         super()._close()
+
+
+def _has_news(conn: Any) -> bool:
+    """Whether an idle connection has something to read: what a server sends as it ends one.
+
+    A poll, no round trip (the pool's pre-ping is one); nothing else arrives unasked on a
+    connection that does not LISTEN, so at worst a reconnect is spent.
+    """
+    try:
+        return bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
 
 
 def conn_broken(error: Exception) -> bool:
