@@ -129,9 +129,9 @@ def test_a_one_task_job_takes_a_pinned_number_of_round_trips(
 
     post_end = traffic.statements.index(("post", "|"))
     post, run = traffic.verbs()[:post_end], traffic.verbs()[post_end + 1 :]
-    # The post, one transaction: the book, its flow detail and the job inserted (fresh
-    # uuids: nothing to look up), the NOTIFY.
-    assert post == ["INSERT", "INSERT", "INSERT", "NOTIFY"], post
+    # The post, one autocommitted statement: the book, its flow detail and the job
+    # inserted (fresh uuids: nothing to look up) in its WITH, its SELECT the pg_notify.
+    assert traffic.statements[:post_end] == [("board", "WITH")], post
     assert run == [
         "UPDATE",  # the claim (autocommit)
         "SET",  # one snapshot: the flow (its row tells the ownership), its tasks, its book;
@@ -145,13 +145,14 @@ def test_a_one_task_job_takes_a_pinned_number_of_round_trips(
         "UPDATE",
         "UPDATE",  # the complete (autocommit), from the engine's committed copy of the end
     ], run
-    assert traffic.verbs("board") == ["UPDATE", "UPDATE"]  # the claim and the complete
-    # post, take, RUNNING, SUCCESS (with the release); claim and complete autocommitted
-    assert traffic.commits == 4
+    # the post, the claim and the complete
+    assert traffic.verbs("board") == ["WITH", "UPDATE", "UPDATE"]
+    # take, RUNNING, SUCCESS (with the release); post, claim and complete autocommitted
+    assert traffic.commits == 3
     assert traffic.commits + traffic.autocommitted == 6
     assert traffic.rollbacks == 1  # the end of the read transaction
     assert traffic.transactions == 7
-    assert len(traffic.statements) - 1 == 15
+    assert len(traffic.statements) - 1 == 12
     with board.backend.connect() as conn:
         flow = conn.get_flow_details(flow_uuid)
     assert flow.state == states.SUCCESS and flow.owner is None  # ended and let go

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import select
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -11,8 +16,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 import ledgerflow as lf
-from ledgerflow.jobs import schema
+from ledgerflow.jobs import Job, schema
+from ledgerflow.jobs.model import PostRequest
 from ledgerflow.jobs.sql import SQLBoard
+from ledgerflow.models import LogBook
 from ledgerflow.persistence.sql import migrate
 from ledgerflow.persistence.sql.backend import SQLBackend
 from tests.persistence.conftest import SQL_KINDS, private_database
@@ -124,16 +131,20 @@ def test_post_is_one_transaction_with_the_logbook(
 ) -> None:
     with _sql_board(fresh_uri) as board:
         assert board.backend is board.store
+        first = board.post(FACTORY)
+        new_records = board._new_records
 
-        def broken(raw: object) -> None:
-            raise lf.StorageError("the wake-up failed")
+        def same_job_uuid(request: PostRequest) -> tuple[LogBook, Job]:
+            book, job = new_records(request)
+            return book, dataclasses.replace(job, uuid=first.uuid)
 
-        monkeypatch.setattr(board, "_notify_in", broken)
-        with pytest.raises(lf.StorageError):
+        # The job's INSERT fails on the server, after the book's and the flow's were sent.
+        monkeypatch.setattr(board, "_new_records", same_job_uuid)
+        with pytest.raises(lf.ConflictError):
             board.post(FACTORY)
-        assert board.jobs() == []
+        assert [job.uuid for job in board.jobs()] == [first.uuid]
         with board.backend.connect() as conn:
-            assert conn.get_logbooks() == []
+            assert [book.uuid for book in conn.get_logbooks()] == [first.book_uuid]
 
 
 def test_board_and_logbooks_in_different_stores(tmp_path: Path, postgres_uri: str) -> None:
@@ -158,3 +169,58 @@ def test_unknown_scheme_lists_board_schemes() -> None:
 def test_redis_needs_a_backend() -> None:
     with pytest.raises(ValueError, match="backend="):
         lf.open_board("redis://127.0.0.1:6379/9")
+
+
+def test_a_post_wakes_a_conductor_waiting_for_work_on_postgresql(postgres_uri: str) -> None:
+    with _sql_board(postgres_uri) as waiting, _sql_board(postgres_uri) as posting:
+        posting.cancel(posting.post(FACTORY).uuid)  # a board's first post checks the schema
+        waiting._listening()  # LISTEN now: a NOTIFY from here on waits in its queue
+        woke = threading.Event()
+
+        def wait() -> None:
+            waiting.wait_for_work(60.0)
+            woke.set()
+
+        waiter = threading.Thread(target=wait)
+        started = time.monotonic()
+        waiter.start()
+        job = posting.post(FACTORY)
+        assert woke.wait(30.0), "the post's NOTIFY did not wake the waiting board"
+        waiter.join()
+        assert time.monotonic() - started < 30.0
+        posting.cancel(job.uuid)
+
+
+def test_threads_that_ended_close_their_connection_on_postgresql(postgres_uri: str) -> None:
+    with _sql_board(postgres_uri) as board:
+        board.clear_all()
+        board.cancel(board.post(FACTORY).uuid)  # a board's first post checks the schema
+        opened: list[Any] = []
+        for _ in range(8):  # a thread per post, one after the other
+            thread = threading.Thread(
+                target=lambda: opened.append(board._connection()) or board.post(FACTORY)
+            )
+            thread.start()
+            thread.join()
+        assert [conn.closed for conn in opened] == [True] * 7 + [False]
+        assert len(board.jobs(state="READY")) == 8
+        board.clear_all()
+
+
+def test_a_connection_the_server_ended_while_idle_is_replaced_on_postgresql(
+    postgres_uri: str,
+) -> None:
+    import psycopg
+
+    with _sql_board(postgres_uri) as board:
+        board.clear_all()
+        board.cancel(board.post(FACTORY).uuid)  # a board's first post checks the schema
+        pinned = board._connection()
+        with psycopg.connect(board._conninfo(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pinned.info.backend_pid,))
+        # The server's goodbye has arrived once the socket is readable (an event, no sleep).
+        assert select.select([pinned.fileno()], [], [], 30.0)[0]
+        job = board.post(FACTORY)  # on a new connection, not an error
+        assert board._connection() is not pinned
+        assert board.get(job.uuid).state == "READY"
+        board.clear_all()

@@ -97,6 +97,11 @@ def flow_outcome(flow_detail: FlowDetail) -> tuple[str, str | None] | None:
     return end, f"flow ended {flow_detail.state}; " + ("; ".join(failures) or "no task failed")
 
 
+def key_held(job_uuid: str) -> str:
+    """Why a job cannot be READY again: its key is held by another unfinished job."""
+    return f"job {job_uuid} cannot be READY again: another unfinished job holds its key"
+
+
 def _check_state(state: str | None) -> None:
     if state is not None and state not in JOB_STATES:
         raise ValueError(f"job state must be one of {', '.join(JOB_STATES)}, not {state!r}")
@@ -199,6 +204,10 @@ class JobBoard(abc.ABC):
             raise ValueError(
                 f"job {job_uuid} is {job.state}: only a FAILED or CANCELLED job can be retried"
             )
+        if job.key is not None:  # refused before the flow is touched (the change checks too)
+            held = self._find_key(job.key)
+            if held is not None and held.uuid != job_uuid:
+                raise ValueError(key_held(job_uuid))
         self._reset_flow(job.flow_uuid)
         changes = {
             "state": READY,

@@ -7,7 +7,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from ledgerflow.jobs.board import Idle, JobBoard, Later
+from ledgerflow.jobs.board import Idle, JobBoard, Later, key_held
 from ledgerflow.jobs.model import CLAIMED, ENDED, READY, Job
 from ledgerflow.models import LogBook, utcnow
 from ledgerflow.persistence.base import Backend
@@ -108,6 +108,12 @@ class MemoryBoard(JobBoard):
                 return False
             if owner is not None and entry.job.owner != owner:
                 return False
+            unfinished = (READY, CLAIMED)
+            if changes.get("state") in unfinished and entry.job.state not in unfinished:
+                key = entry.job.key
+                held = None if key is None else self._holding(key)
+                if held is not None and held.uuid != job_uuid:
+                    raise ValueError(key_held(job_uuid))
             now = utcnow()
             for name, value in changes.items():
                 if isinstance(value, Later):

@@ -8,25 +8,39 @@ few uses: one round trip and one commit, where a transaction through SQLAlchemy 
 three round trips (BEGIN, statement, COMMIT) and rebuilt the statement each time.  Times
 are the server's ``now()``.
 
+A post on a board whose logbooks share its database is one autocommitted statement
+too: the book, its flow detail and the job inserted by three data-modifying ``WITH``
+clauses and the wake-up sent by ``pg_notify`` in its ``SELECT``, so it is atomic as
+one statement is, and the NOTIFY reaches listeners only if it commits.  A key held by
+an unfinished job fails the whole statement (nothing is written) and the holder is
+returned.  Seven round trips through SQLAlchemy (ping, BEGIN, three INSERTs, NOTIFY,
+COMMIT) became one.
+
 A connection that fails is dropped and the error raised as StorageError; the next
-call connects again, so a server restart costs the calls made while it is down.  A
-statement whose reply was lost may have committed: a claim then lapses after its
-lease and is claimed again (its flow's fence keeps the old run out), and the
-conductor asks again before it takes a completion for lost.
+call connects again, so a server restart costs the calls made while it is down; one
+the server ended while it sat idle is seen before use (a poll, no round trip) and
+replaced, as the pool's pre-ping would.  A statement whose reply was lost may have
+committed: a claim then lapses after its lease and is claimed again (its flow's fence
+keeps the old run out), and the conductor asks again before it takes a completion for
+lost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import select
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from ledgerflow.errors import StorageError
+from ledgerflow.errors import ConflictError, StorageError
 from ledgerflow.jobs.board import Idle
 from ledgerflow.jobs.model import ENDED, Job
 from ledgerflow.jobs.sql import _CHANNEL, _FIELDS, SQLBoard, idle_of
+from ledgerflow.models import LogBook
+from ledgerflow.persistence import records
+from ledgerflow.persistence.sql.common import TABLE_NAMES
 
 __all__ = ["PostgresBoard"]
 
@@ -74,14 +88,78 @@ FROM ledgerflow_jobs WHERE state = 'CLAIMED'
 """
 
 
+#: The job's unique index on ``held_key``: the one a post may run into.
+_HELD_KEY: Final = "uq_ledgerflow_jobs_held_key"
+
+
+def _post_statement(book: tuple[str, ...], flow: tuple[str, ...], job: tuple[str, ...]) -> str:
+    """One statement inserting a book, its flow detail and its job, then NOTIFY."""
+
+    def insert(alias: str, table: str, columns: tuple[str, ...]) -> str:
+        values = ", ".join(f"%({alias}_{column})s" for column in columns)
+        return f"{alias} AS (INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}))"
+
+    clauses = (
+        insert("b", TABLE_NAMES["book"], book),
+        insert("f", TABLE_NAMES["flow"], flow),
+        insert("j", "ledgerflow_jobs", job),
+    )
+    return f"WITH {', '.join(clauses)} SELECT pg_notify('{_CHANNEL}', '')"
+
+
 class PostgresBoard(SQLBoard):
     """A SQL board on PostgreSQL with one-statement conductor calls (module docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._local = threading.local()
-        self._opened: list[Any] = []
+        self._opened: list[tuple[threading.Thread, Any]] = []
         self._opened_lock = threading.Lock()
+        #: Post statements by their (book, flow, job) columns: built once each.
+        self._posts: dict[tuple[tuple[str, ...], ...], str] = {}
+
+    # ---- the user's side --------------------------------------------------------------
+    def _post(self, book: LogBook, job: Job) -> Job:
+        """One autocommitted statement where the logbooks share the board's database."""
+        flows = list(book)
+        if not (self._shared and self._tables_seen and self.store.schema_seen):
+            return super()._post(book, job)  # the first call checks the schema (and says so)
+        if len(flows) != 1 or len(flows[0]):
+            return super()._post(book, job)
+        rows = {
+            "b": {**records.book_to_row(book), "revision": 1},
+            "f": {**records.flow_to_row(flows[0], book.uuid), "revision": 1},
+            "j": {name: getattr(job, name) for name in _FIELDS},
+        }
+        rows["j"].update(held_key=job.key, updated_at=job.created_at)
+        # Columns left NULL are left out: the statement sends no NULL without a type.
+        columns = {
+            alias: tuple(k for k, v in row.items() if v is not None) for alias, row in rows.items()
+        }
+        key = (columns["b"], columns["f"], columns["j"])
+        statement = self._posts.get(key)
+        if statement is None:
+            statement = self._posts[key] = _post_statement(*key)
+        params = {f"{alias}_{k}": rows[alias][k] for alias, names in columns.items() for k in names}
+        import psycopg
+
+        with self._autocommit("post a job") as cursor:
+            try:
+                cursor.execute(statement, params)
+                held = False
+            except psycopg.errors.UniqueViolation as error:  # rolled back whole
+                if job.key is None or error.diag.constraint_name != _HELD_KEY:
+                    raise ConflictError(f"post a job failed on {self._where()}: {error}") from error
+                held = True
+        if held:
+            assert job.key is not None
+            holder = self._find_key(job.key)
+            if holder is None:  # the holder ended in between: say so, as a transaction would
+                raise ConflictError(f"job key {job.key!r} was held by another job when posted")
+            return holder
+        for item in (book, flows[0]):
+            item.revision = 1
+        return job
 
     # ---- the conductor's side ------------------------------------------------------
     def claim(self, owner: str, lease: float) -> Job | None:
@@ -167,15 +245,29 @@ class PostgresBoard(SQLBoard):
             raise StorageError(f"{action} failed on {self._where()}: {error}") from error
 
     def _connection(self) -> Any:
+        """This thread's connection; opening one closes those of threads that ended.
+
+        Posts may come from short-lived threads (one per request): their connections
+        go when the next thread opens one, so they never pile up until ``close()``.
+        """
         conn = getattr(self._local, "conn", None)
+        if conn is not None and not conn.closed and _has_news(conn):
+            self._drop_connection()  # the server ended it while idle (a restart): start afresh
+            conn = None
         if conn is None or conn.closed:
             import psycopg
 
             conn = psycopg.connect(self._conninfo(), autocommit=True, connect_timeout=5)
             self._local.conn = conn
             with self._opened_lock:
-                self._opened = [c for c in self._opened if not c.closed]
-                self._opened.append(conn)
+                ended = [c for thread, c in self._opened if not thread.is_alive()]
+                self._opened = [
+                    (thread, c) for thread, c in self._opened if thread.is_alive() and not c.closed
+                ]
+                self._opened.append((threading.current_thread(), conn))
+            for old in ended:
+                with contextlib.suppress(Exception):
+                    old.close()
         return conn
 
     def _drop_connection(self) -> None:
@@ -194,10 +286,22 @@ class PostgresBoard(SQLBoard):
     def _close(self) -> None:
         with self._opened_lock:
             opened, self._opened = self._opened, []
-        for conn in opened:
+        for _, conn in opened:
             with contextlib.suppress(Exception):
                 conn.close()
         super()._close()
+
+
+def _has_news(conn: Any) -> bool:
+    """Whether an idle connection has something to read: what a server sends as it ends one.
+
+    A poll, no round trip (the pool's pre-ping is one); nothing else arrives unasked on a
+    connection that does not LISTEN, so at worst a reconnect is spent.
+    """
+    try:
+        return bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
 
 
 def conn_broken(error: Exception) -> bool:

@@ -7,17 +7,26 @@ the claim lapses).  Every change is one Lua script, so a claim or a completion i
 atomic in Redis.  Redis may lose a write on failover, so it is never trusted with
 the fence: the flow's owner and fence in the logbook store decide who may write, and
 a conductor marks a job DONE only from the flow state persisted there.
+
+The conductor's hot path is one script call each for post, claim and complete, sent on
+a connection pinned to the calling thread (redis-py's pool and per-command layers cost
+more client time than the script itself), and each script returns what the caller
+needs, so no read follows a write.  A member in ``ready`` is in no other index set (every
+script keeps it so), which lets a claim pop it and a completion drop it without
+looking where it is.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from ledgerflow.errors import StorageError
-from ledgerflow.jobs.board import Idle, JobBoard, Later
-from ledgerflow.jobs.model import CLAIMED, READY, Job
+from ledgerflow.jobs.board import Idle, JobBoard, Later, key_held
+from ledgerflow.jobs.model import CLAIMED, ENDED, READY, Job
 from ledgerflow.models import LogBook
 from ledgerflow.persistence.base import Backend
 
@@ -29,6 +38,25 @@ _OPTIONAL: Final = ("key", "owner", "last_error")
 _TIME_FIELDS: Final = ("created_at", "available_at")
 #: Where each time a board change sets is kept, as seconds since the epoch.
 _EPOCH_FIELDS: Final = {"claim_expires_at": "claim_epoch", "available_at": "available_epoch"}
+#: What scripts return of a job (HMGET, in this order): a ``Job``'s fields, then the
+#: available time on the server's clock.
+_JOB_FIELDS: Final = (
+    "uuid",
+    "name",
+    "state",
+    "book_uuid",
+    "flow_uuid",
+    "priority",
+    "key",
+    "attempts",
+    "max_attempts",
+    "owner",
+    "created_at",
+    "available_at",
+    "last_error",
+    "available_epoch",
+)
+_HMGET_JOB: Final = "redis.call('HMGET', job, " + ", ".join(f"'{f}'" for f in _JOB_FIELDS) + ")"
 
 # Shared Lua: the server's clock (claims never depend on a client's), and moving a
 # job's member between the index sets for its (new) state.
@@ -85,45 +113,75 @@ local function due(p, now)
 end
 """
 
-# ARGV: prefix, uuid, key ('' for none), delay (s), field, value, ...
+# ARGV: prefix, uuid, key ('' for none), delay (s), field, value, ...  Returns the new
+# job's _JOB_FIELDS, or those of the unfinished job that holds the key.
 _POST: Final = (
     _PLACE
     + """
 local p, uuid, key, now = ARGV[1], ARGV[2], ARGV[3], clock()
-if key ~= '' then
-  local held = redis.call('GET', p .. 'key:' .. key)
-  if held then return held end
+local held = key ~= '' and redis.call('GET', p .. 'key:' .. key)
+if held then uuid = held else
+  local seq = redis.call('INCR', p .. 'seq')
+  local job = p .. 'job:' .. uuid
+  redis.call('HSET', job, unpack(ARGV, 5))
+  redis.call('HSET', job, 'seq', seq, 'member', string.format('%020d', seq) .. ':' .. uuid,
+             'available_epoch', epoch(now + tonumber(ARGV[4])))
+  redis.call('ZADD', p .. 'all', seq, uuid)
+  place(p, uuid, now)
+  redis.call('LPUSH', p .. 'wake', '1')
+  redis.call('LTRIM', p .. 'wake', 0, 999)
 end
-local seq = redis.call('INCR', p .. 'seq')
 local job = p .. 'job:' .. uuid
-for i = 5, #ARGV, 2 do redis.call('HSET', job, ARGV[i], ARGV[i + 1]) end
-redis.call('HSET', job, 'seq', seq, 'member', string.format('%020d', seq) .. ':' .. uuid,
-           'available_epoch', epoch(now + tonumber(ARGV[4])))
-redis.call('ZADD', p .. 'all', seq, uuid)
-place(p, uuid, now)
-redis.call('LPUSH', p .. 'wake', '1')
-redis.call('LTRIM', p .. 'wake', 0, 999)
-return uuid
-"""
+return """
+    + _HMGET_JOB
 )
 
-# ARGV: prefix, owner, lease (s)
+# ARGV: prefix, owner, lease (s).  The best ready member is popped: it is in no other
+# index set, so claiming it moves nothing else.  Returns the job's _JOB_FIELDS.
 _CLAIM: Final = (
     _PLACE
     + """
 local p, owner, now = ARGV[1], ARGV[2], clock()
-local expires = epoch(now + tonumber(ARGV[3]))
 due(p, now)
-local first = redis.call('ZRANGE', p .. 'ready', 0, 0)
+local first = redis.call('ZPOPMIN', p .. 'ready')
 if #first == 0 then return false end
 local uuid = string.sub(first[1], 22)
 local job = p .. 'job:' .. uuid
+local expires = epoch(now + tonumber(ARGV[3]))
 redis.call('HINCRBY', job, 'attempts', 1)
 redis.call('HSET', job, 'state', 'CLAIMED', 'owner', owner, 'claim_epoch', expires)
-place(p, uuid, now)
-return redis.call('HGETALL', job)
+redis.call('ZADD', p .. 'claimed', expires, uuid)
+local values = """
+    + _HMGET_JOB
+    + """
+if values[7] then redis.call('SET', p .. 'key:' .. values[7], uuid) end
+return values
 """
 )
+
+# ARGV: prefix, uuid, owner, state (DONE, FAILED or CANCELLED), last_error ('\\0': none).
+# Fenced like every change: only the claim's owner ends it.  A claim is in ``claimed``,
+# or in ``ready`` if it lapsed and a claim script put it back in line.
+_COMPLETE: Final = """
+local p, uuid, owner, state, error = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local job = p .. 'job:' .. uuid
+local seen = redis.call('HMGET', job, 'state', 'owner', 'key', 'member')
+if seen[1] ~= 'CLAIMED' or seen[2] ~= owner then return 0 end
+if error == '\\0' then
+  redis.call('HDEL', job, 'owner', 'last_error')
+  redis.call('HSET', job, 'state', state)
+else
+  redis.call('HDEL', job, 'owner')
+  redis.call('HSET', job, 'state', state, 'last_error', error)
+end
+redis.call('ZREM', p .. 'claimed', uuid)
+redis.call('ZREM', p .. 'ready', seen[4])
+if seen[3] then
+  local holder = p .. 'key:' .. seen[3]
+  if redis.call('GET', holder) == uuid then redis.call('DEL', holder) end
+end
+return 1
+"""
 
 # ARGV: prefix, uuid, owner ('' = anyone), states (comma separated), notify, then
 #       field/value pairs (value '\\0' deletes the field; attempts '-1' decrements;
@@ -139,18 +197,21 @@ if not state or not string.find(',' .. allowed .. ',', ',' .. state .. ',', 1, t
   return 0
 end
 if owner ~= '' and redis.call('HGET', job, 'owner') ~= owner then return 0 end
+local key = redis.call('HGET', job, 'key')
+if key and state ~= 'READY' and state ~= 'CLAIMED' then  -- refused before any write
+  for i = 6, #ARGV, 2 do
+    if ARGV[i] == 'state' and (ARGV[i + 1] == 'READY' or ARGV[i + 1] == 'CLAIMED') then
+      local held = redis.call('GET', p .. 'key:' .. key)
+      if held and held ~= uuid then return -1 end
+    end
+  end
+end
 for i = 6, #ARGV, 2 do
   local field, value = ARGV[i], ARGV[i + 1]
   if string.sub(value, 1, 1) == '@' then value = epoch(now + tonumber(string.sub(value, 2))) end
   if value == '\\0' then redis.call('HDEL', job, field)
   elseif field == 'attempts' and value == '-1' then redis.call('HINCRBY', job, 'attempts', -1)
   else redis.call('HSET', job, field, value) end
-end
-local key = redis.call('HGET', job, 'key')
-local new = redis.call('HGET', job, 'state')
-if key and (new == 'READY' or new == 'CLAIMED') and state ~= 'READY' and state ~= 'CLAIMED' then
-  local held = redis.call('GET', p .. 'key:' .. key)
-  if held and held ~= uuid then return -1 end
 end
 place(p, uuid, now)
 if notify == '1' then
@@ -160,6 +221,14 @@ end
 return 1
 """
 )
+
+
+class _Script:
+    """A Lua script's text and SHA1 (what EVALSHA names it by)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
 
 def _score(priority: int) -> float:
@@ -191,11 +260,17 @@ class RedisBoard(JobBoard):
                 "a Redis board needs redis-py: pip install 'ledgerflow[redis]'"
             ) from error
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError,)
+        self._stale_errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._no_script: type[BaseException] = redis.exceptions.NoScriptError
         self._client = redis.Redis.from_url(uri, decode_responses=True, socket_timeout=10)
         self._prefix = _PREFIX
-        self._post_script = self._client.register_script(_POST)
-        self._claim_script = self._client.register_script(_CLAIM)
-        self._change_script = self._client.register_script(_CHANGE)
+        self._post_script = _Script(_POST)
+        self._claim_script = _Script(_CLAIM)
+        self._complete_script = _Script(_COMPLETE)
+        self._change_script = _Script(_CHANGE)
+        self._local = threading.local()
+        self._pinned: list[tuple[threading.Thread, Any]] = []
+        self._pinned_lock = threading.Lock()
         self._where = uri.split("@")[-1]
         try:
             self._client.ping()
@@ -207,6 +282,57 @@ class RedisBoard(JobBoard):
             return function(*args, **kwargs)
         except self._redis_errors as error:
             raise StorageError(f"{action} failed on Redis at {self._where}: {error}") from error
+
+    def _run(self, action: str, script: _Script, args: list[str]) -> Any:
+        """Run ``script`` on this thread's pinned connection, retried as redis-py retries."""
+        conn = self._connection()
+
+        def send() -> Any:
+            try:
+                conn.send_command("EVALSHA", script.sha, 0, *args)
+                return conn.read_response()
+            except self._no_script:  # a restarted or flushed server: nothing ran, send it whole
+                conn.send_command("EVAL", script.source, 0, *args)
+                return conn.read_response()
+
+        try:
+            return conn.retry.call_with_retry(send, lambda _error: conn.disconnect())
+        except self._redis_errors as error:
+            conn.disconnect()  # a reply may still be on its way: never read it as the next one
+            raise StorageError(f"{action} failed on Redis at {self._where}: {error}") from error
+
+    def _connection(self) -> Any:
+        """This thread's connection, taken from the client's pool once and kept.
+
+        Those of threads that ended go back to the pool when another thread takes one,
+        so posts from short-lived threads (one per request) do not pile connections up.
+
+        Checked as the pool checks a connection it hands out (a poll, no round trip):
+        one with something to read before anything was sent was closed by the server
+        while idle (a restart, a killed client) or is out of step, and starts afresh.
+        """
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            pool = self._client.connection_pool
+            with self._pinned_lock:
+                for thread, ended in self._pinned:
+                    if not thread.is_alive():
+                        pool.release(ended)
+                self._pinned = [(t, c) for t, c in self._pinned if t.is_alive()]
+                conn = self._local.conn = pool.get_connection()
+                self._pinned.append((threading.current_thread(), conn))
+            return conn
+        try:
+            stale = conn.can_read()
+        except self._stale_errors:
+            stale = True
+        if stale:
+            conn.disconnect()  # the next command connects again
+        return conn
+
+    def _job_of(self, values: list[str | None]) -> Job:
+        """The job of a script's reply (its _JOB_FIELDS in order)."""
+        return self._job({n: v for n, v in zip(_JOB_FIELDS, values, strict=True) if v is not None})
 
     def _job(self, data: dict[str, str]) -> Job:
         values: dict[str, Any] = {}
@@ -238,14 +364,11 @@ class RedisBoard(JobBoard):
         fields += ["score", repr(_score(job.priority))]
         delay = (job.available_at - job.created_at).total_seconds()
         args = [self._prefix, job.uuid, job.key or "", repr(delay), *fields]
-        stored = self._call("post a job", self._post_script, args=args)
-        if stored != job.uuid:  # the key is held by an unfinished job: that one is the answer
+        stored = self._job_of(self._run("post a job", self._post_script, args))
+        if stored.uuid != job.uuid:  # the key is held by an unfinished job: that one it is
             with self.backend.connect() as conn:
                 conn.destroy_logbook(book.uuid)
-            held = self._read(stored)
-            assert held is not None
-            return held
-        return self._read(job.uuid) or job
+        return stored
 
     def _find_key(self, key: str) -> Job | None:
         held = self._call("find a job by key", self._client.get, f"{self._prefix}key:{key}")
@@ -285,21 +408,25 @@ class RedisBoard(JobBoard):
                 fields += [name, _encode(name, value)]
         notify = "1" if changes.get("state") == READY else "0"
         args = [self._prefix, job_uuid, owner or "", ",".join(from_states), notify]
-        result = self._call("change a job", self._change_script, args=[*args, *fields])
+        result = self._run("change a job", self._change_script, [*args, *fields])
         if result == -1:
-            raise ValueError(
-                f"job {job_uuid} cannot be READY again: another unfinished job holds its key"
-            )
+            raise ValueError(key_held(job_uuid))
         return bool(result == 1)
 
     # ---- conductor side ---------------------------------------------------------------
     def claim(self, owner: str, lease: float) -> Job | None:
         """Claim the best job available now (priority, then age): READY, or a lapsed claim."""
         args = [self._prefix, owner, repr(float(lease))]
-        pairs = self._call("claim a job", self._claim_script, args=args)
-        if not pairs:
-            return None
-        return self._job(dict(zip(pairs[::2], pairs[1::2], strict=True)))
+        values = self._run("claim a job", self._claim_script, args)
+        return self._job_of(values) if values else None
+
+    def complete(self, job_uuid: str, owner: str, state: str, last_error: str | None) -> bool:
+        """End ``owner``'s claim DONE, FAILED or CANCELLED; False if it is not theirs."""
+        if state not in ENDED:
+            raise ValueError(f"a job ends DONE, FAILED or CANCELLED, not {state!r}")
+        error = "\0" if last_error is None else last_error
+        args = [self._prefix, job_uuid, owner, state, error]
+        return bool(self._run("complete a job", self._complete_script, args) == 1)
 
     def _lapsed_at_max(self) -> list[tuple[str, str, int]]:
         uuids = self._call(
@@ -362,4 +489,8 @@ class RedisBoard(JobBoard):
             self._client.delete(*keys[start : start + 500])
 
     def _close(self) -> None:
+        with self._pinned_lock:
+            pinned, self._pinned = self._pinned, []
+        for _, conn in pinned:
+            conn.disconnect()
         self._client.close()

@@ -24,7 +24,7 @@ from sqlalchemy import func
 
 from ledgerflow.errors import ConflictError
 from ledgerflow.jobs import schema
-from ledgerflow.jobs.board import Idle, JobBoard, Later
+from ledgerflow.jobs.board import Idle, JobBoard, Later, key_held
 from ledgerflow.jobs.model import CLAIMED, ENDED, READY, Job
 from ledgerflow.models import LogBook, utcnow
 from ledgerflow.persistence.base import Backend
@@ -225,9 +225,7 @@ class SQLBoard(JobBoard):
                     self._notify_in(raw)
                 return changed
         except ConflictError as error:
-            raise ValueError(
-                f"job {job_uuid} cannot be READY again: another unfinished job holds its key"
-            ) from error
+            raise ValueError(key_held(job_uuid)) from error
 
     # ---- conductor side ---------------------------------------------------------------
     def claim(self, owner: str, lease: float) -> Job | None:

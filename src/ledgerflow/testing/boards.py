@@ -231,6 +231,25 @@ class BoardConformance:
         board.cancel(job.uuid)
         assert board.retry(job.uuid).state == READY
 
+    def test_retry_is_refused_while_another_job_holds_the_key(self, board: JobBoard) -> None:
+        job = board.post(FACTORY, max_attempts=1, key="k")
+        board.claim("a", 30.0)
+        board.complete(job.uuid, "a", FAILED, "boom")
+        with board.backend.connect() as conn:
+            flow_detail = conn.get_flow_details(job.flow_uuid)
+            flow_detail.state = states.REVERTED
+            conn.update_flow_details(flow_detail)
+        holder = board.post(FACTORY, key="k")
+        with pytest.raises(ValueError, match="holds its key"):
+            board.retry(job.uuid)
+        assert board.get(job.uuid).state == FAILED  # left as it was, its flow too
+        with board.backend.connect() as conn:
+            assert conn.get_flow_details(job.flow_uuid).state == states.REVERTED
+        assert board.post(FACTORY, key="k").uuid == holder.uuid
+        claimed = board.claim("a", 30.0)
+        assert claimed is not None and claimed.uuid == holder.uuid
+        assert board.claim("b", 30.0) is None
+
     @pytest.mark.parametrize("state", [DONE, READY, CLAIMED])
     def test_retry_other_states_is_value_error(self, board: JobBoard, state: str) -> None:
         job = board.post(FACTORY)
