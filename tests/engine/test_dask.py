@@ -17,7 +17,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 import ledgerflow as lf
-from ledgerflow.engine import runner
+from ledgerflow.engine import remote_tries
 from ledgerflow.engine.executors import Pool
 from ledgerflow.storage import Storage
 from tests.engine import flows_for_executors as flows
@@ -187,7 +187,7 @@ def test_a_result_and_the_next_tries_start_commit_together(
 ) -> None:
     # The wait ends as soon as the next try starts; a long bound keeps this test from
     # depending on how fast this machine is (it asserts a count, never a time).
-    monkeypatch.setattr(runner, "BEGIN_LINGER", 120.0)
+    monkeypatch.setattr(remote_tries, "BEGIN_LINGER", 120.0)
     commits: list[int] = []
     write = Storage._write
 
