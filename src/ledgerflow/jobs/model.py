@@ -64,6 +64,10 @@ class Job:
         return data
 
 
+#: A ``Job``'s fields in order: what the boards store and read back of each job.
+JOB_FIELDS: Final = tuple(item.name for item in fields(Job))
+
+
 @dataclass(frozen=True)
 class PostRequest:
     """What ``board.post`` was asked for, checked and normalised."""

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from ledgerflow.errors import StorageError
 from ledgerflow.jobs.board import Idle, JobBoard, Later, key_held
-from ledgerflow.jobs.model import CLAIMED, ENDED, READY, Job
+from ledgerflow.jobs.model import CLAIMED, ENDED, JOB_FIELDS, READY, Job
 from ledgerflow.models import LogBook
 from ledgerflow.persistence.base import Backend
 
@@ -40,22 +40,7 @@ _TIME_FIELDS: Final = ("created_at", "available_at")
 _EPOCH_FIELDS: Final = {"claim_expires_at": "claim_epoch", "available_at": "available_epoch"}
 #: What scripts return of a job (HMGET, in this order): a ``Job``'s fields, then the
 #: available time on the server's clock.
-_JOB_FIELDS: Final = (
-    "uuid",
-    "name",
-    "state",
-    "book_uuid",
-    "flow_uuid",
-    "priority",
-    "key",
-    "attempts",
-    "max_attempts",
-    "owner",
-    "created_at",
-    "available_at",
-    "last_error",
-    "available_epoch",
-)
+_JOB_FIELDS: Final = (*JOB_FIELDS, "available_epoch")
 _HMGET_JOB: Final = "redis.call('HMGET', job, " + ", ".join(f"'{f}'" for f in _JOB_FIELDS) + ")"
 
 # Shared Lua: the server's clock (claims never depend on a client's), and moving a

@@ -25,7 +25,7 @@ from sqlalchemy import func
 from ledgerflow.errors import ConflictError
 from ledgerflow.jobs import schema
 from ledgerflow.jobs.board import Idle, JobBoard, Later, key_held
-from ledgerflow.jobs.model import CLAIMED, ENDED, READY, Job
+from ledgerflow.jobs.model import CLAIMED, ENDED, JOB_FIELDS, READY, Job
 from ledgerflow.models import LogBook, utcnow
 from ledgerflow.persistence.base import Backend
 from ledgerflow.persistence.sql.backend import SQLBackend, SQLConnection
@@ -36,21 +36,7 @@ from ledgerflow.persistence.sql.transactions import _begin_immediate
 __all__ = ["SQLBoard"]
 
 JOBS: Final = schema.JOBS
-_FIELDS: Final = (
-    "uuid",
-    "name",
-    "state",
-    "book_uuid",
-    "flow_uuid",
-    "priority",
-    "key",
-    "attempts",
-    "max_attempts",
-    "owner",
-    "created_at",
-    "available_at",
-    "last_error",
-)
+_FIELDS: Final = JOB_FIELDS
 _COLUMNS: Final = [JOBS.c[name] for name in _FIELDS]
 _CHANNEL: Final = "ledgerflow_jobs"
 _PG_UPGRADE_LOCK: Final = 0x1ED6E5F11
