@@ -29,6 +29,18 @@ def _claim_all(board: JobBoard, owner: str = "me") -> list[Job]:
     return claimed
 
 
+def _failed_job(board: JobBoard, key: str | None = None) -> Job:
+    """A job that ran out of attempts (FAILED, its flow REVERTED), as a conductor leaves it."""
+    job = board.post(FACTORY, max_attempts=1, key=key)
+    board.claim("a", 30.0)
+    board.complete(job.uuid, "a", FAILED, "boom")
+    with board.backend.connect() as conn:
+        flow_detail = conn.get_flow_details(job.flow_uuid)
+        flow_detail.state = states.REVERTED
+        conn.update_flow_details(flow_detail)
+    return job
+
+
 class BoardConformance:
     """Every promise of API.md's "Jobs, boards and conductors" a board itself keeps."""
 
@@ -211,13 +223,7 @@ class BoardConformance:
         assert board.cancel(job.uuid).state == DONE
 
     def test_retry_failed_job_resets_attempts_and_flow(self, board: JobBoard) -> None:
-        job = board.post(FACTORY, max_attempts=1, key="k")
-        board.claim("a", 30.0)
-        board.complete(job.uuid, "a", FAILED, "boom")
-        with board.backend.connect() as conn:
-            flow_detail = conn.get_flow_details(job.flow_uuid)
-            flow_detail.state = states.REVERTED
-            conn.update_flow_details(flow_detail)
+        job = _failed_job(board, key="k")
         again = board.retry(job.uuid)
         assert (again.state, again.attempts, again.last_error) == (READY, 0, None)
         with board.backend.connect() as conn:
@@ -232,13 +238,7 @@ class BoardConformance:
         assert board.retry(job.uuid).state == READY
 
     def test_retry_is_refused_while_another_job_holds_the_key(self, board: JobBoard) -> None:
-        job = board.post(FACTORY, max_attempts=1, key="k")
-        board.claim("a", 30.0)
-        board.complete(job.uuid, "a", FAILED, "boom")
-        with board.backend.connect() as conn:
-            flow_detail = conn.get_flow_details(job.flow_uuid)
-            flow_detail.state = states.REVERTED
-            conn.update_flow_details(flow_detail)
+        job = _failed_job(board, key="k")
         holder = board.post(FACTORY, key="k")
         with pytest.raises(ValueError, match="holds its key"):
             board.retry(job.uuid)
