@@ -243,3 +243,24 @@ class WorkerKiller(lf.Task):
 def unstartable() -> lf.Flow:
     """One task no worker survives receiving."""
     return lf.LinearFlow("unstartable", WorkerKiller())
+
+
+# ---- tries sent ahead of a run that was taken over meanwhile --------------------------
+class Logged(lf.Task):
+    """Logs its start; the first two wait for the test's go (they hold both workers)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(name=f"logged{index}", provides=f"logged{index}")
+        self.index = index
+
+    def execute(self, workdir: str) -> int:
+        log(workdir, self.name)
+        if self.index < 2:
+            touch(Path(workdir) / f"{self.name}-started")
+            wait_for(Path(workdir) / "go")
+        return self.index
+
+
+def sent_ahead() -> lf.Flow:
+    """Two tries that hold the workers and two sent ahead of them."""
+    return lf.UnorderedFlow("sent-ahead", *(Logged(i) for i in range(4)))

@@ -19,6 +19,7 @@ from distributed import Client, LocalCluster
 import ledgerflow as lf
 from ledgerflow.engine import remote_tries
 from ledgerflow.engine.executors import Pool
+from ledgerflow.persistence.ownership import OwnChange
 from ledgerflow.storage import Storage
 from tests.engine import flows_for_executors as flows
 from tests.engine.test_executors import _detail, _most_running, _run_in_thread
@@ -204,3 +205,45 @@ def test_a_result_and_the_next_tries_start_commit_together(
     # The flow's start, the first two tries' starts, then one commit for each result
     # and the next try's start, the last two results alone and the flow's end.
     assert len(commits) <= 1 + 2 + 18 + 2 + 1, commits
+
+
+def test_tries_sent_ahead_of_a_taken_over_run_never_start(
+    client: Client, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run waits for the next try's start before committing (a long bound: it asserts
+    # what starts, never a time), so that the commit refused is the one that starts it.
+    monkeypatch.setattr(remote_tries, "BEGIN_LINGER", 120.0)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    engine = lf.load(
+        f"{FLOWS}:sent_ahead",
+        engine="parallel",
+        executor=client.get_executor(),
+        backend=store,
+        store={"workdir": str(workdir)},
+    )
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            engine.run()
+        except BaseException as exc:  # what the test asserts on
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    for name in ("logged0", "logged1"):
+        flows.wait_for(workdir / f"{name}-started", running=thread.is_alive)
+    backend = lf.open_backend(store)
+    with backend.connect() as conn:  # another engine took the flow over
+        flow_uuid = engine.flow_detail.uuid
+        fence = conn.get_ownership(flow_uuid).fence
+        assert conn.change_ownership(
+            flow_uuid, OwnChange("take", fence, "elsewhere/boot/ns:1:1", 30.0, force=True)
+        )
+    backend.close()
+    flows.touch(workdir / "go")
+    thread.join(120)
+    assert len(outcome) == 1 and isinstance(outcome[0], lf.FencedOut), outcome
+    # The refused commit would have started them: told not to start, they never ran.
+    assert [flows.executions(str(workdir), f"logged{i}") for i in range(4)] == [1, 1, 0, 0]

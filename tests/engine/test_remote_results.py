@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 import ledgerflow as lf
 from ledgerflow.engine.context import TaskContext
-from ledgerflow.engine.remote import Channel, run_remote
+from ledgerflow.engine.remote import Channel, NotStarted, run_remote
 
 
 class _Store:
@@ -91,3 +92,63 @@ def test_a_try_the_engine_gave_up_on_keeps_its_result(
     delivering.forget(token)
     assert remote.end_with({"late": True}) is False
     assert taken == []
+
+
+# ---- begins the engine's thread answers itself ----------------------------------------
+@pytest.fixture
+def answered_later() -> Iterator[tuple[Channel, list[str], threading.Event]]:
+    """A channel whose engine answers begins later (as the runner does for Dask)."""
+    asked: list[str] = []
+    arrived = threading.Event()
+
+    def on_begin(token: str) -> None:
+        asked.append(token)
+        arrived.set()
+
+    channel = Channel(on_begin)
+    try:
+        yield channel, asked, arrived
+    finally:
+        channel.close()
+
+
+def _begin_in_thread(remote: Any) -> tuple[threading.Thread, list[Any]]:
+    """Start ``remote.begin()`` in a thread; its outcome lands in the list returned."""
+    outcome: list[Any] = []
+
+    def begin() -> None:
+        try:
+            remote.begin()
+            outcome.append(remote.attempt)
+        except NotStarted as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=begin)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_begin_waits_for_the_engine_and_gets_its_attempt(
+    answered_later: tuple[Channel, list[str], threading.Event],
+) -> None:
+    channel, asked, arrived = answered_later
+    token, remote = channel.open(TaskContext(_Store(), "produce"))  # type: ignore[arg-type]
+    thread, outcome = _begin_in_thread(remote)
+    assert arrived.wait(30)
+    assert asked == [token] and outcome == []  # the worker waits for the answer
+    channel.answer_begin(token, True, 3)
+    thread.join(30)
+    assert outcome == [3]
+
+
+@pytest.mark.parametrize("end", ["forget", "close"])
+def test_a_begin_left_unanswered_is_told_not_to_start(
+    answered_later: tuple[Channel, list[str], threading.Event], end: str
+) -> None:
+    channel, _, arrived = answered_later
+    token, remote = channel.open(TaskContext(_Store(), "produce"))  # type: ignore[arg-type]
+    thread, outcome = _begin_in_thread(remote)
+    assert arrived.wait(30)
+    channel.forget(token) if end == "forget" else channel.close()
+    thread.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], NotStarted)

@@ -190,12 +190,13 @@ class Channel:
 
     def __init__(
         self,
-        on_begin: Callable[[str], tuple[bool, int]],
+        on_begin: Callable[[str], tuple[bool, int] | None],
         host: str = "127.0.0.1",
         on_drop: Callable[[str], None] | None = None,
         on_result: Callable[[str, Any], bool] | None = None,
     ) -> None:
-        #: Called (in a channel thread) when a worker starts a try: (go on?, its attempt).
+        #: Called (in a channel thread) when a worker starts a try: (go on?, its attempt),
+        #: or None when the engine answers later, itself (``answer_begin``).
         self._on_begin = on_begin
         #: Called (in a channel thread) when a running try's worker connection dropped.
         self._on_drop = on_drop
@@ -210,6 +211,8 @@ class Channel:
         self.pids: dict[str, int] = {}
         #: Token -> when its worker's connection dropped before the try ended.
         self._dropped: dict[str, float] = {}
+        #: Token -> the connection of a worker waiting for the answer to its begin.
+        self._waiting: dict[str, Connection] = {}
         self._ids = itertools.count()
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name="ledgerflow-channel", daemon=True)
@@ -235,6 +238,20 @@ class Channel:
             self._contexts.pop(token, None)
             self._dropped.pop(token, None)
             self.pids.pop(token, None)
+        self.answer_begin(token, False, 0)
+
+    def answer_begin(self, token: str, go: bool, attempt: int) -> None:
+        """Answer the worker waiting to start the try ``token`` (if one is): go on or not.
+
+        The engine's thread sends this itself, on the worker's connection (the channel's
+        thread only reads from it meanwhile): waking that thread to send it would cost
+        a start as long as the engine's thread keeps the interpreter busy.
+        """
+        with self._lock:
+            conn = self._waiting.pop(token, None)
+        if conn is not None:
+            with contextlib.suppress(OSError, ValueError):  # its worker is gone
+                conn.send(("ok", (go, attempt)))
 
     def await_drops(self, tokens: list[str], timeout: float = 5.0) -> None:
         """Wait (after their processes are gone) until each try's connection was seen to drop."""
@@ -258,7 +275,11 @@ class Channel:
 
     def close(self) -> None:
         """Stop listening (tries still out find nobody: their checkpoints raise)."""
-        self._closed = True
+        with self._lock:
+            self._closed = True
+            waiting = list(self._waiting)
+        for token in waiting:  # tries sent ahead that the run no longer starts
+            self.answer_begin(token, False, 0)
         with contextlib.suppress(OSError):
             # Wake the accept() below so that its thread ends.
             Client(self.address, authkey=self._key).close()
@@ -287,6 +308,8 @@ class Channel:
                 kind, token, *rest = conn.recv()
                 if kind == "begin":
                     running = token
+                    if self._begin_later(conn, token, rest[0]):
+                        continue
                 elif kind == "end":
                     running = None
                 conn.send(self._reply(kind, token, rest))
@@ -302,15 +325,23 @@ class Channel:
         finally:
             conn.close()
 
+    def _begin_later(self, conn: Connection, token: str, pid: int) -> bool:
+        """Pass a worker's begin to the engine; whether the engine answers it (later)."""
+        with self._lock:
+            if token not in self._contexts or self._closed:
+                return False  # _reply refuses it
+            self.pids[token] = pid
+            self._waiting[token] = conn
+        answer = self._on_begin(token)
+        if answer is not None:
+            self.answer_begin(token, *answer)
+        return True
+
     def _reply(self, kind: str, token: str, rest: list[Any]) -> tuple[str, Any]:
         with self._lock:
             context = self._contexts.get(token)
-        if context is None:  # a try the engine gave up on: nothing it says counts
+        if context is None or kind == "begin":  # a try the engine gave up on (or closed)
             return "ok", {"stop": True, "begin": (False, 0)}.get(kind)
-        if kind == "begin":
-            with self._lock:
-                self.pids[token] = rest[0]
-            return "ok", self._on_begin(token)
         if kind == "last":
             return "ok", context.last_checkpoint
         if kind == "stop":

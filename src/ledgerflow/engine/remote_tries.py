@@ -57,8 +57,8 @@ class RemoteTries:
         self.tokens: dict[futures.Future[Any], str] = {}
         self.sent: dict[str, int] = {}  # token -> node index, of tries sent to a worker
         self.begun: set[str] = set()
-        #: Workers' begin requests, handled in this thread (token, answer, done).
-        self.begins: list[tuple[str, list[Any], threading.Event]] = []
+        #: Tokens of the tries workers asked to start, handled (answered) in this thread.
+        self.begins: list[str] = []
         self.begins_lock = threading.Lock()
         self.begin_arrived = threading.Event()
         #: Results workers sent with their try's end, by token (``Pool.delivers_results``).
@@ -137,24 +137,22 @@ class RemoteTries:
         if self.pool is not None:
             self.pool.nudge()
 
-    def _begin(self, token: str) -> tuple[bool, int]:
-        """A worker starts a try (channel thread): the run's thread marks it RUNNING."""
+    def _begin(self, token: str) -> tuple[bool, int] | None:
+        """A worker starts a try (channel thread): the run's thread marks it RUNNING.
+
+        None: this thread answers it, once that is committed (``_start_begun``).
+        """
         if not self.deferred:  # marked when submitted (it may run inline, in this thread)
             index = self.sent.get(token)
             if index is None:
                 return False, 0
             return True, self.storage.task_detail(self.nodes[index].name).attempts
-        answer: list[Any] = [False, 0]
-        done = threading.Event()
         with self.begins_lock:
-            self.begins.append((token, answer, done))
+            self.begins.append(token)
             self.begin_arrived.set()
             if not self.wake.done():
                 self.wake.set_result(None)
-        while not done.wait(1.0):
-            if self.channel is None or self.channel.closed:
-                return False, 0
-        return answer[0], answer[1]
+        return None
 
     def _start_begun(self) -> None:
         """Mark RUNNING the tries workers started, commit, then let them go on."""
@@ -162,14 +160,15 @@ class RemoteTries:
         # Refusals are answered at once; starts only as far as the capacity has room.
         room = len(self.begins) if stopping else max(0, self.limit - len(self.begun))
         with self.begins_lock:
-            fresh = [b for b in self.begins if b[0] not in self.begun]
-            again = [b for b in self.begins if b[0] in self.begun]
+            fresh = [t for t in self.begins if t not in self.begun]
+            again = [t for t in self.begins if t in self.begun]
             # Those left wait for a try to finish (run_forward comes back then).
             begins, self.begins = again + fresh[:room], fresh[room:]
             self.wake = futures.Future()
             if self.delivered:  # a result that came in since _collect took them
                 self.wake.set_result(None)
-        for token, answer, _ in begins:
+        answers: dict[str, int] = {}
+        for token in begins:
             index = self.sent.get(token)
             if index is None or (stopping and token not in self.begun):
                 continue  # it stays unstarted (NotStarted in the worker)
@@ -180,12 +179,17 @@ class RemoteTries:
                 assert self.channel is not None
                 name = self.nodes[index].name
                 self.channel.rebind(token, TaskContext(self.storage, name, self.suspend_event))
-            answer[:] = [True, self.storage.task_detail(self.nodes[index].name).attempts]
+            answers[token] = self.storage.task_detail(self.nodes[index].name).attempts
+        assert self.channel is not None
         try:
             self.storage.sync()
+        except BaseException:
+            answers.clear()  # not recorded as started: none may start
+            raise
         finally:
-            for _, _, done in begins:
-                done.set()
+            for token in begins:
+                attempt = answers.get(token)
+                self.channel.answer_begin(token, attempt is not None, attempt or 0)
 
     def _forget(self, future: futures.Future[Any]) -> bool:
         """Drop what tracks the try of ``future``; whether it started (True unless sent)."""
