@@ -66,6 +66,7 @@ WRITES = (
     "update_flow_details",
     "update_task_details",
     "update_details",
+    "commit_details",
     "get_ownership",  # the server's clock: not a reader's business
     "change_ownership",
     "clear_all",

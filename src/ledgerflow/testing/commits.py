@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledgerflow.errors import FencedOut
+from ledgerflow.errors import ConflictError, FencedOut, NotFound
 from ledgerflow.models import FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence.base import Connection
 from ledgerflow.persistence.ownership import OwnChange
@@ -117,6 +117,33 @@ class CommitChecks:
         assert conn.get_flow_details(flow.uuid).to_dict() == before  # no task "c" either
         seen = conn.get_ownership(flow.uuid)
         assert (seen.owner, seen.fence) == ("h:2:2", 2)
+
+    def test_a_fenced_commit_with_one_stale_row_writes_nothing(self, conn: Connection) -> None:
+        flow = _taken_flow(conn)
+        first, second = flow.tasks
+        stale = conn.get_task_details(second.uuid)
+        conn.update_details(second, fence=(flow.uuid, 1))  # someone wrote it meanwhile
+        before = conn.get_flow_details(flow.uuid).to_dict()
+        first.state = flow.state = "RUNNING"
+        stale.state = "FAILURE"
+        with pytest.raises(ConflictError):
+            conn.update_details(first, stale, fence=(flow.uuid, 1))
+        with pytest.raises(ConflictError):
+            conn.commit_details(flow, first, stale, fence=(flow.uuid, 1), new=[_added(flow, "c")])
+        with pytest.raises(ConflictError):
+            conn.commit_details(first, stale, fence=(flow.uuid, 1), release=_release(1))
+        assert conn.get_flow_details(flow.uuid).to_dict() == before  # not "a", nor "c"
+        assert (first.revision, flow.revision) == (1, 1)
+        assert conn.get_ownership(flow.uuid).owner == "h:1:1"
+
+    def test_a_fenced_commit_of_a_destroyed_task_writes_nothing(self, conn: Connection) -> None:
+        flow = _taken_flow(conn)
+        first, second = flow.tasks
+        conn.destroy_task_details(flow.uuid, [second.uuid])
+        first.state = second.state = "SUCCESS"
+        with pytest.raises(NotFound):
+            conn.update_details(first, second, fence=(flow.uuid, 1))
+        assert conn.get_task_details(first.uuid).state == "PENDING"
 
     def test_commit_details_refuses_what_it_cannot_vouch_for(self, conn: Connection) -> None:
         flow = _taken_flow(conn)

@@ -22,6 +22,7 @@ from sqlalchemy import Connection as SAConnection
 from ledgerflow.errors import CorruptStoreError, SchemaVersionError
 from ledgerflow.persistence.primitives import RecordConnection
 from ledgerflow.persistence.sql import migrate
+from ledgerflow.persistence.sql.engines import SERVER_ISOLATION
 from ledgerflow.persistence.sql.engines import translate_errors as _translate
 
 if TYPE_CHECKING:
@@ -36,6 +37,26 @@ def _begin_immediate(conn: SAConnection) -> None:
 
 
 _NESTED: Final = contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def isolated(conn: SAConnection, level: str) -> Iterator[None]:
+    """``conn`` at isolation ``level`` (AUTOCOMMIT: each statement commits) for a moment.
+
+    PostgreSQL only: psycopg takes the level with the next BEGIN (or sends none, in
+    autocommit), no round trip of its own (MySQL's drivers send a SET each way).  The
+    pooled connection goes back to the server default.
+    """
+    conn.execution_options(isolation_level=level)
+    try:
+        yield
+        if conn.in_transaction():
+            conn.commit()  # SQLAlchemy's own bookkeeping; in autocommit nothing is sent
+    finally:
+        if conn.in_transaction():
+            conn.rollback()
+        if not conn.invalidated and not conn.closed:
+            conn.execution_options(isolation_level=SERVER_ISOLATION)
 
 
 class _DirectWrite:
@@ -226,12 +247,18 @@ class SQLTransactions(RecordConnection):
             if conn is None:  # no schema (or no file): the reads will find nothing
                 yield
                 return
-            conn.exec_driver_sql(
-                "BEGIN" if self._sqlite else "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
-            )
+            level: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+            if self._sqlite:
+                conn.exec_driver_sql("BEGIN")
+            elif self._address.backend_name == "postgresql":
+                # The BEGIN that opens the snapshot says so (psycopg): no SET of its own.
+                level = isolated(conn, "REPEATABLE READ")
+            else:  # MySQL's driver would send a SET of the session's level, and back
+                conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             self._local.snapshot = conn
             try:
-                yield
+                with level:
+                    yield
             finally:
                 self._local.snapshot = None
         # _reading() rolled the read transaction back on the way out.

@@ -1,0 +1,121 @@
+"""PostgreSQL: an engine's fenced commit as one autocommitted statement.
+
+A commit of the engine (a few task rows, perhaps the flow's row, new task rows, the
+release at the end) is otherwise BEGIN, one statement per row and COMMIT: a round trip
+each.  Here it is one statement: each row's write is a data-modifying CTE, and the
+statement's own SELECT divides by the number of rows each one wrote, so that a write
+that found nothing to change (a fence or revision that no longer holds, a row gone)
+raises ``division_by_zero`` and the statement, its own transaction, changes nothing.
+Only then is the commit run again the ordinary way, which tells which of these it was.
+
+Every write is gated on the fence: the flow's own UPDATE has it in its WHERE (its row
+lock waits for a taker's take, then rechecks the fence it committed); without one, a
+``FOR SHARE`` lock of the flow row does the same.  The CTEs run with one snapshot and
+cannot see each other's changes, so the task rows read the gate's output, never the
+flow row itself: a CTE that updated it would hide it from their lock.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import bindparam
+
+from ledgerflow.persistence.records import COLUMNS, Kind
+from ledgerflow.persistence.sql.statements import SETTABLE
+from ledgerflow.persistence.sql.tables import FLOWS, TABLES, TASKS
+
+__all__ = ["Write", "build", "params"]
+
+#: One row's write: ("update", kind, revision checked, release) or ("insert", "task").
+#: ``release`` (the flow's row only): None, or whether the release clears a cancel.
+Write = tuple[str, Kind, bool, bool | None]
+#: The SQLSTATE of ``division_by_zero``: a write of the statement found nothing to change.
+NOTHING_WRITTEN: Final = "22012"
+
+
+def _gate(writes: Sequence[Write]) -> tuple[list[Any], sa.ColumnElement[bool]]:
+    """(the CTEs to put first, the condition each task write carries): the fence check."""
+    for index, (op, kind, checked, release) in enumerate(writes):
+        if op == "update" and kind == "flow":
+            flow = _update(index, "flow", checked, release, None)
+            return [flow], sa.exists(sa.select(sa.literal_column("1")).select_from(flow))
+    lock = (
+        sa.select(FLOWS.c.uuid)
+        .where(FLOWS.c.uuid == bindparam("w_flow"), FLOWS.c.fence == bindparam("w_fence"))
+        .with_for_update(read=True)
+        .cte("fence")
+    )
+    return [], sa.exists(sa.select(sa.literal_column("1")).select_from(lock))
+
+
+def _update(index: int, kind: Kind, checked: bool, release: bool | None, gate: Any) -> sa.CTE:
+    table = TABLES[kind]
+    p = f"p{index}_"
+    statement = table.update().where(table.c.uuid == bindparam(f"{p}w_uuid"))
+    if checked:
+        statement = statement.where(table.c.revision == bindparam(f"{p}w_revision"))
+    if kind == "flow":
+        statement = statement.where(table.c.fence == bindparam("w_fence"))
+    else:
+        statement = statement.where(gate)
+    values: dict[str, Any] = {name: bindparam(f"{p}{name}") for name in SETTABLE[kind]}
+    if release is not None:
+        request = FLOWS.c.request
+        values.update(
+            owner=sa.null(),
+            lease_expires_at=sa.null(),
+            request=sa.null()
+            if release
+            else sa.case((request == sa.literal_column("'cancel'"), request), else_=sa.null()),
+        )
+    statement = statement.values(**values, revision=table.c.revision + sa.literal_column("1"))
+    return statement.returning(table.c.revision).cte(f"w{index}")
+
+
+def _insert(index: int, gate: Any) -> sa.CTE:
+    names = [name for name in COLUMNS["task"] if name != "id"]
+    typed = [sa.cast(bindparam(f"p{index}_{name}"), TASKS.c[name].type) for name in names]
+    statement = TASKS.insert().from_select(names, sa.select(*typed).where(gate))
+    return statement.returning(TASKS.c.revision).cte(f"w{index}")
+
+
+@functools.cache
+def build(writes: tuple[Write, ...]) -> sa.Select[Any]:
+    """The one statement for ``writes``: it returns each write's new revision."""
+    first, gate = _gate(writes)
+    ctes: list[sa.CTE] = []
+    for index, (op, kind, checked, _) in enumerate(writes):
+        if op == "update" and kind == "flow":
+            ctes.append(first[0])
+        elif op == "update":
+            ctes.append(_update(index, kind, checked, None, gate))
+        else:
+            ctes.append(_insert(index, gate))
+    revisions = [sa.select(cte.c.revision).scalar_subquery() for cte in ctes]
+    # 1 / rows written, for every write: division_by_zero unless each wrote its row.
+    written = [
+        sa.literal_column("1") / sa.select(sa.func.count()).select_from(cte).scalar_subquery()
+        for cte in ctes
+    ]
+    return sa.select(*revisions, *written)
+
+
+def params(
+    writes: Sequence[Write], rows: Sequence[dict[str, Any]], fence: tuple[str, int]
+) -> dict[str, Any]:
+    """The bound values of ``build(writes)`` for ``rows`` (one per write) under ``fence``."""
+    values: dict[str, Any] = {"w_flow": fence[0], "w_fence": fence[1]}
+    for index, ((op, kind, checked, _), row) in enumerate(zip(writes, rows, strict=True)):
+        p = f"p{index}_"
+        if op == "insert":
+            values.update({f"{p}{name}": value for name, value in row.items() if name != "id"})
+            continue
+        values.update({f"{p}{name}": row[name] for name in SETTABLE[kind]})
+        values[f"{p}w_uuid"] = row["uuid"]
+        if checked:
+            values[f"{p}w_revision"] = row["revision"]
+    return values
