@@ -443,6 +443,24 @@ def test_the_heartbeat_keeps_a_long_task_owned_past_its_lease(backend: lf.Backen
     assert refused == [True, True, True]
 
 
+def test_a_run_shorter_than_a_third_of_its_lease_starts_no_heartbeat_thread(
+    backend: lf.Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def noted(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", noted)
+    engine = lf.load(_flow(make_x), backend=backend, lease=600.0)
+    assert engine.run() == {"x": 1}
+    assert not [name for name in started if name.startswith("ledgerflow-lease-")], started
+    with backend.connect() as conn:
+        assert conn.get_ownership(engine.flow_detail.uuid).owner is None  # let go all the same
+
+
 def test_a_store_down_past_the_window_stops_with_storage_error_and_stays_resumable(
     tmp_path: Path,
 ) -> None:

@@ -4,12 +4,17 @@ These writes sit outside the save policy (they are not the flow's progress) and 
 change a record's revision.  The heartbeat renews every third of the lease on a
 connection of its own, so a long commit or checkpoint on the engine's connection
 never delays it, and brings back any suspend or cancel request stored for the flow.
+Its thread starts only when the first renewal is due (``_Starter``, one per process):
+a run shorter than that, a conductor's one-task job say, starts and joins no thread.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +54,49 @@ def check_wait(value: object) -> float:
     return _seconds(value, "wait", allow_zero=True)
 
 
+class _Starter:
+    """One thread per process that starts each lease's heartbeat when its first beat is due."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, Lease]] = []
+        self._order = itertools.count()
+        self._changed = threading.Condition()
+        self._serving = False
+        # A forked child has no such thread, and its parent's leases are not its own.
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        self._due, self._changed, self._serving = [], threading.Condition(), False
+
+    def add(self, lease: Lease, due: float) -> None:
+        """Start ``lease``'s heartbeat at ``due`` (monotonic), unless it stopped by then."""
+        with self._changed:
+            heapq.heappush(self._due, (due, next(self._order), lease))
+            if not self._serving:
+                self._serving = True
+                threading.Thread(target=self._serve, name="ledgerflow-leases", daemon=True).start()
+            elif self._due[0][2] is lease:  # due before any other: the wait is shorter now
+                self._changed.notify()
+
+    def _serve(self) -> None:
+        while True:
+            with self._changed:
+                while self._due and self._due[0][2].stopped:
+                    heapq.heappop(self._due)  # stopped before its first beat: nothing to do
+                if not self._due:
+                    self._changed.wait()
+                    continue
+                left = self._due[0][0] - time.monotonic()
+                if left > 0:
+                    self._changed.wait(left)
+                    continue
+                lease = heapq.heappop(self._due)[2]
+            lease.start_beating()
+
+
+_STARTER = _Starter()
+
+
 class Lease:
     """Ownership of one flow detail for the length of one ``run()``."""
 
@@ -72,6 +120,7 @@ class Lease:
         self._on_lost = on_lost
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
 
     def take(self, wait: float, seen: Ownership | None = None) -> Ownership:
         """Take the flow (fence + 1); FlowBusy if a live owner keeps it past ``wait``.
@@ -109,15 +158,29 @@ class Lease:
 
     def start_heartbeat(self) -> None:
         """Renew the lease every third of it, on a connection of its own, until ``release``."""
-        self._thread = threading.Thread(
-            target=self._beat, name=f"ledgerflow-lease-{self.flow_uuid[:8]}", daemon=True
-        )
-        self._thread.start()
+        _STARTER.add(self, time.monotonic() + self.seconds / 3)
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the heartbeat was stopped (it never starts after that)."""
+        return self._stop.is_set()
+
+    def start_beating(self) -> None:
+        """The first renewal is due: start the heartbeat's thread (not if it was stopped)."""
+        with self._thread_lock:
+            if self._stop.is_set() or self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._beat, name=f"ledgerflow-lease-{self.flow_uuid[:8]}", daemon=True
+            )
+            self._thread.start()
 
     def _beat(self) -> None:
         interval = self.seconds / 3
         with self.backend.connect() as conn:
-            while not self._stop.wait(interval):
+            first = True  # started when the first renewal was due
+            while (first and not self._stop.is_set()) or not self._stop.wait(interval):
+                first = False
                 try:
                     renewed = conn.change_ownership(
                         self.flow_uuid, OwnChange("renew", self.fence, self.owner, self.seconds)
@@ -134,10 +197,11 @@ class Lease:
 
     def stop_heartbeat(self) -> None:
         """Stop renewing the lease (the heartbeat thread has ended on return); idempotent."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        with self._thread_lock:
+            self._stop.set()
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
 
     def release_change(self) -> OwnChange:
         """The release of an ended flow under this lease's fence (a cancel request goes too)."""
