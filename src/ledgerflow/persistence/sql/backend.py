@@ -34,15 +34,14 @@ from ledgerflow.errors import (
     NotFound,
     StorageError,
 )
-from ledgerflow.models import FlowDetail, TaskDetail
 from ledgerflow.persistence import care, records
-from ledgerflow.persistence.base import Backend, Fence, _check_commit, fenced_out
+from ledgerflow.persistence.base import Backend, Fence, fenced_out
 from ledgerflow.persistence.care import Damage, PurgePolicy
 from ledgerflow.persistence.listing import Cursor
 from ledgerflow.persistence.ownership import OwnChange, Ownership
 from ledgerflow.persistence.records import Kind, Row
 from ledgerflow.persistence.sql import care as sql_care
-from ledgerflow.persistence.sql import common, leases, migrate, onestatement, queries
+from ledgerflow.persistence.sql import common, leases, migrate, queries
 from ledgerflow.persistence.sql.engines import (
     SQLITE_WAL,
     StoreAddress,
@@ -50,6 +49,7 @@ from ledgerflow.persistence.sql.engines import (
     parse_uri,
 )
 from ledgerflow.persistence.sql.fastpath import PreparedUpdate
+from ledgerflow.persistence.sql.onestatement import OneStatementCommits
 from ledgerflow.persistence.sql.packets import PacketLimit
 from ledgerflow.persistence.sql.statements import DELETE_BOOK as _DELETE_BOOK
 from ledgerflow.persistence.sql.statements import DELETE_TASKS as _DELETE_TASKS
@@ -61,7 +61,7 @@ from ledgerflow.persistence.sql.statements import SELECTS as _SELECTS
 from ledgerflow.persistence.sql.statements import SETTABLE as _SETTABLE
 from ledgerflow.persistence.sql.statements import Releases, Selects, Updates, prepared
 from ledgerflow.persistence.sql.tables import BOOKS, FLOWS, FORMAT_DEFAULT, TABLES, TASKS
-from ledgerflow.persistence.sql.transactions import SQLTransactions, _begin_immediate, isolated
+from ledgerflow.persistence.sql.transactions import _begin_immediate, isolated
 
 __all__ = ["SQLBackend", "SQLConnection"]
 
@@ -127,7 +127,7 @@ class SQLBackend(Backend):
         self.engine.dispose()
 
 
-class SQLConnection(SQLTransactions):
+class SQLConnection(OneStatementCommits):
     """The row primitives in SQL; each public call is one transaction or one read."""
 
     # ---- schema ---------------------------------------------------------------------
@@ -309,77 +309,6 @@ class SQLConnection(SQLTransactions):
                     f"{_NAMES[kind]} {row['uuid']} is stored in an unknown format"
                 )
         return rows
-
-    # ---- PostgreSQL: an engine's fenced commit in one statement (``onestatement``) ----
-    def update_details(self, *details: FlowDetail | TaskDetail, fence: Fence | None = None) -> None:
-        """Write several stored flow/task records in one transaction (all or nothing)."""
-        if fence is None or not self._one_statement_fits():
-            return super().update_details(*details, fence=fence)
-        rows = self._detail_rows(details)
-        writes: list[onestatement.Write] = [
-            ("update", kind, bool(row["revision"]), None) for kind, row in rows
-        ]
-        revisions = self._in_one_statement(writes, [row for _, row in rows], fence)
-        if revisions is None:  # a write found nothing to change: the usual way tells why
-            return super().update_details(*details, fence=fence)
-        for detail, revision in zip(details, revisions, strict=True):
-            detail.revision = revision
-        return None
-
-    def commit_details(
-        self,
-        *details: FlowDetail | TaskDetail,
-        fence: Fence,
-        new: Sequence[TaskDetail] = (),
-        release: OwnChange | None = None,
-    ) -> None:
-        """``update_details`` under ``fence``, ``new`` inserted, ``release`` applied, atomically."""
-        flow = _check_commit(details, fence, new, release)
-        if not self._one_statement_fits() or (release is not None and flow is None):
-            return super().commit_details(*details, fence=fence, new=new, release=release)
-        rows = self._detail_rows(details)
-        writes: list[onestatement.Write] = [
-            (
-                "update",
-                kind,
-                bool(row["revision"]),
-                release.clear_cancel if release is not None and detail is flow else None,
-            )
-            for detail, (kind, row) in zip(details, rows, strict=True)
-        ]
-        writes += [("insert", "task", False, None)] * len(new)
-        inserts = [{**records.task_to_row(td, fence[0]), "revision": 1} for td in new]
-        revisions = self._in_one_statement(writes, [row for _, row in rows] + inserts, fence)
-        if revisions is None:  # a write found nothing to change: the usual way tells why
-            return super().commit_details(*details, fence=fence, new=new, release=release)
-        for detail, revision in zip([*details, *new], revisions, strict=True):
-            detail.revision = revision
-        return None
-
-    def _one_statement_fits(self) -> bool:
-        """PostgreSQL, schema seen, no transaction of ours open: one statement can do it."""
-        return (
-            self._address.backend_name == "postgresql"
-            and self._backend.schema_seen
-            and self._current is None
-            and self._open_snapshot is None
-            and self._backend.corrupt is None
-        )
-
-    def _in_one_statement(
-        self, writes: list[onestatement.Write], rows: list[Row], fence: Fence
-    ) -> list[int] | None:
-        """Run ``writes`` as one autocommitted statement: their revisions, None if one missed."""
-        statement = onestatement.build(tuple(writes))
-        values = onestatement.params(writes, rows, fence)
-        with self._connect("write") as conn, isolated(conn, "AUTOCOMMIT"):
-            try:
-                found = conn.execute(statement, values).one()
-            except sa.exc.DBAPIError as error:
-                if getattr(error.orig, "sqlstate", None) != onestatement.NOTHING_WRITTEN:
-                    raise
-                return None
-        return [int(revision) for revision in found[: len(writes)]]
 
     # ---- writes ---------------------------------------------------------------------
     def _insert(self, kind: Kind, rows: Sequence[Row]) -> None:

@@ -24,11 +24,16 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy import bindparam
 
-from ledgerflow.persistence.records import COLUMNS, Kind
+from ledgerflow.models import FlowDetail, TaskDetail
+from ledgerflow.persistence import records
+from ledgerflow.persistence.base import Fence, _check_commit
+from ledgerflow.persistence.ownership import OwnChange
+from ledgerflow.persistence.records import COLUMNS, Kind, Row
 from ledgerflow.persistence.sql.statements import SETTABLE
 from ledgerflow.persistence.sql.tables import FLOWS, TABLES, TASKS
+from ledgerflow.persistence.sql.transactions import SQLTransactions, isolated
 
-__all__ = ["Write", "build", "params"]
+__all__ = ["OneStatementCommits", "Write", "build", "params"]
 
 #: One row's write: ("update", kind, revision checked, release) or ("insert", "task").
 #: ``release`` (the flow's row only): None, or whether the release clears a cancel.
@@ -119,3 +124,75 @@ def params(
         if checked:
             values[f"{p}w_revision"] = row["revision"]
     return values
+
+
+class OneStatementCommits(SQLTransactions):
+    """``SQLConnection``'s fenced commits, in one statement on PostgreSQL (module docstring)."""
+
+    def update_details(self, *details: FlowDetail | TaskDetail, fence: Fence | None = None) -> None:
+        """Write several stored flow/task records in one transaction (all or nothing)."""
+        if fence is None or not self._one_statement_fits():
+            return super().update_details(*details, fence=fence)
+        rows = self._detail_rows(details)
+        writes: list[Write] = [("update", kind, bool(row["revision"]), None) for kind, row in rows]
+        revisions = self._in_one_statement(writes, [row for _, row in rows], fence)
+        if revisions is None:  # a write found nothing to change: the usual way tells why
+            return super().update_details(*details, fence=fence)
+        for detail, revision in zip(details, revisions, strict=True):
+            detail.revision = revision
+        return None
+
+    def commit_details(
+        self,
+        *details: FlowDetail | TaskDetail,
+        fence: Fence,
+        new: Sequence[TaskDetail] = (),
+        release: OwnChange | None = None,
+    ) -> None:
+        """``update_details`` under ``fence``, ``new`` inserted, ``release`` applied, atomically."""
+        flow = _check_commit(details, fence, new, release)
+        if not self._one_statement_fits() or (release is not None and flow is None):
+            return super().commit_details(*details, fence=fence, new=new, release=release)
+        rows = self._detail_rows(details)
+        writes: list[Write] = [
+            (
+                "update",
+                kind,
+                bool(row["revision"]),
+                release.clear_cancel if release is not None and detail is flow else None,
+            )
+            for detail, (kind, row) in zip(details, rows, strict=True)
+        ]
+        writes += [("insert", "task", False, None)] * len(new)
+        inserts = [{**records.task_to_row(td, fence[0]), "revision": 1} for td in new]
+        revisions = self._in_one_statement(writes, [row for _, row in rows] + inserts, fence)
+        if revisions is None:  # a write found nothing to change: the usual way tells why
+            return super().commit_details(*details, fence=fence, new=new, release=release)
+        for detail, revision in zip([*details, *new], revisions, strict=True):
+            detail.revision = revision
+        return None
+
+    def _one_statement_fits(self) -> bool:
+        """PostgreSQL, schema seen, no transaction of ours open: one statement can do it."""
+        return (
+            self._address.backend_name == "postgresql"
+            and self._backend.schema_seen
+            and self._current is None
+            and self._open_snapshot is None
+            and self._backend.corrupt is None
+        )
+
+    def _in_one_statement(
+        self, writes: list[Write], rows: list[Row], fence: Fence
+    ) -> list[int] | None:
+        """Run ``writes`` as one autocommitted statement: their revisions, None if one missed."""
+        statement = build(tuple(writes))
+        values = params(writes, rows, fence)
+        with self._connect("write") as conn, isolated(conn, "AUTOCOMMIT"):
+            try:
+                found = conn.execute(statement, values).one()
+            except sa.exc.DBAPIError as error:
+                if getattr(error.orig, "sqlstate", None) != NOTHING_WRITTEN:
+                    raise
+                return None
+        return [int(revision) for revision in found[: len(writes)]]
