@@ -262,6 +262,22 @@ def test_a_worker_the_pool_manager_missed_is_noticed_when_nudged(tmp_path: Path)
         pool.shutdown(wait=False, cancel_futures=True)
 
 
+def test_a_nudge_starts_no_worker(tmp_path: Path) -> None:
+    # A worker started by a nudge, as the manager ends the pool's workers after a death,
+    # is one it never ends: the pool's shutdown (the run replacing it) would hang.
+    pool = futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        busy = pool.submit(flows.started_then_wait, tmp_path / "started", tmp_path / "go")
+        flows.wait_for(tmp_path / "started")  # its one worker is busy: a submit would add one
+        before = set(pool._processes)  # type: ignore[attr-defined]
+        Pool(pool, 2).nudge()
+        assert set(pool._processes) == before  # type: ignore[attr-defined]
+    finally:
+        flows.touch(tmp_path / "go")
+        pool.shutdown(wait=True)
+    assert busy.result(timeout=120) is None
+
+
 def test_a_task_that_kills_its_worker_before_starting_fails_instead_of_looping(
     tmp_path: Path, store: str
 ) -> None:

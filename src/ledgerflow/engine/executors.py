@@ -210,14 +210,22 @@ class Pool:
         A pool's manager thread watches only the workers it knew of when it last woke,
         and ``submit`` wakes it before starting the worker it adds (CPython 3.11-3.13):
         the death of that worker goes unseen until something else wakes the manager,
-        and a run whose other tries wait on the dead one would wait for ever.  A no-op
-        submit is the public way to wake it; on a pool already broken or shut down it
-        raises, which is fine: the pool then reports the break itself.
+        and a run whose other tries wait on the dead one would wait for ever.
+
+        The manager is woken through its wakeup pipe (``_executor_manager_thread_wakeup``,
+        CPython 3.9+, no accessor).  A no-op submit would wake it too, but may start a
+        worker just as the manager, seeing the death, ends the pool's workers: that one
+        it never ends, and its shutdown then waits for it for ever.
         """
         if self.kind != PROCESSES:
             return
-        with contextlib.suppress(BrokenProcessPool, RuntimeError):
-            self.executor.submit(int)
+        wakeup = getattr(self.executor, "_executor_manager_thread_wakeup", None)
+        if wakeup is None:  # another Python: the public way
+            with contextlib.suppress(BrokenProcessPool, RuntimeError):
+                self.executor.submit(int)
+            return
+        with contextlib.suppress(OSError, ValueError):  # closed: the pool is shut down
+            wakeup.wakeup()
 
     def replace(self) -> dict[int, int | None]:
         """Swap a broken process pool for a new one of the same size (owned by the run).
