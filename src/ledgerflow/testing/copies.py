@@ -16,6 +16,7 @@ from ledgerflow.errors import NotFound, SerializationError
 from ledgerflow.models import Failure, LogBook, TaskDetail
 from ledgerflow.persistence.base import Connection
 from ledgerflow.persistence.memory import MemoryBackend
+from ledgerflow.testing.books import make_book
 
 __all__ = ["CopyChecks", "EncodingChecks"]
 
@@ -29,8 +30,6 @@ def _without_revisions(data: Any) -> Any:
 
 
 def _rich_book() -> LogBook:
-    from ledgerflow.testing.conformance import make_book
-
     book = make_book(flows=2, tasks=2)
     task = book.flows[1].tasks[0]
     task.state = states.REVERT_FAILURE

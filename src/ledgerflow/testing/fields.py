@@ -16,6 +16,7 @@ import pytest
 from ledgerflow.errors import ConflictError
 from ledgerflow.models import FlowDetail, LogBook, TaskDetail
 from ledgerflow.persistence.base import Connection
+from ledgerflow.testing.books import make_book
 
 __all__ = ["FieldChecks"]
 
@@ -50,8 +51,6 @@ BAD_VALUES: list[tuple[str, str, Any]] = [
 
 
 def _book() -> LogBook:
-    from ledgerflow.testing.conformance import make_book
-
     return make_book(flows=1, tasks=2)
 
 
