@@ -93,6 +93,14 @@ class StoreAddress:
         return self.url.get_backend_name()
 
     @property
+    def psycopg(self) -> bool:
+        """PostgreSQL through psycopg 3 (the default): a level is set with no round trip.
+
+        Another driver named in the URI (psycopg2) takes the ordinary transactions.
+        """
+        return self.backend_name == "postgresql" and self.url.get_driver_name() == "psycopg"
+
+    @property
     def where(self) -> str:
         """Host and port (or the file) for messages; never the password."""
         if self.backend_name == "sqlite":

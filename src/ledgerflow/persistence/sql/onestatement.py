@@ -173,9 +173,9 @@ class OneStatementCommits(SQLTransactions):
         return None
 
     def _one_statement_fits(self) -> bool:
-        """PostgreSQL, schema seen, no transaction of ours open: one statement can do it."""
+        """psycopg 3, schema seen, no transaction of ours open: one statement can do it."""
         return (
-            self._address.backend_name == "postgresql"
+            self._address.psycopg
             and self._backend.schema_seen
             and self._current is None
             and self._open_snapshot is None

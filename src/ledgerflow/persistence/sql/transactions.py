@@ -250,7 +250,7 @@ class SQLTransactions(RecordConnection):
             level: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
             if self._sqlite:
                 conn.exec_driver_sql("BEGIN")
-            elif self._address.backend_name == "postgresql":
+            elif self._address.psycopg:
                 # The BEGIN that opens the snapshot says so (psycopg): no SET of its own.
                 level = isolated(conn, "REPEATABLE READ")
             else:  # MySQL's driver would send a SET of the session's level, and back
