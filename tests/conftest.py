@@ -19,6 +19,7 @@ from hypothesis import settings
 from sqlalchemy.engine import make_url
 
 import ledgerflow as lf
+from ledgerflow.persistence.sql.backend import SQLBackend
 from ledgerflow.persistence.uri import mask_password
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -94,6 +95,20 @@ def _mysql_database() -> Iterator[str]:
 def postgres_uri() -> Iterator[str]:
     """URI of a fresh PostgreSQL database for this test session."""
     yield from _pg_database()
+
+
+@pytest.fixture
+def pg_store(postgres_uri: str) -> Iterator[SQLBackend]:
+    """An upgraded, emptied PostgreSQL store (emptied again afterwards)."""
+    backend = lf.open_backend(postgres_uri)
+    assert isinstance(backend, SQLBackend)
+    with backend.connect() as conn:
+        conn.upgrade()
+        conn.clear_all()
+    yield backend
+    with backend.connect() as conn:
+        conn.clear_all()
+    backend.close()
 
 
 @pytest.fixture(scope="session")

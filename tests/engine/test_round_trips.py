@@ -6,7 +6,6 @@ is made on purpose (raise the numbers with a reason) rather than by accident.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -29,17 +28,9 @@ class Traffic:
 
 
 @pytest.fixture
-def store(postgres_uri: str) -> Iterator[SQLBackend]:
+def store(pg_store: SQLBackend) -> SQLBackend:
     """An upgraded, emptied PostgreSQL store."""
-    backend = lf.open_backend(postgres_uri)
-    assert isinstance(backend, SQLBackend)
-    with backend.connect() as conn:
-        conn.upgrade()
-        conn.clear_all()
-    yield backend
-    with backend.connect() as conn:
-        conn.clear_all()
-    backend.close()
+    return pg_store
 
 
 def _traffic(backend: SQLBackend, uuid: str) -> Traffic:

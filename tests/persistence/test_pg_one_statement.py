@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -23,16 +22,9 @@ from ledgerflow.persistence.ownership import OwnChange
 
 
 @pytest.fixture
-def backend(postgres_uri: str) -> Iterator[lf.Backend]:
+def backend(pg_store: lf.Backend) -> lf.Backend:
     """An upgraded, emptied PostgreSQL store."""
-    store = lf.open_backend(postgres_uri)
-    with store.connect() as conn:
-        conn.upgrade()
-        conn.clear_all()
-    yield store
-    with store.connect() as conn:
-        conn.clear_all()
-    store.close()
+    return pg_store
 
 
 def _taken_flow(conn: lf.Connection) -> FlowDetail:

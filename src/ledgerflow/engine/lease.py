@@ -176,24 +176,25 @@ class Lease:
             self._thread.start()
 
     def _beat(self) -> None:
-        interval = self.seconds / 3
+        # Started when the first renewal was due: renew, then every third of the lease.
         with self.backend.connect() as conn:
-            first = True  # started when the first renewal was due
-            while (first and not self._stop.is_set()) or not self._stop.wait(interval):
-                first = False
-                try:
-                    renewed = conn.change_ownership(
-                        self.flow_uuid, OwnChange("renew", self.fence, self.owner, self.seconds)
-                    )
-                    if not renewed:
-                        self._on_lost()
-                        return
-                    request = conn.get_ownership(self.flow_uuid).request
-                except LedgerflowError as exc:  # the store blinked: the next beat tries again
-                    LOG.warning("lease of flow %s not renewed: %s", self.flow_uuid, exc)
-                    continue
-                if request is not None:
-                    self._on_request(request)
+            while not self._stop.is_set() and self._renew(conn):
+                self._stop.wait(self.seconds / 3)
+
+    def _renew(self, conn: Connection) -> bool:
+        """One beat: renew, pass on a stored request; False once the flow was taken over."""
+        try:
+            change = OwnChange("renew", self.fence, self.owner, self.seconds)
+            if not conn.change_ownership(self.flow_uuid, change):
+                self._on_lost()
+                return False
+            request = conn.get_ownership(self.flow_uuid).request
+        except LedgerflowError as exc:  # the store blinked: the next beat tries again
+            LOG.warning("lease of flow %s not renewed: %s", self.flow_uuid, exc)
+            return True
+        if request is not None:
+            self._on_request(request)
+        return True
 
     def stop_heartbeat(self) -> None:
         """Stop renewing the lease (the heartbeat thread has ended on return); idempotent."""

@@ -61,7 +61,7 @@ from ledgerflow.persistence.sql.statements import SELECTS as _SELECTS
 from ledgerflow.persistence.sql.statements import SETTABLE as _SETTABLE
 from ledgerflow.persistence.sql.statements import Releases, Selects, Updates, prepared
 from ledgerflow.persistence.sql.tables import BOOKS, FLOWS, FORMAT_DEFAULT, TABLES, TASKS
-from ledgerflow.persistence.sql.transactions import _begin_immediate, isolated
+from ledgerflow.persistence.sql.transactions import _begin_immediate
 
 __all__ = ["SQLBackend", "SQLConnection"]
 
@@ -432,17 +432,16 @@ class SQLConnection(OneStatementCommits):
 
     def _take_ownership(self, flow_uuid: str, change: OwnChange) -> Ownership | None:
         if self._one_statement_fits():  # one statement: autocommitted, no BEGIN nor COMMIT
-            with self._connect("write") as conn, isolated(conn, "AUTOCOMMIT"):
-                taken = leases.take(conn, flow_uuid, change)
-                if taken is None:
-                    self._check_flow(conn, flow_uuid)
-                return taken
+            with self._autocommitted() as conn:
+                return self._take_on(conn, flow_uuid, change)
         with self._transaction():
-            conn = self._writer()
-            taken = leases.take(conn, flow_uuid, change)
-            if taken is None:
-                self._check_flow(conn, flow_uuid)
-            return taken
+            return self._take_on(self._writer(), flow_uuid, change)
+
+    def _take_on(self, conn: SAConnection, flow_uuid: str, change: OwnChange) -> Ownership | None:
+        taken = leases.take(conn, flow_uuid, change)
+        if taken is None:
+            self._check_flow(conn, flow_uuid)
+        return taken
 
     @staticmethod
     def _check_flow(conn: SAConnection, flow_uuid: str) -> None:

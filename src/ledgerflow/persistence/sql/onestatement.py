@@ -29,9 +29,9 @@ from ledgerflow.persistence import records
 from ledgerflow.persistence.base import Fence, _check_commit
 from ledgerflow.persistence.ownership import OwnChange
 from ledgerflow.persistence.records import COLUMNS, Kind, Row
-from ledgerflow.persistence.sql.statements import SETTABLE
+from ledgerflow.persistence.sql.statements import SETTABLE, release_values
 from ledgerflow.persistence.sql.tables import FLOWS, TABLES, TASKS
-from ledgerflow.persistence.sql.transactions import SQLTransactions, isolated
+from ledgerflow.persistence.sql.transactions import SQLTransactions
 
 __all__ = ["OneStatementCommits", "Write", "build", "params"]
 
@@ -42,19 +42,19 @@ Write = tuple[str, Kind, bool, bool | None]
 NOTHING_WRITTEN: Final = "22012"
 
 
-def _gate(writes: Sequence[Write]) -> tuple[list[Any], sa.ColumnElement[bool]]:
-    """(the CTEs to put first, the condition each task write carries): the fence check."""
+def _gate(writes: Sequence[Write]) -> tuple[sa.CTE | None, sa.ColumnElement[bool]]:
+    """(the flow row's write, if any; the condition each task write carries): the fence."""
     for index, (op, kind, checked, release) in enumerate(writes):
         if op == "update" and kind == "flow":
             flow = _update(index, "flow", checked, release, None)
-            return [flow], sa.exists(sa.select(sa.literal_column("1")).select_from(flow))
+            return flow, sa.exists(sa.select(sa.literal_column("1")).select_from(flow))
     lock = (
         sa.select(FLOWS.c.uuid)
         .where(FLOWS.c.uuid == bindparam("w_flow"), FLOWS.c.fence == bindparam("w_fence"))
         .with_for_update(read=True)
         .cte("fence")
     )
-    return [], sa.exists(sa.select(sa.literal_column("1")).select_from(lock))
+    return None, sa.exists(sa.select(sa.literal_column("1")).select_from(lock))
 
 
 def _update(index: int, kind: Kind, checked: bool, release: bool | None, gate: Any) -> sa.CTE:
@@ -69,14 +69,7 @@ def _update(index: int, kind: Kind, checked: bool, release: bool | None, gate: A
         statement = statement.where(gate)
     values: dict[str, Any] = {name: bindparam(f"{p}{name}") for name in SETTABLE[kind]}
     if release is not None:
-        request = FLOWS.c.request
-        values.update(
-            owner=sa.null(),
-            lease_expires_at=sa.null(),
-            request=sa.null()
-            if release
-            else sa.case((request == sa.literal_column("'cancel'"), request), else_=sa.null()),
-        )
+        values.update(release_values(release))
     statement = statement.values(**values, revision=table.c.revision + sa.literal_column("1"))
     return statement.returning(table.c.revision).cte(f"w{index}")
 
@@ -91,11 +84,12 @@ def _insert(index: int, gate: Any) -> sa.CTE:
 @functools.cache
 def build(writes: tuple[Write, ...]) -> sa.Select[Any]:
     """The one statement for ``writes``: it returns each write's new revision."""
-    first, gate = _gate(writes)
+    flow, gate = _gate(writes)
     ctes: list[sa.CTE] = []
     for index, (op, kind, checked, _) in enumerate(writes):
         if op == "update" and kind == "flow":
-            ctes.append(first[0])
+            assert flow is not None  # _gate made it
+            ctes.append(flow)
         elif op == "update":
             ctes.append(_update(index, kind, checked, None, gate))
         else:
@@ -188,7 +182,7 @@ class OneStatementCommits(SQLTransactions):
         """Run ``writes`` as one autocommitted statement: their revisions, None if one missed."""
         statement = build(tuple(writes))
         values = params(writes, rows, fence)
-        with self._connect("write") as conn, isolated(conn, "AUTOCOMMIT"):
+        with self._autocommitted() as conn:
             try:
                 found = conn.execute(statement, values).one()
             except sa.exc.DBAPIError as error:

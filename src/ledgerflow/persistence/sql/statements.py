@@ -33,6 +33,7 @@ __all__ = [
     "Updates",
     "prepared",
     "release_statement",
+    "release_values",
     "update_statement",
 ]
 
@@ -84,15 +85,22 @@ def release_statement(checked: bool, clear_cancel: bool) -> sa.Update:
     (a cancel only with ``clear_cancel``); the literal keeps the statement's binds those
     of the plain UPDATE.
     """
+    return update_statement("flow", checked, fenced=True).values(**release_values(clear_cancel))
+
+
+def release_values(clear_cancel: bool) -> dict[str, Any]:
+    """What a release sets on the flow row: no owner, no lease, the request dropped.
+
+    A cancel is kept unless ``clear_cancel``; the literal keeps the statement's binds
+    those of the plain UPDATE.
+    """
     request = FLOWS.c.request
     keep = (
         sa.null()
         if clear_cancel
         else sa.case((request == sa.literal_column("'cancel'"), request), else_=sa.null())
     )
-    return update_statement("flow", checked, fenced=True).values(
-        owner=sa.null(), lease_expires_at=sa.null(), request=keep
-    )
+    return {"owner": sa.null(), "lease_expires_at": sa.null(), "request": keep}
 
 
 SELECTS: Final[dict[tuple[Kind, bool], sa.Select[Any]]] = {

@@ -206,6 +206,12 @@ class SQLTransactions(RecordConnection):
             finally:
                 self._local.conn = self._local.fence = None
 
+    @contextlib.contextmanager
+    def _autocommitted(self) -> Iterator[SAConnection]:
+        """A pooled connection in autocommit: each statement its own transaction (psycopg)."""
+        with self._connect("write") as conn, isolated(conn, "AUTOCOMMIT"):
+            yield conn
+
     def _refuse_if_corrupt(self) -> None:
         corrupt = self._backend.corrupt
         if corrupt is not None:
@@ -261,7 +267,8 @@ class SQLTransactions(RecordConnection):
                     yield
             finally:
                 self._local.snapshot = None
-        # _reading() rolled the read transaction back on the way out.
+        # The read transaction ended on the way out: isolated() commits it, else _reading()
+        # rolled it back.
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[SAConnection | None]:
